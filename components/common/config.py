@@ -1,0 +1,195 @@
+"""Typed configuration: every pipeline parameter, its default, its help text and its checks.
+
+Why here: defaults live in one place. The pipeline signature (`pipelines/lora_pipeline.py`) reads
+its defaults from these models, the CLI validates `--param` overrides against them before anything
+runs, and each step rebuilds the part it needs from its own arguments and checks it again, so bad
+input stops before any GPU time is spent. The defaults are the real job: Gemma 3 1B instruct,
+LoRA on Dolly-15k, one NVIDIA L4.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from components.common.errors import InputError
+
+DOLLY_CATEGORIES: tuple[str, ...] = (
+    "brainstorming",
+    "classification",
+    "closed_qa",
+    "creative_writing",
+    "general_qa",
+    "information_extraction",
+    "open_qa",
+    "summarization",
+)
+
+
+def split_csv(value: str) -> list[str]:
+    """`"a, b,,c"` -> `["a", "b", "c"]`: list-valued parameters travel as comma-separated strings
+    so they stay plain `str` pipeline parameters (easy to pass with `--param`)."""
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class CommonConfig(_Strict):
+    base_model: str = Field(
+        "google/gemma-3-1b-it",
+        description="Hugging Face model id, local folder, gs:// folder or embedded://tiny-gemma3.",
+    )
+    max_seq_len: int = Field(
+        1024, ge=16, le=32768, description="Longest prompt+response in tokens; longer rows drop."
+    )
+    seed: int = Field(42, ge=0, description="Seed for the split, LoRA init and data order.")
+
+
+class DataConfig(CommonConfig):
+    dataset: str = Field(
+        "databricks/databricks-dolly-15k",
+        description="Hugging Face dataset id, local JSONL, gs:// JSONL or embedded://dolly-15k-sample.jsonl",
+    )
+    categories: str = Field("", description="Comma-separated Dolly categories to keep ('' = all).")
+    val_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="Share of rows for validation.")
+    test_fraction: float = Field(0.05, gt=0.0, lt=1.0, description="Share of rows for test.")
+    max_bad_row_fraction: float = Field(
+        0.01,
+        ge=0.0,
+        le=1.0,
+        description="Malformed rows are skipped and counted up to this share; above it the step fails.",
+    )
+    system_prompt: str = Field("", description="Optional system message put before every prompt.")
+
+    @field_validator("categories")
+    @classmethod
+    def _known_categories(cls, v: str) -> str:
+        unknown = [c for c in split_csv(v) if c not in DOLLY_CATEGORIES]
+        if unknown:
+            raise ValueError(
+                f"unknown categor{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; "
+                f"choose from {', '.join(DOLLY_CATEGORIES)}"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _fractions(self) -> DataConfig:
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError(
+                f"val_fraction + test_fraction = {self.val_fraction + self.test_fraction:g} "
+                "leaves nothing to train on; keep their sum below 1 (e.g. 0.05 each)"
+            )
+        return self
+
+    @property
+    def category_list(self) -> list[str]:
+        return split_csv(self.categories)
+
+
+class TrainConfig(CommonConfig):
+    lora_r: int = Field(16, description="LoRA rank.")
+    lora_alpha: int = Field(32, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA path.")
+    target_modules: str = Field(
+        "all-linear",
+        description="'all-linear' or comma-separated module names (e.g. q_proj,v_proj).",
+    )
+    learning_rate: float = Field(2e-4, gt=0.0, le=1.0, description="Peak learning rate.")
+    lr_scheduler_type: Literal["cosine", "linear", "constant", "constant_with_warmup"] = Field(
+        "cosine", description="Learning-rate schedule after warmup."
+    )
+    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0, description="Share of steps for warmup.")
+    num_train_epochs: float = Field(1.0, gt=0.0, description="Epochs (ignored if max_steps > 0).")
+    max_steps: int = Field(-1, ge=-1, description="Stop after this many optimizer steps (-1: epochs).")
+    per_device_train_batch_size: int = Field(8, ge=1, description="Sequences per forward pass.")
+    gradient_accumulation_steps: int = Field(2, ge=1, description="Micro-batches per optimizer step.")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0.0, description="Gradient clipping norm.")
+    bf16: Literal["auto", "true", "false"] = Field(
+        "auto", description="bf16 mixed precision; 'auto' = on where the GPU supports it."
+    )
+    logging_steps: int = Field(10, ge=1, description="Log loss/lr every N steps.")
+    eval_steps: int = Field(100, ge=1, description="Validation loss every N steps.")
+
+    @field_validator("lora_r")
+    @classmethod
+    def _rank(cls, v: int) -> int:
+        if v <= 0:
+            raise ValueError(f"LoRA rank must be a positive integer, got {v}; try 8, 16 or 32")
+        return v
+
+    @field_validator("target_modules")
+    @classmethod
+    def _modules(cls, v: str) -> str:
+        if not split_csv(v):
+            raise ValueError("target_modules is empty; use 'all-linear' or e.g. 'q_proj,v_proj'")
+        return v
+
+    @property
+    def target_module_list(self) -> list[str] | str:
+        return "all-linear" if self.target_modules.strip() == "all-linear" else split_csv(
+            self.target_modules
+        )
+
+
+class GenerationConfig(_Strict):
+    max_new_tokens: int = Field(256, ge=1, le=8192, description="Tokens generated per answer.")
+    temperature: float = Field(0.0, ge=0.0, le=5.0, description="0 = greedy decoding.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass (temperature > 0).")
+    generation_batch_size: int = Field(16, ge=1, description="Prompts per generate() call.")
+    eval_max_rows: int = Field(0, ge=0, description="Evaluate on at most N test rows (0 = all).")
+
+
+class PipelineConfig(DataConfig, TrainConfig, GenerationConfig):
+    """All pipeline parameters, flat, as the pipeline function takes them."""
+
+    prompts_uri: str = Field(
+        "", description="JSONL of prompts ({'prompt': ...}) for inference ('' = test split)."
+    )
+    wandb_project: str = Field("dolly-lora", description="W&B project (key from env/.env only).")
+
+
+def parameter_defaults() -> dict[str, Any]:
+    """Every pipeline parameter with its default, in declaration order."""
+    return {name: f.default for name, f in PipelineConfig.model_fields.items()}
+
+
+def parameter_help() -> dict[str, str]:
+    return {name: f.description or "" for name, f in PipelineConfig.model_fields.items()}
+
+
+def build(model: type[BaseModel], values: dict[str, Any]) -> Any:
+    """Validate `values` (unknown keys ignored) into `model`, raising one readable InputError."""
+    fields = model.model_fields
+    try:
+        return model(**{k: v for k, v in values.items() if k in fields})
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "parameters"
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {msg}")
+        raise InputError("; ".join(problems)) from None
+
+
+# The embedded default: what `submit --local` runs with no cloud, GPU or network. A tiny Gemma 3
+# and the shipped Dolly sample; the training knobs are sized so the whole DAG takes a few minutes
+# on 2 CPU cores. It shows the machinery; quality comes from the real model on a GPU.
+EMBEDDED_DEFAULT: dict[str, Any] = {
+    "base_model": "embedded://tiny-gemma3",
+    "dataset": "embedded://dolly-15k-sample.jsonl",
+    "max_seq_len": 512,
+    "val_fraction": 0.1,
+    "test_fraction": 0.1,
+    "learning_rate": 3e-3,
+    "warmup_ratio": 0.05,
+    "max_steps": 60,
+    "per_device_train_batch_size": 8,
+    "gradient_accumulation_steps": 1,
+    "logging_steps": 5,
+    "eval_steps": 20,
+    "max_new_tokens": 48,
+}

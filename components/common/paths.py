@@ -1,0 +1,30 @@
+"""Where the embedded default lives, and how `embedded://` references resolve to it.
+
+Why a URI scheme: pipeline parameters must be the same strings locally and on Vertex. A bare
+local path would bake this machine's layout into the compiled YAML; `embedded://tiny-gemma3`
+resolves inside whatever environment (laptop venv or the image) the step runs in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+EMBEDDED_SCHEME = "embedded://"
+EMBEDDED_DATASET = ASSETS_DIR / "dolly-15k-sample.jsonl"
+EMBEDDED_MODEL = ASSETS_DIR / "tiny-gemma3"
+
+
+def resolve_embedded(ref: str) -> str:
+    """Map `embedded://NAME` to the shipped file or folder; leave any other reference alone."""
+    if not ref.startswith(EMBEDDED_SCHEME):
+        return ref
+    name = ref[len(EMBEDDED_SCHEME) :]
+    path = ASSETS_DIR / name
+    if not path.exists():
+        available = sorted(p.name for p in ASSETS_DIR.iterdir() if not p.name.startswith("."))
+        raise FileNotFoundError(
+            f"unknown embedded asset {ref!r}; available: "
+            + ", ".join(EMBEDDED_SCHEME + a for a in available)
+        )
+    return str(path)

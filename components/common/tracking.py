@@ -1,0 +1,126 @@
+"""Experiment tracking that never fails a step: W&B when it works, a no-op otherwise.
+
+Why: W&B is how people watch training from anywhere, but a missing key, an outage or a test must
+never cost a run. With no WANDB_API_KEY (and no WANDB_MODE) the run logs offline to disk, never
+prompting; `WANDB_MODE=disabled` or any init error gives the no-op `DummyRun` (as nanochat's
+`DummyWandb`). The key comes only from the environment (a git-ignored `.env` locally, Secret
+Manager on Vertex), never from a parameter.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class DummyRun:
+    """Stands in for a wandb run: every call is accepted and ignored."""
+
+    active = False
+    url: str | None = None
+    id: str | None = None
+    report_to = "none"
+
+    def log(self, data: dict[str, Any], step: int | None = None) -> None:
+        pass
+
+    def summary(self, data: dict[str, Any]) -> None:
+        pass
+
+    def log_table(self, key: str, columns: list[str], rows: list[list[Any]]) -> None:
+        pass
+
+    def log_reference(self, name: str, kind: str, uri: str, metadata: dict | None = None) -> None:
+        pass
+
+
+class WandbRun(DummyRun):
+    """Thin wrapper so callers never touch wandb directly; every call is guarded."""
+
+    active = True
+    report_to = "wandb"
+
+    def __init__(self, run: Any) -> None:
+        self._run = run
+        self.id = run.id
+        try:
+            self.url = run.url  # None offline
+        except Exception:  # noqa: BLE001 - a URL is a nicety
+            self.url = None
+
+    def _guard(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - tracking must not fail the step
+            log.warning("W&B %s failed (%s); continuing without it", what, exc)
+
+    def log(self, data: dict[str, Any], step: int | None = None) -> None:
+        self._guard("log", self._run.log, data, step=step)
+
+    def summary(self, data: dict[str, Any]) -> None:
+        self._guard("summary", self._run.summary.update, data)
+
+    def log_table(self, key: str, columns: list[str], rows: list[list[Any]]) -> None:
+        import wandb
+
+        self._guard("table", lambda: self._run.log({key: wandb.Table(columns=columns, data=rows)}))
+
+    def log_reference(self, name: str, kind: str, uri: str, metadata: dict | None = None) -> None:
+        import wandb
+
+        def _log() -> None:
+            art = wandb.Artifact(name, type=kind, metadata=metadata or {})
+            art.add_reference(uri if "://" in uri else f"file://{os.path.abspath(uri)}",
+                              checksum=False)
+            self._run.log_artifact(art)
+
+        self._guard("artifact", _log)
+
+
+def wandb_mode() -> str:
+    """online with a key, offline without one, or whatever WANDB_MODE says."""
+    explicit = os.environ.get("WANDB_MODE")
+    if explicit:
+        return explicit
+    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+
+
+@contextmanager
+def tracking_run(
+    step: str, config: dict[str, Any], project: str, group: str | None = None
+) -> Iterator[DummyRun]:
+    """One W&B run per pipeline step (job_type = step), grouped by pipeline run."""
+    mode = wandb_mode()
+    run: DummyRun = DummyRun()
+    if mode != "disabled" and project:
+        try:
+            import wandb
+
+            raw = wandb.init(
+                project=project,
+                group=group or None,
+                job_type=step,
+                name=f"{group}-{step}" if group else None,
+                config=config,
+                mode=mode,
+                reinit="finish_previous",
+                settings=wandb.Settings(silent=True, console="off", init_timeout=60),
+            )
+            run = WandbRun(raw)
+        except Exception as exc:  # noqa: BLE001 - offline, outage, bad key: never fatal
+            log.warning("W&B unavailable (%s); tracking disabled for %s", exc, step)
+    try:
+        yield run
+    finally:
+        if run.active:
+            try:
+                import wandb
+
+                wandb.finish()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("W&B finish failed (%s)", exc)

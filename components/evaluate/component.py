@@ -1,0 +1,39 @@
+"""KFP component: evaluate base vs tuned. Logic: `components.evaluate.evaluate.run_evaluate`."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+from components.images import DEFAULT_IMAGE
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def evaluate(
+    test: Input[Dataset],
+    model: Input[Model],
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    generation_batch_size: int,
+    eval_max_rows: int,
+    wandb_project: str,
+    run_id: str,
+    metrics: Output[Metrics],
+    generations: Output[Artifact],
+):
+    """Loss, perplexity and ROUGE-L on the test split for the base and the tuned model."""
+    from components.evaluate.evaluate import run_evaluate
+
+    params = {
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        "top_p": top_p,
+        "generation_batch_size": generation_batch_size,
+        "eval_max_rows": eval_max_rows,
+    }
+    scalars = run_evaluate(
+        params, test.path, model.path, generations.path, run_id=run_id,
+        wandb_project=wandb_project,
+    )
+    for name, value in scalars.items():
+        metrics.log_metric(name, value)
+    generations.metadata["rows"] = int(scalars["test_rows"])

@@ -1,0 +1,43 @@
+"""KFP component: LoRA fine-tune. Logic: `components.fine_tune.train.run_fine_tune`."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model, Output
+
+from components.images import DEFAULT_IMAGE
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def fine_tune(
+    train: Input[Dataset],
+    validation: Input[Dataset],
+    base_model: str,
+    max_seq_len: int,
+    seed: int,
+    lora_r: int,
+    lora_alpha: int,
+    lora_dropout: float,
+    target_modules: str,
+    learning_rate: float,
+    lr_scheduler_type: str,
+    warmup_ratio: float,
+    num_train_epochs: float,
+    max_steps: int,
+    per_device_train_batch_size: int,
+    gradient_accumulation_steps: int,
+    weight_decay: float,
+    max_grad_norm: float,
+    bf16: str,
+    logging_steps: int,
+    eval_steps: int,
+    wandb_project: str,
+    run_id: str,
+    model: Output[Model],
+):
+    """Train a LoRA adapter on the train split; validation loss during training."""
+    from components.fine_tune.train import run_fine_tune
+
+    params = {k: v for k, v in locals().items() if k not in ("train", "validation", "model")}
+    meta = run_fine_tune(
+        params, train.path, validation.path, model.path, run_id=run_id, wandb_project=wandb_project
+    )
+    model.metadata.update(meta)

@@ -1,0 +1,32 @@
+"""KFP component: batched inference. Logic: `components.inference.infer.run_inference`."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model, Output
+
+from components.images import DEFAULT_IMAGE
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def inference(
+    test: Input[Dataset],
+    model: Input[Model],
+    prompts_uri: str,
+    system_prompt: str,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    generation_batch_size: int,
+    predictions: Output[Dataset],
+):
+    """Generate answers with the tuned model for the test prompts or a prompts JSONL."""
+    from components.inference.infer import run_inference
+
+    params = {
+        "prompts_uri": prompts_uri,
+        "system_prompt": system_prompt,
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        "top_p": top_p,
+        "generation_batch_size": generation_batch_size,
+    }
+    predictions.metadata.update(run_inference(params, test.path, model.path, predictions.path))

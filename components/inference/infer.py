@@ -1,0 +1,119 @@
+"""Inference step: batched generation with the tuned model for a set of prompts.
+
+Prompts are the test split's instructions (with their context) by default, or a JSONL file of
+`{"prompt": ...}` objects (local or gs://). Each prediction records its token counts and latency.
+
+    uv run python -m components.inference.infer --adapter /tmp/adapter \
+        --test /tmp/prep/test.jsonl --out /tmp/predictions.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from components.common.config import GenerationConfig, build
+from components.common.errors import InputError
+from components.common.generation import generate
+from components.common.storage import read_bytes
+from components.prepare_data.dolly import user_content
+
+
+def load_prompts(prompts_uri: str, test_rows: list[dict[str, Any]]) -> list[str]:
+    """User prompts from a JSONL file (field `prompt`), or from the test split when none given."""
+    if not prompts_uri:
+        return [user_content(r["instruction"], r["context"]) for r in test_rows]
+    prompts = []
+    text = read_bytes(prompts_uri).decode("utf-8", errors="replace")
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            raise InputError(
+                f"{prompts_uri} line {n} is not JSON; give one object per line like "
+                '{"prompt": "..."}'
+            ) from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str):
+            raise InputError(
+                f'{prompts_uri} line {n} has no string "prompt" field; write {{"prompt": "..."}}'
+            )
+        prompts.append(obj["prompt"])
+    if not prompts:
+        raise InputError(f"{prompts_uri} holds no prompts")
+    return prompts
+
+
+def infer(
+    adapter_dir: str, prompts: list[str], gen: GenerationConfig, system_prompt: str = ""
+) -> list[dict[str, Any]]:
+    from components.evaluate.evaluate import load_base_and_adapter
+
+    model, tokenizer = load_base_and_adapter(adapter_dir)
+    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    chats = [
+        tokenizer.apply_chat_template(
+            [*system, {"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+        )
+        for p in prompts
+    ]
+    outs = generate(
+        model,
+        tokenizer,
+        chats,
+        max_new_tokens=gen.max_new_tokens,
+        batch_size=gen.generation_batch_size,
+        temperature=gen.temperature,
+        top_p=gen.top_p,
+    )
+    return [
+        {
+            "prompt": p,
+            "response": o.text,
+            "prompt_tokens": o.prompt_tokens,
+            "completion_tokens": o.completion_tokens,
+            "latency_s": o.latency_s,
+        }
+        for p, o in zip(prompts, outs, strict=True)
+    ]
+
+
+def run_inference(
+    params: dict[str, Any], test_path: str, adapter_dir: str, predictions_path: str
+) -> dict[str, Any]:
+    """Entry point of the KFP component. Returns the predictions artifact's metadata."""
+    from components.prepare_data.prepare import read_rows, write_jsonl
+
+    gen: GenerationConfig = build(GenerationConfig, params)
+    prompts = load_prompts(params.get("prompts_uri", ""), read_rows(test_path))
+    t0 = time.perf_counter()
+    rows = infer(adapter_dir, prompts, gen, params.get("system_prompt", ""))
+    seconds = time.perf_counter() - t0
+    write_jsonl(predictions_path, rows)
+    completion = sum(r["completion_tokens"] for r in rows)
+    return {
+        "rows": len(rows),
+        "completion_tokens": completion,
+        "seconds": round(seconds, 3),
+        "tokens_per_second": round(completion / seconds, 1) if seconds else 0.0,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Generate with a tuned adapter.")
+    parser.add_argument("--adapter", required=True)
+    parser.add_argument("--test", required=True)
+    parser.add_argument("--prompts", default="")
+    parser.add_argument("--out", default="predictions.jsonl")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    args = parser.parse_args(argv)
+    params = {"max_new_tokens": args.max_new_tokens, "prompts_uri": args.prompts}
+    print(json.dumps(run_inference(params, args.test, args.adapter, args.out), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""KFP component: prepare data. Logic: `components.prepare_data.prepare.run_prepare`."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Output
+
+from components.images import DEFAULT_IMAGE
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def prepare_data(
+    dataset: str,
+    base_model: str,
+    categories: str,
+    val_fraction: float,
+    test_fraction: float,
+    max_seq_len: int,
+    max_bad_row_fraction: float,
+    system_prompt: str,
+    seed: int,
+    train: Output[Dataset],
+    validation: Output[Dataset],
+    test: Output[Dataset],
+    rejected: Output[Dataset],
+):
+    """Validate, format as chat, filter and split Dolly-format rows."""
+    from components.prepare_data.prepare import run_prepare
+
+    params = dict(locals())
+    outs = {"train": train, "validation": validation, "test": test, "rejected": rejected}
+    stats = run_prepare(params, {name: art.path for name, art in outs.items()})
+    for name, art in outs.items():
+        art.metadata.update({k: v for k, v in stats.items() if k != "categories"})
+        art.metadata["rows"] = stats.get(f"{name}_rows", stats["rejected_rows"])
+        art.metadata["categories"] = stats["categories"].get(name, {})
