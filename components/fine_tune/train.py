@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import json
 import math
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,7 +132,8 @@ def train(
     model = load_model(cfg.base_model, bf16=bf16_enabled(cfg.bf16))
     model.config.use_cache = False  # packed/padded batches stay isolated; no KV cache in training
 
-    work = output_dir.parent / (output_dir.name + ".work")
+    # Trainer scratch space stays out of the Model artifact (only the adapter is published).
+    work = Path(tempfile.mkdtemp(prefix="fine-tune-"))
     args = sft_config(cfg, work, has_eval=bool(val_rows), report_to=tracker.report_to)
     trainer = SFTTrainer(
         model=model,
