@@ -28,7 +28,8 @@ def rouge_l(predictions: list[str], references: list[str]) -> list[float]:
     if len(predictions) != len(references):
         raise ValueError("predictions and references differ in length")
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    return [scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references)]
+    pairs = zip(predictions, references, strict=True)
+    return [scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in pairs]
 
 
 def mean(xs: list[float]) -> float:

@@ -23,8 +23,8 @@ from typing import Any
 from components.common.config import TrainConfig, build
 from components.common.errors import InputError
 from components.common.modeling import (
-    bf16_enabled,
     best_device,
+    bf16_enabled,
     check_target_modules,
     load_model,
     load_tokenizer,
@@ -53,7 +53,7 @@ def base_weights_digest(model: Any) -> str:
     for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
         if "lora_" in name:
             continue
-        h.update(name.removeprefix("base_model.model.").encode())
+        h.update(name.removeprefix("base_model.model.").replace(".base_layer", "").encode())
         h.update(p.detach().float().cpu().numpy().tobytes())
     return h.hexdigest()[:16]
 

@@ -57,7 +57,9 @@ def read_jsonl(data: bytes, source: str) -> list[tuple[int, Any]]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise InputError(f"{source} is not UTF-8 text; give a JSONL file (one JSON object per line)")
+        raise InputError(
+            f"{source} is not UTF-8 text; give a JSONL file (one JSON object per line)"
+        ) from None
     stripped = text.lstrip()
     if stripped.startswith("["):
         raise InputError(

@@ -1,0 +1,53 @@
+"""Parameter checks that must stop a run before any machine starts."""
+
+import pytest
+
+from cli.params import parse_overrides, resolve_parameters
+from components.common.config import EMBEDDED_DEFAULT, PipelineConfig, build, parameter_defaults
+from components.common.errors import InputError
+from components.common.modeling import check_target_modules, linear_module_names
+
+
+def test_defaults_are_the_real_job():
+    d = parameter_defaults()
+    assert d["base_model"] == "google/gemma-3-1b-it"
+    assert d["dataset"] == "databricks/databricks-dolly-15k"
+    assert set(EMBEDDED_DEFAULT) <= set(d)
+
+
+def test_overrides_are_typed_from_the_config():
+    params = resolve_parameters(EMBEDDED_DEFAULT, ["max_steps=20", "learning_rate=1e-3"])
+    assert params["max_steps"] == 20 and params["learning_rate"] == 1e-3
+
+
+@pytest.mark.parametrize(
+    ("pairs", "expected"),
+    [
+        (["lora_r=0"], "LoRA rank must be a positive integer"),
+        (["lora_rank=8"], "unknown pipeline parameter 'lora_rank'; did you mean lora_r"),
+        (["max_steps=abc"], "max_steps: Input should be a valid integer"),
+        (["val_fraction=0.6", "test_fraction=0.5"], "leaves nothing to train on"),
+        (["categories=closed_qa,poetry"], "unknown category poetry"),
+        (["max_steps"], "is not name=value"),
+    ],
+)
+def test_bad_parameters_get_one_line_errors(pairs, expected):
+    with pytest.raises(InputError) as exc:
+        resolve_parameters(EMBEDDED_DEFAULT, pairs)
+    assert expected in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_unknown_names_are_rejected_even_in_code():
+    with pytest.raises(InputError):
+        build(PipelineConfig, {"nonsense": 1} | {"lora_r": -1})
+    assert parse_overrides(["system_prompt=a=b"]) == {"system_prompt": "a=b"}
+
+
+def test_target_modules_checked_against_the_model(tiny_model_ref):
+    names = linear_module_names(tiny_model_ref)
+    assert {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"} <= names
+    check_target_modules(tiny_model_ref, ["q_proj", "v_proj"])
+    check_target_modules(tiny_model_ref, "all-linear")
+    with pytest.raises(InputError, match="query_key_value not found"):
+        check_target_modules(tiny_model_ref, ["q_proj", "query_key_value"])

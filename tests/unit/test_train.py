@@ -1,0 +1,46 @@
+"""Training means something: loss goes down, LoRA weights change, base weights do not."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+from components.common.config import DataConfig, TrainConfig
+from components.common.errors import InputError
+from components.fine_tune.train import train
+from components.prepare_data.prepare import prepare
+
+
+@pytest.fixture(scope="module")
+def splits(tokenizer):
+    cfg = DataConfig(dataset="embedded://dolly-15k-sample.jsonl",
+                     base_model="embedded://tiny-gemma3", max_seq_len=256)
+    return prepare(cfg, tokenizer).splits
+
+
+def test_lora_training_learns_and_leaves_base_untouched(tmp_path, splits):
+    cfg = TrainConfig(base_model="embedded://tiny-gemma3", max_seq_len=256, max_steps=12,
+                      learning_rate=3e-3, per_device_train_batch_size=8,
+                      gradient_accumulation_steps=1, logging_steps=1, eval_steps=6,
+                      warmup_ratio=0.0)
+    result = train(cfg, splits["train"][:96], splits["validation"][:8], tmp_path / "adapter")
+    m = result.metrics
+    assert m["global_step"] == 12
+    assert m["last_logged_loss"] < m["first_logged_loss"]
+    assert m["base_weights_digest_before"] == m["base_weights_digest_after"]
+    weights = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    lora_b = [w for k, w in weights.items() if "lora_B" in k]
+    assert lora_b and all(w.abs().sum() > 0 for w in lora_b), "lora_B starts at 0 and must move"
+    assert not any("lora" not in k for k in weights), "only adapter weights are saved"
+    saved = json.loads((tmp_path / "adapter" / "training_config.json").read_text())
+    assert saved["lora_r"] == 16
+    assert (tmp_path / "adapter" / "tokenizer_config.json").exists()
+
+
+def test_target_modules_missing_fail_before_training(tmp_path, splits):
+    cfg = TrainConfig(base_model="embedded://tiny-gemma3", target_modules="c_attn")
+    with pytest.raises(InputError, match="c_attn not found"):
+        train(cfg, splits["train"][:4], [], tmp_path / "adapter")
+    assert not (tmp_path / "adapter").exists()
