@@ -111,6 +111,11 @@ class TrainConfig(CommonConfig):
     bf16: Literal["auto", "true", "false"] = Field(
         "auto", description="bf16 mixed precision; 'auto' = on where the GPU supports it."
     )
+    batching: Literal["auto", "padded", "packed"] = Field(
+        "auto",
+        description="'padded': length-grouped dynamic padding (CPU); 'packed': padding-free "
+        "best-fit packing of whole rows into max_seq_len (GPU); 'auto' picks by hardware.",
+    )
     logging_steps: int = Field(10, ge=1, description="Log loss/lr every N steps.")
     eval_steps: int = Field(100, ge=1, description="Validation loss every N steps.")
 

@@ -27,6 +27,7 @@ def fine_tune(
     weight_decay: float,
     max_grad_norm: float,
     bf16: str,
+    batching: str,
     logging_steps: int,
     eval_steps: int,
     wandb_project: str,

@@ -70,18 +70,40 @@ def lora_config(cfg: TrainConfig) -> Any:
     )
 
 
+def batching_mode(setting: str) -> str:
+    """'packed' on a GPU, 'padded' on CPU, unless set explicitly.
+
+    Why: on CPU there is no variable-length attention kernel, so packing only adds a big
+    block-diagonal mask; length-grouped dynamic padding measured fastest there. On a GPU,
+    padding-free packing keeps every token useful and each step's token count fixed.
+    """
+    if setting != "auto":
+        return setting
+    return "packed" if best_device() == "cuda" else "padded"
+
+
 def sft_config(cfg: TrainConfig, output_dir: Path, has_eval: bool, report_to: str) -> Any:
-    """Hardware-aware SFTConfig: bf16 + gradient checkpointing on GPU; fp32 and length-grouped
-    dynamic padding on CPU (bf16 is ~10x slower there and checkpointing only costs time)."""
+    """Hardware-aware SFTConfig.
+
+    GPU: bf16, gradient checkpointing, padding-free best-fit-decreasing packing (rows never cut,
+    never attending to each other: position_ids restart per row and `use_cache=False`), and a
+    batch that starts at the configured size and halves on out-of-memory (measured, not guessed).
+    CPU: fp32 (bf16 is ~10x slower there), no checkpointing, length-grouped dynamic padding.
+    Both: response-only loss through TRL's fused LM head, which never materialises full logits.
+    """
     from trl import SFTConfig
 
     on_gpu = best_device() == "cuda"
-    bf16 = bf16_enabled(cfg.bf16)
+    packed = batching_mode(cfg.batching) == "packed"
     return SFTConfig(
         output_dir=str(output_dir),
         max_length=cfg.max_seq_len,
+        packing=packed,
+        packing_strategy="bfd",
+        padding_free=packed,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         per_device_eval_batch_size=cfg.per_device_train_batch_size,
+        auto_find_batch_size=on_gpu,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler_type,
@@ -90,12 +112,12 @@ def sft_config(cfg: TrainConfig, output_dir: Path, has_eval: bool, report_to: st
         max_steps=cfg.max_steps,
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
-        bf16=bf16,
+        bf16=bf16_enabled(cfg.bf16),
         use_cpu=not on_gpu,
         gradient_checkpointing=on_gpu,
         completion_only_loss=True,
-        train_sampling_strategy="group_by_length",
-        pad_to_multiple_of=8 if on_gpu else None,
+        train_sampling_strategy="random" if packed else "group_by_length",
+        pad_to_multiple_of=None,
         logging_steps=cfg.logging_steps,
         logging_first_step=True,
         eval_strategy="steps" if has_eval else "no",
