@@ -156,7 +156,7 @@ def build_pipeline(settings: CompileSettings) -> Any:
             hf_token_secret=hf_token_secret,
             **gen_args,
         ).set_display_name("inference")
-        with dsl.If(ev.outputs["tuned_better"] == True, name="tuned-beats-base"):  # noqa: E712
+        with dsl.If(ev.outputs["Output"] == True, name="tuned-beats-base"):  # noqa: E712
             reg = ops["register_model"](
                 model=tune.outputs["model"],
                 display_name=settings.model_display_name,

@@ -1,7 +1,5 @@
 """KFP component: evaluate base vs tuned. Logic: `components.evaluate.evaluate.run_evaluate`."""
 
-from typing import NamedTuple
-
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
@@ -23,8 +21,12 @@ def evaluate(
     wandb_api_key_secret: str,
     metrics: Output[Metrics],
     generations: Output[Artifact],
-) -> NamedTuple("EvalOutputs", [("tuned_better", bool)]):
-    """Loss, perplexity and ROUGE-L on the test split for the base and the tuned model."""
+) -> bool:
+    """Loss, perplexity and ROUGE-L on the test split for the base and the tuned model.
+
+    Returns whether the tuned model beats the base on test loss: the model-registry gate. (A
+    plain bool, not a NamedTuple: kfp.local cannot resolve NamedTuple outputs in a dsl.If.)
+    """
     from components.common.secrets import load_secrets
     from components.evaluate.evaluate import run_evaluate
 
@@ -45,4 +47,4 @@ def evaluate(
         metrics.log_metric(name, value)
     generations.metadata["rows"] = int(scalars["test_rows"])
     # Gate for the model registry (pipelines/lora_pipeline.py): tuned must beat base on test loss.
-    return (bool(scalars["tuned_loss"] < scalars["base_loss"]),)
+    return bool(scalars["tuned_loss"] < scalars["base_loss"])

@@ -5,10 +5,6 @@ from kfp.dsl import Artifact, Input, Model, Output
 
 from components.images import DEFAULT_IMAGE
 
-# Resolved by Vertex AI Pipelines at run time (the same placeholders gcpc uses); the local
-# target passes "" instead, which writes a local record.
-PROJECT_PLACEHOLDER = "{{$.pipeline_google_cloud_project_id}}"
-LOCATION_PLACEHOLDER = "{{$.pipeline_google_cloud_location}}"
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
@@ -18,8 +14,11 @@ def register_model(
     serving_image: str,
     pipeline_job: str,
     registered_model: Output[Artifact],
-    project: str = PROJECT_PLACEHOLDER,
-    location: str = LOCATION_PLACEHOLDER,
+    # Literal defaults (the component's source is shipped alone, without module constants):
+    # Vertex resolves these placeholders at run time, as gcpc does; the local target passes ""
+    # instead, which writes a local record.
+    project: str = "{{$.pipeline_google_cloud_project_id}}",
+    location: str = "{{$.pipeline_google_cloud_location}}",
 ):
     """Upload the adapter as a new version of one Vertex Model Registry model."""
     from components.register.register import register_model as run_register
