@@ -258,10 +258,12 @@ def failed_tasks(job_resource: Any) -> list[str]:
     return [t.task_name for t in details if getattr(t.state, "name", str(t.state)) == "FAILED"]
 
 
-def wait(
-    job: Any, poll_seconds: float = 30.0, sleep: Callable[[float], None] | None = None,
-    echo: Callable[[str], None] = print,
-) -> str:
+def _sleep(seconds: float) -> None:
+    """Between polls of a running job (a seam, so tests never sleep)."""
+    time.sleep(seconds)
+
+
+def wait(job: Any, poll_seconds: float = 30.0, echo: Callable[[str], None] = print) -> str:
     """Follow the job until it ends; returns the final state name, raises if it did not succeed."""
     last = None
     while True:
@@ -272,7 +274,7 @@ def wait(
             last = state
         if state in TERMINAL:
             break
-        (sleep or time.sleep)(poll_seconds)
+        _sleep(poll_seconds)
     if state != "PIPELINE_STATE_SUCCEEDED":
         tasks = failed_tasks(job._gca_resource)
         error = job._gca_resource.error.message if job._gca_resource.error else ""

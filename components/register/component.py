@@ -6,7 +6,6 @@ from kfp.dsl import Artifact, Input, Model, Output
 from components.images import DEFAULT_IMAGE
 
 
-
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def register_model(
     model: Input[Model],

@@ -117,7 +117,7 @@ def test_wait_fails_with_the_failed_task(vertex: Captured, template: Path,
     from cli import vertex as vx
 
     naps: list[float] = []
-    monkeypatch.setattr(vx.time, "sleep", naps.append)
+    monkeypatch.setattr(vx, "_sleep", naps.append)
     vertex.job_states = ["PIPELINE_STATE_RUNNING", "PIPELINE_STATE_RUNNING",
                          "PIPELINE_STATE_FAILED"]
     r = invoke(*BASE, "--template", str(template), "--wait")
@@ -130,7 +130,7 @@ def test_wait_fails_with_the_failed_task(vertex: Captured, template: Path,
 def test_wait_succeeds(vertex: Captured, template: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cli import vertex as vx
 
-    monkeypatch.setattr(vx.time, "sleep", lambda s: None)
+    monkeypatch.setattr(vx, "_sleep", lambda s: None)
     vertex.job_states = ["PIPELINE_STATE_RUNNING", "PIPELINE_STATE_SUCCEEDED"]
     r = invoke(*BASE, "--template", str(template), "--wait")
     assert r.exit_code == 0, r.output

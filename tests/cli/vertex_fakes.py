@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -85,6 +86,9 @@ def vertex(monkeypatch: pytest.MonkeyPatch) -> Iterator[Captured]:
         def call(self: Any, request: Any = None, **kw: Any) -> Any:
             name = kw.get("name") or request.name
             cap.calls.append((action, name))
+            if action == "delete":  # a long-running operation
+                return SimpleNamespace(operation=SimpleNamespace(name=f"{name}/op"),
+                                       result=lambda: None)
             return Schedule(name=name, display_name="s", cron="0 3 * * 1")
         return call
 
