@@ -21,6 +21,11 @@ from pipelines.resources import STEP_MACHINES
 from pipelines.settings import CompileSettings, with_image
 
 PIPELINE_NAME = "dolly-lora"
+# Resolved by Vertex AI Pipelines at run time (the placeholders gcpc uses for its own ops).
+VERTEX_PLACEHOLDERS = {
+    "project": "{{$.pipeline_google_cloud_project_id}}",
+    "location": "{{$.pipeline_google_cloud_location}}",
+}
 D = parameter_defaults()
 
 
@@ -162,7 +167,7 @@ def build_pipeline(settings: CompileSettings) -> Any:
                 display_name=settings.model_display_name,
                 serving_image=settings.image,
                 pipeline_job=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-                **({} if vertex else {"project": "", "location": ""}),
+                **(VERTEX_PLACEHOLDERS if vertex else {}),
             ).set_display_name("register-model")
         tasks = [(prep, "prepare-data"), (ev, "evaluate"), (inf, "inference"),
                  (reg, "register-model")]

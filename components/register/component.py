@@ -13,11 +13,11 @@ def register_model(
     serving_image: str,
     pipeline_job: str,
     registered_model: Output[Artifact],
-    # Literal defaults (the component's source is shipped alone, without module constants):
-    # Vertex resolves these placeholders at run time, as gcpc does; the local target passes ""
-    # instead, which writes a local record.
-    project: str = "{{$.pipeline_google_cloud_project_id}}",
-    location: str = "{{$.pipeline_google_cloud_location}}",
+    # "" (local runner): write a local record. The Vertex target passes Vertex's run-time
+    # placeholders for the project and location as arguments (never in this source: the local
+    # runner would try to resolve a placeholder written here).
+    project: str = "",
+    location: str = "",
 ):
     """Upload the adapter as a new version of one Vertex Model Registry model."""
     from components.register.register import register_model as run_register

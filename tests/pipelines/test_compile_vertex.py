@@ -116,6 +116,17 @@ def test_settings_env_and_override_order() -> None:
     assert CompileSettings.load(env={}).training == TrainingJobSpec()
 
 
+def test_register_gets_vertex_placeholders_as_arguments(tmp_path: Path) -> None:
+    spec = compiled(tmp_path, [])
+    task = spec["components"]["comp-condition-1"]["dag"]["tasks"]["register-model"]
+    args = task["inputs"]["parameters"]
+    assert args["project"]["runtimeValue"]["constant"] == "{{$.pipeline_google_cloud_project_id}}"
+    assert args["location"]["runtimeValue"]["constant"] == "{{$.pipeline_google_cloud_location}}"
+    # never inside the shipped source, where the local runner would try to resolve it
+    command = str(spec["deploymentSpec"]["executors"]["exec-register-model"]["container"])
+    assert "pipeline_google_cloud" not in command
+
+
 def test_local_target_is_plain_and_gated(tmp_path: Path) -> None:
     spec = compiled(tmp_path, ["--target", "local"])
     execs = spec["deploymentSpec"]["executors"]
