@@ -1,34 +1,69 @@
-"""Compile the pipeline to a YAML template. No environment, no cloud calls.
+"""Compile the pipeline to a YAML template. No cloud calls; no environment needed.
 
-    uv run python compile.py                      # -> build/dolly-lora.yaml
-    uv run python compile.py --out my.yaml
+    uv run python compile.py                                  # -> build/dolly-lora.yaml
+    uv run python compile.py --image REGION-docker.pkg.dev/P/dolly-lora/trainer@sha256:...
+    uv run python compile.py --capacity SPOT --timeout 21600s
+    DOLLY_LORA_IMAGE=... uv run python compile.py             # the same, from the environment
 
-The written path is the last line printed. Compiling twice gives byte-identical files.
+The image and the training machine are compile-time settings (`pipelines.settings`): flags win
+over DOLLY_LORA_* variables, which win over the defaults (g2-standard-8, 1 x NVIDIA_L4). The
+written path is the last line printed. Compiling twice gives byte-identical files.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import Any
 
 DEFAULT_OUT = Path("build") / "dolly-lora.yaml"
 
 
-def compile_pipeline(out: Path = DEFAULT_OUT) -> Path:
+def compile_pipeline(out: Path = DEFAULT_OUT, settings: Any = None) -> Path:
+    """Compile for `settings` (default: Vertex target, default image and machine)."""
     from kfp import compiler
 
-    from pipelines.lora_pipeline import lora_pipeline
+    from pipelines.lora_pipeline import build_pipeline
+    from pipelines.settings import CompileSettings
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(lora_pipeline, package_path=str(out))
+    compiler.Compiler().compile(
+        build_pipeline(settings or CompileSettings()), package_path=str(out)
+    )
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="YAML file to write")
+    parser.add_argument("--image", help="image for every step, tag or @sha256 digest "
+                        "[env DOLLY_LORA_IMAGE]")
+    parser.add_argument("--target", choices=["vertex", "local"], help="vertex (default): "
+                        "fine-tune as a Vertex custom job; local: plain task (kfp.local)")
+    parser.add_argument("--machine-type", help="training machine [g2-standard-8]")
+    parser.add_argument("--accelerator-type", help="training GPU [NVIDIA_L4]")
+    parser.add_argument("--accelerator-count", type=int, help="GPUs [1]")
+    parser.add_argument("--boot-disk-gb", dest="boot_disk_size_gb", type=int, help="[200]")
+    parser.add_argument("--timeout", help="training job timeout, e.g. 21600s [86400s]")
+    parser.add_argument("--capacity", choices=["STANDARD", "SPOT", "FLEX_START"],
+                        help="on-demand, Spot (preemptible) or FLEX_START (queued) [STANDARD]")
+    parser.add_argument("--max-wait-duration", help="FLEX_START: wait for capacity [3600s]")
     args = parser.parse_args(argv)
-    print(compile_pipeline(args.out).resolve())
+
+    from components.common.errors import InputError
+    from components.images import PLACEHOLDER_PROJECT
+    from pipelines.settings import CompileSettings
+
+    overrides = {k: v for k, v in vars(args).items() if k != "out"}
+    try:
+        settings = CompileSettings.load(overrides)
+    except InputError as exc:
+        sys.exit(f"error: {exc}")
+    if PLACEHOLDER_PROJECT in settings.image:
+        print(f"note: placeholder image {settings.image}; pass --image (or DOLLY_LORA_IMAGE) "
+              "before submitting to Vertex", file=sys.stderr)
+    print(compile_pipeline(args.out, settings).resolve())
 
 
 if __name__ == "__main__":

@@ -1,27 +1,42 @@
-"""`submit`: run the pipeline locally or on Vertex AI Pipelines.
+"""`submit`: run the pipeline locally, on Vertex AI Pipelines, or on a Kubeflow Pipelines host.
 
-    uv run python compile.py && uv run submit --local          # whole DAG, offline, embedded default
+    uv run submit --local                                      # whole DAG, offline, tiny default
     uv run submit --local --param max_steps=20                 # any pipeline parameter
+    uv run python compile.py && uv run submit --project P --region us-central1 \\
+        --pipeline-root gs://BUCKET/pipelines [--wait] [--dry-run]
+    uv run submit upload --repo dolly-lora                     # template -> Artifact Registry
+    uv run submit schedule create --cron "0 3 * * 1"           # (project etc. from env/.env)
+    uv run submit --kfp-host https://kfp.example.com           # open-source KFP endpoint
     uv run submit params                                       # list parameters and defaults
 
-Heavy imports (kfp, torch, aiplatform) happen inside the commands that need them, so `--help`
-answers at once. Secrets come from the environment or a git-ignored `.env`, never parameters.
+Every Vertex option also comes from an environment variable or a git-ignored `.env` (see each
+option's help). Options before a subcommand apply to it: `submit --project P schedule list`.
+Heavy imports (kfp, torch, google.cloud.aiplatform: 17-19 s) happen inside the commands that need
+them, so `--help` answers at once. Secrets are never parameters: the W&B key and HF token come
+from the environment/.env locally and from Secret Manager on Vertex (by resource name).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=False,
-    help="Run the Dolly LoRA pipeline locally (KFP local runner) or on Vertex AI Pipelines.",
+    help="Run the Dolly LoRA pipeline locally (KFP local runner), on Vertex AI Pipelines, or on "
+    "a Kubeflow Pipelines host.",
 )
+schedule_app = typer.Typer(help="Vertex AI pipeline schedules (cron).", no_args_is_help=True)
+app.add_typer(schedule_app, name="schedule")
+
+DEFAULT_TEMPLATE = Path("build") / "dolly-lora.yaml"
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -29,11 +44,34 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _note(message: str) -> None:
+    typer.secho(message, fg=typer.colors.YELLOW, err=True)
+
+
 def _load_dotenv() -> None:
-    """Secrets (WANDB_API_KEY, HF_TOKEN) from a git-ignored .env; the environment wins."""
+    """Options and secrets from a git-ignored .env; the environment wins."""
     from dotenv import load_dotenv
 
     load_dotenv(Path.cwd() / ".env", override=False)
+
+
+@dataclass
+class Options:
+    """The top-level options, kept for subcommands (`submit --project P schedule list`)."""
+
+    params: list[str] = field(default_factory=list)
+    project: str | None = None
+    region: str | None = None
+    pipeline_root: str | None = None
+    service_account: str = ""
+    network: str = ""
+    labels: list[str] = field(default_factory=list)
+    experiment: str = ""
+    cache: bool | None = None
+    template: str | None = None
+    dry_run: bool = False
+    run_id: str | None = None
+    secrets: dict[str, str] = field(default_factory=dict)
 
 
 @app.callback(invoke_without_command=True)
@@ -55,35 +93,322 @@ def submit(
         ),
     ] = False,
     run_id: Annotated[
-        str | None, typer.Option(help="Name of this run (default: dolly-lora-<timestamp>).")
+        str | None, typer.Option(help="Name of this run / Vertex job id (default: "
+                                 "dolly-lora-<timestamp>).")
     ] = None,
     output_dir: Annotated[
         Path, typer.Option(help="Where local runs write their outputs and summary.json.")
     ] = Path("runs"),
+    project: Annotated[str | None, typer.Option(
+        help="Google Cloud project.", envvar=["DOLLY_LORA_PROJECT", "GOOGLE_CLOUD_PROJECT"])
+    ] = None,
+    region: Annotated[str | None, typer.Option(
+        help="Vertex AI region, e.g. us-central1.",
+        envvar=["DOLLY_LORA_REGION", "GOOGLE_CLOUD_REGION"])
+    ] = None,
+    pipeline_root: Annotated[str | None, typer.Option(
+        help="gs:// folder for pipeline artifacts.", envvar="DOLLY_LORA_PIPELINE_ROOT")
+    ] = None,
+    service_account: Annotated[str, typer.Option(
+        help="Service account the job runs as.", envvar="DOLLY_LORA_SERVICE_ACCOUNT")
+    ] = "",
+    network: Annotated[str, typer.Option(
+        help="VPC network to peer (projects/NUMBER/global/networks/NAME).",
+        envvar="DOLLY_LORA_NETWORK")
+    ] = "",
+    label: Annotated[list[str] | None, typer.Option(
+        "--label", help="Job label key=value (repeat, or comma-separated in the env var).",
+        envvar="DOLLY_LORA_LABELS")
+    ] = None,
+    experiment: Annotated[str, typer.Option(
+        help="Vertex AI experiment to record the run in.", envvar="DOLLY_LORA_EXPERIMENT")
+    ] = "",
+    cache: Annotated[bool | None, typer.Option(
+        "--cache/--no-cache", help="Turn step caching on/off for every task (default: as "
+        "compiled).", envvar="DOLLY_LORA_CACHING")
+    ] = None,
+    template: Annotated[str | None, typer.Option(
+        help="Compiled YAML or Artifact Registry template URL "
+        "(https://REGION-kfp.pkg.dev/PROJECT/REPO/PACKAGE/TAG) [build/dolly-lora.yaml].",
+        envvar="DOLLY_LORA_TEMPLATE")
+    ] = None,
+    hf_token_secret: Annotated[str, typer.Option(
+        help="Secret Manager name of the HF token (projects/P/secrets/NAME).",
+        envvar="DOLLY_LORA_HF_TOKEN_SECRET")
+    ] = "",
+    wandb_key_secret: Annotated[str, typer.Option(
+        help="Secret Manager name of the W&B API key.", envvar="DOLLY_LORA_WANDB_KEY_SECRET")
+    ] = "",
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="Follow the job until it ends; exit 1 if it failed.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the exact request as JSON; send nothing, need no credentials.")
+    ] = False,
+    kfp_host: Annotated[str | None, typer.Option(
+        help="Submit to this Kubeflow Pipelines endpoint with kfp.Client instead of Vertex.",
+        envvar="KFP_HOST")
+    ] = None,
 ) -> None:
+    secrets = {k: v for k, v in (("hf_token_secret", hf_token_secret),
+                                 ("wandb_api_key_secret", wandb_key_secret)) if v}
+    opts = Options(
+        params=list(param or []), project=project, region=region, pipeline_root=pipeline_root,
+        service_account=service_account, network=network, labels=list(label or []),
+        experiment=experiment, cache=cache, template=template, dry_run=dry_run, run_id=run_id,
+        secrets=secrets,
+    )
+    ctx.obj = opts
     if ctx.invoked_subcommand is not None:
         return
     from components.common.errors import InputError
 
     _load_dotenv()
-    run_id = run_id or "dolly-lora-" + dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     try:
+        if kfp_host:
+            _run_kfp(opts, kfp_host)
+            return
         if not local:
-            _fail("Vertex AI submission is not available yet; use --local")
+            _run_vertex(opts, wait=wait)
+            return
         from cli.params import resolve_parameters
         from components.common.config import EMBEDDED_DEFAULT
 
-        params = resolve_parameters({} if real_defaults else EMBEDDED_DEFAULT, param or [])
+        params = resolve_parameters({} if real_defaults else EMBEDDED_DEFAULT, opts.params)
         from cli.local_run import run_local
 
-        summary = run_local(params, output_dir, run_id)
+        summary = run_local(params, output_dir, run_id or _default_run_id())
     except InputError as exc:
         _fail(str(exc))
-    import json
-
     print(summary)
     if json.loads(summary.read_text())["status"] != "SUCCESS":
         raise typer.Exit(1)
+
+
+def _default_run_id() -> str:
+    return "dolly-lora-" + dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _overrides(opts: Options) -> dict[str, Any]:
+    """Only the parameters the user set, typed and checked against the pipeline's config."""
+    from cli.params import parse_overrides, resolve_parameters
+
+    names = set(parse_overrides(opts.params)) | set(opts.secrets)
+    pairs = [*opts.params, *(f"{k}={v}" for k, v in opts.secrets.items())]
+    resolved = resolve_parameters({}, pairs)
+    return {k: resolved[k] for k in resolved if k in names}
+
+
+def _template(opts: Options) -> str:
+    """The template to send; the default one is compiled on the spot if it is missing."""
+    if opts.template:
+        return opts.template
+    if not DEFAULT_TEMPLATE.exists():
+        _note(f"{DEFAULT_TEMPLATE} not found: compiling it (uv run python compile.py)")
+        from compile import compile_pipeline
+
+        compile_pipeline(DEFAULT_TEMPLATE)
+    return str(DEFAULT_TEMPLATE)
+
+
+def _vertex_settings(opts: Options) -> Any:
+    from cli import vertex
+
+    settings = vertex.VertexSettings.build(
+        project=opts.project, region=opts.region, pipeline_root=opts.pipeline_root,
+        service_account=opts.service_account, network=opts.network,
+        labels=vertex.parse_labels(opts.labels), experiment=opts.experiment,
+        enable_caching=opts.cache, template=opts.template or str(DEFAULT_TEMPLATE),
+        job_id=opts.run_id or "",
+    )
+    _template(opts)  # options are valid: compile the default template if it is missing
+    return settings
+
+
+def _checked_template(settings: Any, values: dict[str, Any], dry_run: bool) -> None:
+    from cli import vertex
+    from components.common.errors import InputError
+    from components.images import PLACEHOLDER_PROJECT
+
+    spec = vertex.load_template(settings.template)
+    vertex.check_parameters(spec, values)
+    if spec is not None:
+        placeholders = sorted(i for i in vertex.template_images(spec) if PLACEHOLDER_PROJECT in i)
+        if placeholders:
+            msg = (f"the template runs the placeholder image {placeholders[0]}; build the image "
+                   "(cloudbuild.yaml) and compile with --image or DOLLY_LORA_IMAGE")
+            if not dry_run:
+                raise InputError(msg)
+            _note(f"warning: {msg}")
+
+
+def _run_vertex(opts: Options, wait: bool) -> None:
+    from cli import vertex
+
+    settings = _vertex_settings(opts)
+    values = _overrides(opts)
+    _checked_template(settings, values, opts.dry_run)
+    labels = vertex.job_labels(settings, vertex.git_commit())
+    if opts.dry_run:
+        job = vertex.build_job(settings, values, labels, credentials=vertex.dry_run_credentials())
+        request = vertex.prepare_request(job, settings)
+        out = {"method": "google.cloud.aiplatform.v1.PipelineService.CreatePipelineJob",
+               "request": vertex.request_json(request)}
+        if settings.experiment:
+            out["experiment"] = settings.experiment
+        print(json.dumps(out, indent=2, sort_keys=True))
+        return
+    job = vertex.build_job(settings, values, labels)
+    link = vertex.submit(job, settings)
+    print(link)
+    if wait:
+        try:
+            vertex.wait(job, echo=lambda m: typer.echo(m, err=True))
+        except RuntimeError as exc:
+            _fail(str(exc), code=1)
+
+
+def _run_kfp(opts: Options, host: str) -> None:
+    from cli import vertex
+
+    template = Path(opts.template or _template(opts))
+    values = _overrides(opts)
+    vertex.check_parameters(vertex.load_template(str(template)), values)
+    run_id = vertex.submit_kfp(
+        host, template, values, run_name=opts.run_id or _default_run_id(),
+        experiment=opts.experiment, enable_caching=opts.cache,
+        service_account=opts.service_account,
+    )
+    print(f"{host.rstrip('/')}/#/runs/details/{run_id}")
+
+
+def _guard(fn: Any) -> Any:
+    """Run a subcommand body, turning InputError into a one-line error."""
+    from components.common.errors import InputError
+
+    try:
+        return fn()
+    except InputError as exc:
+        _fail(str(exc))
+
+
+def _location(opts: Options) -> tuple[str, str]:
+    from cli.vertex import VertexSettings
+
+    s = VertexSettings.build(project=opts.project, region=opts.region,
+                             pipeline_root=opts.pipeline_root or "gs://unused-for-this-command")
+    return s.project, s.region
+
+
+@app.command("upload")
+def upload(
+    ctx: typer.Context,
+    repo: Annotated[str, typer.Option(help="Artifact Registry KFP repository.",
+                                      envvar="DOLLY_LORA_KFP_REPO")] = "dolly-lora",
+    tag: Annotated[list[str] | None, typer.Option(help="Extra tag (repeat).")] = None,
+) -> None:
+    """Push the compiled template to Artifact Registry, tagged with the git commit and latest."""
+    opts: Options = ctx.obj
+
+    def body() -> None:
+        from cli import vertex
+
+        project, region = _location(opts)
+        template = Path(opts.template or _template(opts))
+        commit = vertex.git_commit()
+        tags = [commit, "latest", *(tag or [])]
+        package, version = vertex.upload_template(template, project, region, repo, tags)
+        print(f"https://{region}-kfp.pkg.dev/{project}/{repo}/{package}/{commit}")
+        _note(f"uploaded {package} version {version} tags {', '.join(tags)}")
+
+    _guard(body)
+
+
+@schedule_app.command("create")
+def schedule_create(
+    ctx: typer.Context,
+    cron: Annotated[str, typer.Option(help="Cron, 5 fields, e.g. '0 3 * * 1' (Mon 03:00).")],
+    time_zone: Annotated[str, typer.Option(help="IANA time zone, e.g. Europe/Paris.")] = "",
+    max_runs: Annotated[int | None, typer.Option(min=1, help="Stop after N runs.")] = None,
+    max_concurrent: Annotated[int, typer.Option(min=1, help="Runs at once.")] = 1,
+    name: Annotated[str, typer.Option(help="Schedule display name.")] = "dolly-lora-schedule",
+) -> None:
+    """Run the pipeline on a cron schedule (same options as a one-off submit)."""
+    opts: Options = ctx.obj
+
+    def body() -> None:
+        from cli import schedules, vertex
+
+        cron_spec = schedules.schedule_cron(cron, time_zone)
+        settings = _vertex_settings(opts)
+        values = _overrides(opts)
+        _checked_template(settings, values, opts.dry_run)
+        labels = {**vertex.job_labels(settings, vertex.git_commit()),
+                  "schedule": vertex.re.sub(r"[^a-z0-9_-]", "-", name.lower())[:63]}
+        creds = vertex.dry_run_credentials() if opts.dry_run else None
+        job = vertex.build_job(settings, values, labels, credentials=creds)
+        schedule = schedules.build_schedule(
+            job, name, labels, credentials=job.credentials, project=settings.project,
+            location=settings.region,
+        )
+        if opts.dry_run:
+            request = schedules.prepare_request(
+                schedule, cron_spec, max_runs, max_concurrent, settings.service_account,
+                settings.network,
+            )
+            print(json.dumps({
+                "method": "google.cloud.aiplatform.v1.ScheduleService.CreateSchedule",
+                "request": vertex.request_json(request)}, indent=2, sort_keys=True))
+            return
+        schedules.create(schedule, cron_spec, max_runs, max_concurrent,
+                         settings.service_account, settings.network)
+        print(schedule.resource_name)
+
+    _guard(body)
+
+
+@schedule_app.command("list")
+def schedule_list(ctx: typer.Context) -> None:
+    """List the project's pipeline schedules in the region."""
+    opts: Options = ctx.obj
+
+    def body() -> None:
+        from cli import schedules
+
+        for row in schedules.list_schedules(*_location(opts)):
+            print(json.dumps(row))
+
+    _guard(body)
+
+
+def _schedule_action(ctx: typer.Context, schedule_id: str, action: str) -> None:
+    opts: Options = ctx.obj
+
+    def body() -> None:
+        from cli import schedules
+
+        name = getattr(schedules, action)(schedule_id, *_location(opts))
+        print(f"{action}: {name}")
+
+    _guard(body)
+
+
+@schedule_app.command("pause")
+def schedule_pause(ctx: typer.Context, schedule_id: str) -> None:
+    """Pause a schedule (id or full resource name)."""
+    _schedule_action(ctx, schedule_id, "pause")
+
+
+@schedule_app.command("resume")
+def schedule_resume(ctx: typer.Context, schedule_id: str) -> None:
+    """Resume a paused schedule."""
+    _schedule_action(ctx, schedule_id, "resume")
+
+
+@schedule_app.command("delete")
+def schedule_delete(ctx: typer.Context, schedule_id: str) -> None:
+    """Delete a schedule."""
+    _schedule_action(ctx, schedule_id, "delete")
 
 
 @app.command("params")
@@ -98,6 +423,7 @@ def list_params() -> None:
 
 
 def main() -> None:
+    _load_dotenv()  # before parsing, so .env feeds the options' environment variables
     app(prog_name="submit", args=sys.argv[1:])
 
 

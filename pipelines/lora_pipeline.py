@@ -1,10 +1,13 @@
-"""The pipeline: prepare -> fine-tune -> evaluate, and fine-tune -> inference.
+"""The pipeline: prepare -> fine-tune -> evaluate -> (gate) register, and fine-tune -> inference.
 
 Defaults come from `components.common.config` (one place); the machine each step asks for comes
-from `pipelines.resources`. The same function is compiled by `compile.py` for Vertex AI and run
-by `submit --local` with KFP's local runner.
+from `pipelines.resources`; the image and the kind of training task from
+`pipelines.settings.CompileSettings`. `build_pipeline(settings)` makes the pipeline for Vertex AI
+(`compile.py`) or for KFP's local runner (`lora_pipeline`, used by `submit --local`).
 """
 
+
+from typing import Any
 
 from kfp import dsl
 
@@ -13,18 +16,53 @@ from components.evaluate.component import evaluate
 from components.fine_tune.component import fine_tune
 from components.inference.component import inference
 from components.prepare_data.component import prepare_data
+from components.register.component import register_model
 from pipelines.resources import STEP_MACHINES
+from pipelines.settings import CompileSettings, with_image
 
 PIPELINE_NAME = "dolly-lora"
+# Resolved by Vertex AI Pipelines at run time (the placeholders gcpc uses for its own ops).
+VERTEX_PLACEHOLDERS = {
+    "project": "{{$.pipeline_google_cloud_project_id}}",
+    "location": "{{$.pipeline_google_cloud_location}}",
+}
 D = parameter_defaults()
 
 
-@dsl.pipeline(
-    name=PIPELINE_NAME,
-    description="LoRA fine-tune of an instruction model on Dolly-format data, with evaluation "
-    "of base vs tuned and batched inference.",
-)
-def lora_pipeline(
+def training_op(settings: CompileSettings) -> Any:
+    """The fine-tune task: a Vertex custom job on the exact machine, or a plain task locally."""
+    op = with_image(fine_tune, settings.image)
+    if settings.target == "local":
+        return op
+    from google_cloud_pipeline_components.v1.custom_job import (
+        create_custom_training_job_from_component,
+    )
+
+    return create_custom_training_job_from_component(
+        op, display_name="fine-tune", **settings.training.custom_job_kwargs()
+    )
+
+
+def build_pipeline(settings: CompileSettings) -> Any:
+    """The pipeline (a KFP GraphComponent) for one target; compiled or run as is."""
+    ops = {
+        "prepare_data": with_image(prepare_data, settings.image),
+        "fine_tune": training_op(settings),
+        "evaluate": with_image(evaluate, settings.image),
+        "inference": with_image(inference, settings.image),
+        "register_model": with_image(register_model, settings.image),
+    }
+    vertex = settings.target == "vertex"
+    description = (
+        "LoRA fine-tune of an instruction model on Dolly-format data, with evaluation of base "
+        f"vs tuned, batched inference and a gated model-registry upload. image={settings.image}"
+        + (f" training={settings.training.machine_type}"
+           f"x{settings.training.accelerator_count}{settings.training.accelerator_type}"
+           f" capacity={settings.training.capacity.value}" if vertex else " target=local")
+    )
+
+    @dsl.pipeline(name=PIPELINE_NAME, description=description)
+    def lora_pipeline(
     base_model: str = D["base_model"],
     dataset: str = D["dataset"],
     categories: str = D["categories"],
@@ -58,8 +96,10 @@ def lora_pipeline(
     eval_max_rows: int = D["eval_max_rows"],
     prompts_uri: str = D["prompts_uri"],
     wandb_project: str = D["wandb_project"],
-):
-    prep = prepare_data(
+        hf_token_secret: str = D["hf_token_secret"],
+        wandb_api_key_secret: str = D["wandb_api_key_secret"],
+    ):
+        prep = ops["prepare_data"](
         dataset=dataset,
         base_model=base_model,
         categories=categories,
@@ -69,8 +109,9 @@ def lora_pipeline(
         max_bad_row_fraction=max_bad_row_fraction,
         system_prompt=system_prompt,
         seed=seed,
+            hf_token_secret=hf_token_secret,
     ).set_display_name("prepare-data")
-    tune = fine_tune(
+        tune = ops["fine_tune"](
         train=prep.outputs["train"],
         validation=prep.outputs["validation"],
         base_model=base_model,
@@ -95,6 +136,8 @@ def lora_pipeline(
         eval_steps=eval_steps,
         wandb_project=wandb_project,
         run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            hf_token_secret=hf_token_secret,
+            wandb_api_key_secret=wandb_api_key_secret,
     ).set_display_name("fine-tune")
     gen_args = dict(
         max_new_tokens=max_new_tokens,
@@ -102,21 +145,41 @@ def lora_pipeline(
         top_p=top_p,
         generation_batch_size=generation_batch_size,
     )
-    ev = evaluate(
+        ev = ops["evaluate"](
         test=prep.outputs["test"],
         model=tune.outputs["model"],
         eval_max_rows=eval_max_rows,
         wandb_project=wandb_project,
         run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            hf_token_secret=hf_token_secret,
+            wandb_api_key_secret=wandb_api_key_secret,
         **gen_args,
     ).set_display_name("evaluate")
-    inf = inference(
+        inf = ops["inference"](
         test=prep.outputs["test"],
         model=tune.outputs["model"],
         prompts_uri=prompts_uri,
         system_prompt=system_prompt,
+            hf_token_secret=hf_token_secret,
         **gen_args,
     ).set_display_name("inference")
-    for task, step in ((prep, "prepare-data"), (tune, "fine-tune"), (ev, "evaluate"),
-                       (inf, "inference")):
+        with dsl.If(ev.outputs["Output"] == True, name="tuned-beats-base"):  # noqa: E712
+            reg = ops["register_model"](
+                model=tune.outputs["model"],
+                display_name=settings.model_display_name,
+                serving_image=settings.image,
+                pipeline_job=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                **(VERTEX_PLACEHOLDERS if vertex else {}),
+            ).set_display_name("register-model")
+        tasks = [(prep, "prepare-data"), (ev, "evaluate"), (inf, "inference"),
+                 (reg, "register-model")]
+        if not vertex:  # on Vertex the custom job spec picks the training machine
+            tasks.append((tune, "fine-tune"))
+        for task, step in tasks:
         STEP_MACHINES[step].apply(task)
+
+    return lora_pipeline
+
+
+# The local runner's pipeline (`submit --local`, tests): plain tasks, default image.
+lora_pipeline = build_pipeline(CompileSettings(target="local"))

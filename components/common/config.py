@@ -148,7 +148,25 @@ class GenerationConfig(_Strict):
     eval_max_rows: int = Field(0, ge=0, description="Evaluate on at most N test rows (0 = all).")
 
 
-class PipelineConfig(DataConfig, TrainConfig, GenerationConfig):
+class SecretsConfig(_Strict):
+    """Secret Manager resource names (never values) that Vertex steps read at runtime."""
+
+    hf_token_secret: str = Field(
+        "", description="Secret Manager name of the HF token (gated Gemma), '' = env/.env."
+    )
+    wandb_api_key_secret: str = Field(
+        "", description="Secret Manager name of the W&B API key, '' = env/.env."
+    )
+
+    @field_validator("hf_token_secret", "wandb_api_key_secret")
+    @classmethod
+    def _resource_name(cls, v: str) -> str:
+        from components.common.secrets import check_secret_name
+
+        return check_secret_name(v)
+
+
+class PipelineConfig(DataConfig, TrainConfig, GenerationConfig, SecretsConfig):
     """All pipeline parameters, flat, as the pipeline function takes them."""
 
     prompts_uri: str = Field(

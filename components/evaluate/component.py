@@ -17,11 +17,20 @@ def evaluate(
     eval_max_rows: int,
     wandb_project: str,
     run_id: str,
+    hf_token_secret: str,
+    wandb_api_key_secret: str,
     metrics: Output[Metrics],
     generations: Output[Artifact],
-):
-    """Loss, perplexity and ROUGE-L on the test split for the base and the tuned model."""
+) -> bool:
+    """Loss, perplexity and ROUGE-L on the test split for the base and the tuned model.
+
+    Returns whether the tuned model beats the base on test loss: the model-registry gate. (A
+    plain bool, not a NamedTuple: kfp.local cannot resolve NamedTuple outputs in a dsl.If.)
+    """
+    from components.common.secrets import load_secrets
     from components.evaluate.evaluate import run_evaluate
+
+    load_secrets({"hf_token_secret": hf_token_secret, "wandb_api_key_secret": wandb_api_key_secret})
 
     params = {
         "max_new_tokens": max_new_tokens,
@@ -37,3 +46,5 @@ def evaluate(
     for name, value in scalars.items():
         metrics.log_metric(name, value)
     generations.metadata["rows"] = int(scalars["test_rows"])
+    # Gate for the model registry (pipelines/lora_pipeline.py): tuned must beat base on test loss.
+    return bool(scalars["tuned_loss"] < scalars["base_loss"])

@@ -32,12 +32,17 @@ def fine_tune(
     eval_steps: int,
     wandb_project: str,
     run_id: str,
+    hf_token_secret: str,
+    wandb_api_key_secret: str,
     model: Output[Model],
 ):
     """Train a LoRA adapter on the train split; validation loss during training."""
+    params = {k: v for k, v in locals().items() if k not in ("train", "validation", "model")}
+    from components.common.secrets import load_secrets
     from components.fine_tune.train import run_fine_tune
 
-    params = {k: v for k, v in locals().items() if k not in ("train", "validation", "model")}
+    # Secret Manager names, not values: read them into the environment, keep them out of params.
+    load_secrets({k: params.pop(k) for k in ("hf_token_secret", "wandb_api_key_secret")})
     meta = run_fine_tune(
         params, train.path, validation.path, model.path, run_id=run_id, wandb_project=wandb_project
     )

@@ -16,10 +16,14 @@ def inference(
     temperature: float,
     top_p: float,
     generation_batch_size: int,
+    hf_token_secret: str,
     predictions: Output[Dataset],
 ):
     """Generate answers with the tuned model for the test prompts or a prompts JSONL."""
+    from components.common.secrets import load_secrets
     from components.inference.infer import run_inference
+
+    load_secrets({"hf_token_secret": hf_token_secret})
 
     params = {
         "prompts_uri": prompts_uri,

@@ -17,15 +17,18 @@ def prepare_data(
     max_bad_row_fraction: float,
     system_prompt: str,
     seed: int,
+    hf_token_secret: str,
     train: Output[Dataset],
     validation: Output[Dataset],
     test: Output[Dataset],
     rejected: Output[Dataset],
 ):
     """Validate, format as chat, filter and split Dolly-format rows."""
+    params = dict(locals())
+    from components.common.secrets import load_secrets
     from components.prepare_data.prepare import run_prepare
 
-    params = dict(locals())
+    load_secrets({"hf_token_secret": params.pop("hf_token_secret")})
     outs = {"train": train, "validation": validation, "test": test, "rejected": rejected}
     stats = run_prepare(params, {name: art.path for name, art in outs.items()})
     for name, art in outs.items():

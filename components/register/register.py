@@ -1,0 +1,71 @@
+"""Register step: the tuned adapter becomes a new version of one Vertex Model Registry model.
+
+Why a step of its own, behind the evaluation gate: only a model that beat the base model should
+reach the registry, and the registry entry is linked to the run (its labels carry the pipeline
+job name; the step's input and output artifacts give the console's dataset -> training -> model
+-> registry lineage). Without a project (the local runner) it writes the same record to a local
+JSON file instead, so the gate is exercised by `submit --local` too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+
+def _label(value: str) -> str:
+    """Vertex label values: lowercase letters, digits, '-', '_', at most 63 characters."""
+    return re.sub(r"[^a-z0-9_-]", "-", value.lower())[:63]
+
+
+def register_model(
+    *,
+    model_uri: str,
+    model_metadata: dict[str, Any],
+    project: str,
+    location: str,
+    display_name: str,
+    serving_image: str,
+    pipeline_job: str,
+    record_path: str,
+) -> dict[str, Any]:
+    """Upload (Vertex) or record (local) the model; returns the registry metadata."""
+    base = {
+        "display_name": display_name,
+        "artifact_uri": model_uri,
+        "pipeline_job": pipeline_job,
+        "base_model": model_metadata.get("base_model"),
+    }
+    if not project:
+        record = {"registry": "local", **base}
+        Path(record_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(record_path).write_text(json.dumps(record, indent=2, default=str))
+        return record
+
+    from google.cloud import aiplatform
+
+    aiplatform.init(project=project, location=location)
+    existing = aiplatform.Model.list(
+        filter=f'display_name="{display_name}"', order_by="create_time"
+    )
+    parent = existing[0].resource_name if existing else None
+    model = aiplatform.Model.upload(
+        display_name=display_name,
+        artifact_uri=model_uri,
+        serving_container_image_uri=serving_image,
+        parent_model=parent,
+        is_default_version=True,
+        description=f"LoRA adapter on {base['base_model']} from pipeline job {pipeline_job}",
+        labels={"pipeline-job": _label(pipeline_job), "source": "dolly-lora"},
+    )
+    record = {
+        "registry": "vertex",
+        **base,
+        "resourceName": model.resource_name,
+        "version_id": model.version_id,
+    }
+    Path(record_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(record_path).write_text(json.dumps(record, indent=2, default=str))
+    return record

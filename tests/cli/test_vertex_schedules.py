@@ -1,0 +1,106 @@
+"""`submit schedule ...`: the CreateSchedule request, the client pitfalls, cron checks."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+from vertex_fakes import SECRET_VALUES, Captured
+
+from cli.schedules import check_cron, schedule_cron
+from cli.submit import app
+from components.common.errors import InputError
+
+BASE = ["--project", "my-proj", "--region", "us-central1",
+        "--pipeline-root", "gs://my-bucket/pipelines"]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith(("DOLLY_LORA_", "GOOGLE_CLOUD_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(app, list(args))
+
+
+def test_create_sends_cron_labels_and_location(vertex: Captured, template: Path) -> None:
+    r = invoke(*BASE, "--template", str(template), "--label", "team=ml", "--param",
+               "max_steps=30", "--service-account", "sa@my-proj.iam.gserviceaccount.com",
+               "schedule", "create", "--cron", "0 3 * * 1", "--time-zone", "Europe/Paris",
+               "--max-runs", "10", "--name", "Weekly Dolly")
+    assert r.exit_code == 0, r.output
+    [sent] = vertex.schedules
+    # python-aiplatform#4039: the job's project/location, not aiplatform.init's defaults.
+    assert sent["parent"] == "projects/my-proj/locations/us-central1"
+    s = sent["schedule"]
+    assert s.cron == "TZ=Europe/Paris 0 3 * * 1"
+    assert s.max_run_count == 10 and s.max_concurrent_run_count == 1
+    assert s.display_name == "Weekly Dolly"
+    job = s.create_pipeline_job_request.pipeline_job
+    assert s.create_pipeline_job_request.parent == "projects/my-proj/locations/us-central1"
+    # python-aiplatform#2929: every scheduled run carries our labels.
+    assert dict(job.labels) | {"git-commit": "x"} == {
+        "pipeline": "dolly-lora", "team": "ml", "schedule": "weekly-dolly", "git-commit": "x"}
+    assert job.service_account == "sa@my-proj.iam.gserviceaccount.com"
+    assert job.runtime_config.gcs_output_directory == "gs://my-bucket/pipelines"
+    assert dict(job.runtime_config.parameter_values)["max_steps"] == 30
+    assert job.pipeline_spec["pipelineInfo"]["name"] == "dolly-lora"
+    assert r.stdout.strip() == "projects/my-proj/locations/us-central1/schedules/123"
+    assert not any(v in str(s) for v in SECRET_VALUES)
+
+
+def test_create_dry_run_sends_nothing(vertex: Captured, template: Path) -> None:
+    r = invoke(*BASE, "--template", str(template), "--dry-run", "schedule", "create",
+               "--cron", "30 2 1 * *")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["method"].endswith("ScheduleService.CreateSchedule")
+    assert out["request"]["schedule"]["cron"] == "30 2 1 * *"
+    assert out["request"]["parent"] == "projects/my-proj/locations/us-central1"
+    assert not vertex.schedules
+
+
+@pytest.mark.parametrize("action", ["pause", "resume", "delete"])
+def test_pause_resume_delete(vertex: Captured, action: str) -> None:
+    r = invoke("--project", "my-proj", "--region", "us-central1", "schedule", action, "123")
+    assert r.exit_code == 0, r.output
+    name = "projects/my-proj/locations/us-central1/schedules/123"
+    assert ("get", name) in vertex.calls and (action, name) in vertex.calls
+
+
+@pytest.mark.parametrize("cron", ["0 3 * * 1", "*/15 * * * *", "0 0 1,15 * mon-fri",
+                                  "5 4 * jan,jul sun", "0 22 * * 1-5"])
+def test_valid_cron(cron: str) -> None:
+    assert check_cron(cron) == cron
+
+
+@pytest.mark.parametrize(("cron", "message"), [
+    ("0 3 * *", "needs 5 fields"),
+    ("61 3 * * 1", "out of range 0-59"),
+    ("0 24 * * 1", "out of range 0-23"),
+    ("0 3 * 13 1", "out of range 1-12"),
+    ("0 3 * * funday", "out of range"),
+    ("0 3 ? * 1", "is not valid"),
+])
+def test_invalid_cron(cron: str, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        check_cron(cron)
+
+
+def test_unknown_time_zone() -> None:
+    with pytest.raises(InputError, match="unknown time zone"):
+        schedule_cron("0 3 * * 1", "Mars/Olympus")
+
+
+def test_invalid_cron_on_the_command_line_sends_nothing(vertex: Captured, template: Path) -> None:
+    r = invoke(*BASE, "--template", str(template), "schedule", "create", "--cron", "every day")
+    assert r.exit_code == 2 and "cron 'every day'" in r.output
+    assert not vertex.schedules
