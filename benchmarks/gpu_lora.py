@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         base = by_batch[2] - 2 * slope
         fit = {"gb_fixed": round(base, 2), "gb_per_row": round(slope, 3),
                "max_rows_in_22gb_of_l4": int((22 - base) // slope)}
-    print(json.dumps({"peak_mem_gb_by_batch_x%d" % probe_len: by_batch, "l4_fit": fit}),
+    print(json.dumps({f"peak_mem_gb_by_batch_x{probe_len}": by_batch, "l4_fit": fit}),
           flush=True)
     mem = {}
     for fused in (True, False):
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             model, _ = build(args.smoke, fused=False)
         r = measure(model, batch_for(8, probe_len, vocab, False, device), fused, 1, 1)
         mem["fused" if fused else "full_logits"] = r["peak_mem_gb"]
-    print(json.dumps({"batch_8x%d_peak_mem_gb" % probe_len: mem}), flush=True)
+    print(json.dumps({f"batch_8x{probe_len}_peak_mem_gb": mem}), flush=True)
     best = max((r for r in rows if r["seqlen"] == (128 if args.smoke else 1024)),
                key=lambda r: r["tokens_per_s"])
     summary: dict[str, Any] = {"device": name, "params": params, "best_at_1024": best,

@@ -1,3 +1,3 @@
 """Fixtures for the Vertex CLI tests (implementation in vertex_fakes.py)."""
 
-from vertex_fakes import template, vertex  # noqa: F401 - fixtures
+from tests.cli.vertex_fakes import template, vertex  # noqa: F401 - fixtures

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from typer.testing import CliRunner
-from vertex_fakes import SECRET_VALUES, Captured
+from tests.cli.vertex_fakes import SECRET_VALUES, Captured
 
 from cli.schedules import check_cron, schedule_cron
 from cli.submit import app

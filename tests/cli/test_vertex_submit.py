@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from typer.testing import CliRunner
-from vertex_fakes import IMAGE, SECRET_VALUES, Captured
+from tests.cli.vertex_fakes import IMAGE, SECRET_VALUES, Captured
 
 from cli.submit import app
 

@@ -22,7 +22,10 @@ def spec(tmp_path_factory) -> dict:
 def test_yaml_parses_as_pipeline_spec(spec):
     msg = json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
     assert msg.pipeline_info.name == "dolly-lora"
-    assert set(msg.root.dag.tasks) == {"prepare-data", "fine-tune", "evaluate", "inference"}
+    assert set(msg.root.dag.tasks) == {"prepare-data", "fine-tune", "evaluate", "inference",
+                                       "condition-1"}
+    gated = msg.components["comp-condition-1"].dag.tasks
+    assert set(gated) == {"register-model"}
 
 
 def test_dag_edges(spec):
@@ -48,12 +51,19 @@ def _resources(spec: dict, task: str) -> dict:
     return spec["deploymentSpec"]["executors"][executor]["container"].get("resources", {})
 
 
-@pytest.mark.parametrize("task", ["fine-tune", "evaluate"])
+@pytest.mark.parametrize("task", ["evaluate", "inference"])
 def test_gpu_tasks_request_one_l4_on_g2_standard_8(spec, task):
     res = _resources(spec, task)
     assert res["accelerator"]["resourceType"] == "NVIDIA_L4"
     assert str(res["accelerator"]["resourceCount"]) == "1"
     assert res["resourceCpuLimit"] == "8" and res["resourceMemoryLimit"] == "32G"
+
+
+def test_fine_tune_is_an_l4_custom_job(spec):
+    params = spec["components"]["comp-fine-tune"]["inputDefinitions"]["parameters"]
+    machine = params["worker_pool_specs"]["defaultValue"][0]["machine_spec"]
+    assert machine == {"machine_type": "g2-standard-8", "accelerator_type": "NVIDIA_L4",
+                       "accelerator_count": 1}
 
 
 def test_prepare_stays_small(spec):
@@ -71,11 +81,16 @@ def test_parameter_defaults_are_the_real_job(spec):
 
 
 def test_components_never_install_at_runtime(spec):
-    for executor in spec["deploymentSpec"]["executors"].values():
+    ours = [e for name, e in spec["deploymentSpec"]["executors"].items()
+            if name != "exec-fine-tune"]  # that one is gcpc's custom-job launcher
+    for executor in ours:
         command = " ".join(executor["container"]["command"])
         assert "pip install" not in command
-        assert executor["container"]["image"] == spec["deploymentSpec"]["executors"][
-            "exec-fine-tune"]["container"]["image"]
+        assert executor["container"]["image"] == ours[0]["container"]["image"]
+    params = spec["components"]["comp-fine-tune"]["inputDefinitions"]["parameters"]
+    job = params["worker_pool_specs"]["defaultValue"][0]["container_spec"]
+    assert job["image_uri"] == ours[0]["container"]["image"]
+    assert "pip install" not in " ".join(job["command"] + job.get("args", []))
 
 
 def test_compiling_twice_is_byte_identical(tmp_path: Path):
