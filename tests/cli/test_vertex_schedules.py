@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 from typer.testing import CliRunner
-from tests.cli.vertex_fakes import SECRET_VALUES, Captured
 
 from cli.schedules import check_cron, schedule_cron
 from cli.submit import app
 from components.common.errors import InputError
+from tests.cli.vertex_fakes import SECRET_VALUES, Captured
 
 BASE = ["--project", "my-proj", "--region", "us-central1",
         "--pipeline-root", "gs://my-bucket/pipelines"]

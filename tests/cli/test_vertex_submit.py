@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 from typer.testing import CliRunner
-from tests.cli.vertex_fakes import IMAGE, SECRET_VALUES, Captured
 
 from cli.submit import app
+from tests.cli.vertex_fakes import IMAGE, SECRET_VALUES, Captured
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ["--project", "my-proj", "--region", "us-central1",

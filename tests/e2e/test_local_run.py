@@ -33,7 +33,8 @@ def summary(tmp_path_factory) -> dict:
 
 def test_every_step_succeeded_and_was_timed(summary):
     assert summary["status"] == "SUCCESS"
-    assert set(summary["steps"]) == {"prepare-data", "fine-tune", "evaluate", "inference"}
+    assert set(summary["steps"]) == {"prepare-data", "fine-tune", "evaluate", "inference",
+                                     "register-model"}
     for step in summary["steps"].values():
         assert step["status"] == "SUCCESS" and step["seconds"] > 0
 
