@@ -1,4 +1,12 @@
-"""KFP component: evaluate base vs tuned. Logic: `components.evaluate.evaluate.run_evaluate`."""
+"""KFP component: evaluate base vs tuned. Logic: `components.evaluate.evaluate.run_evaluate`.
+
+Outputs for the pipeline's registry gate (`dsl.If(ev.outputs["tuned_better"] == True)`):
+`tuned_better` (bool: the lower end of the 95% interval of the improvement on the headline metric
+exceeds `gate_threshold`), `improvement_low` / `improvement_high` (that interval, metric units,
+> 0 = tuned better) and `headline_metric` (which metric it is).
+"""
+
+from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
@@ -15,20 +23,37 @@ def evaluate(
     top_p: float,
     generation_batch_size: int,
     eval_max_rows: int,
+    headline_metric: str,
+    gate_threshold: float,
+    bootstrap_samples: int,
+    seed: int,
     wandb_project: str,
     run_id: str,
     metrics: Output[Metrics],
     generations: Output[Artifact],
+) -> NamedTuple(
+    "EvalOutputs",
+    [("tuned_better", bool), ("improvement_low", float), ("improvement_high", float),
+     ("headline_metric", str)],
 ):
-    """Loss, perplexity and ROUGE-L on the test split for the base and the tuned model."""
+    """Per-category loss, perplexity, ROUGE-L and exact match for base and tuned, and the gate."""
+    import json
+    import time
+    from collections import namedtuple
+
     from components.evaluate.evaluate import run_evaluate
 
+    t0 = time.perf_counter()
     params = {
         "max_new_tokens": max_new_tokens,
         "temperature": temperature,
         "top_p": top_p,
         "generation_batch_size": generation_batch_size,
         "eval_max_rows": eval_max_rows,
+        "headline_metric": headline_metric,
+        "gate_threshold": gate_threshold,
+        "bootstrap_samples": bootstrap_samples,
+        "seed": seed,
     }
     scalars = run_evaluate(
         params, test.path, model.path, generations.path, run_id=run_id,
@@ -36,4 +61,21 @@ def evaluate(
     )
     for name, value in scalars.items():
         metrics.log_metric(name, value)
-    generations.metadata["rows"] = int(scalars["test_rows"])
+    with open(generations.path) as f:
+        head = json.load(f)
+    h = head["headline"]
+    generations.metadata.update({
+        "rows": int(scalars["test_rows"]),
+        "headline_metric": h["metric"],
+        "tuned_better": h["tuned_better"],
+        "improvement_low": h["improvement_low"],
+        "improvement_high": h["improvement_high"],
+        "wandb_url": head.get("wandb_url", ""),
+        "step_seconds": round(time.perf_counter() - t0, 2),
+    })
+    metrics.metadata["wandb_url"] = head.get("wandb_url", "")
+    out = namedtuple(
+        "EvalOutputs", ["tuned_better", "improvement_low", "improvement_high", "headline_metric"]
+    )
+    return out(bool(h["tuned_better"]), float(h["improvement_low"]), float(h["improvement_high"]),
+               str(h["metric"]))

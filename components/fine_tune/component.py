@@ -34,10 +34,14 @@ def fine_tune(
     model: Output[Model],
 ):
     """Train a LoRA adapter on the train split; validation loss during training."""
+    params = {k: v for k, v in locals().items() if k not in ("train", "validation", "model")}
+    import time
+
     from components.fine_tune.train import run_fine_tune
 
-    params = {k: v for k, v in locals().items() if k not in ("train", "validation", "model")}
+    t0 = time.perf_counter()
     meta = run_fine_tune(
         params, train.path, validation.path, model.path, run_id=run_id, wandb_project=wandb_project
     )
     model.metadata.update(meta)
+    model.metadata["step_seconds"] = round(time.perf_counter() - t0, 2)

@@ -16,10 +16,16 @@ def inference(
     temperature: float,
     top_p: float,
     generation_batch_size: int,
+    wandb_project: str,
+    run_id: str,
     predictions: Output[Dataset],
 ):
     """Generate answers with the tuned model for the test prompts or a prompts JSONL."""
+    import time
+
     from components.inference.infer import run_inference
+
+    t0 = time.perf_counter()
 
     params = {
         "prompts_uri": prompts_uri,
@@ -29,4 +35,7 @@ def inference(
         "top_p": top_p,
         "generation_batch_size": generation_batch_size,
     }
-    predictions.metadata.update(run_inference(params, test.path, model.path, predictions.path))
+    predictions.metadata.update(run_inference(
+        params, test.path, model.path, predictions.path, run_id=run_id, wandb_project=wandb_project
+    ))
+    predictions.metadata["step_seconds"] = round(time.perf_counter() - t0, 2)

@@ -17,17 +17,24 @@ def prepare_data(
     max_bad_row_fraction: float,
     system_prompt: str,
     seed: int,
+    wandb_project: str,
+    run_id: str,
     train: Output[Dataset],
     validation: Output[Dataset],
     test: Output[Dataset],
     rejected: Output[Dataset],
 ):
     """Validate, format as chat, filter and split Dolly-format rows."""
+    params = dict(locals())
+    import time
+
     from components.prepare_data.prepare import run_prepare
 
-    params = dict(locals())
+    t0 = time.perf_counter()
     outs = {"train": train, "validation": validation, "test": test, "rejected": rejected}
-    stats = run_prepare(params, {name: art.path for name, art in outs.items()})
+    stats = run_prepare(params, {name: art.path for name, art in outs.items()}, run_id=run_id,
+                        wandb_project=wandb_project)
+    stats["step_seconds"] = round(time.perf_counter() - t0, 2)
     for name, art in outs.items():
         art.metadata.update({k: v for k, v in stats.items() if k != "categories"})
         art.metadata["rows"] = stats.get(f"{name}_rows", stats["rejected_rows"])
