@@ -1,4 +1,4 @@
-"""The pipeline: prepare -> fine-tune -> evaluate, and fine-tune -> inference.
+"""The pipeline: prepare -> fine-tune -> evaluate, and fine-tune -> inference; then the report.
 
 Defaults come from `components.common.config` (one place); the machine each step asks for comes
 from `pipelines.resources`. The same function is compiled by `compile.py` for Vertex AI and run
@@ -13,6 +13,7 @@ from components.evaluate.component import evaluate
 from components.fine_tune.component import fine_tune
 from components.inference.component import inference
 from components.prepare_data.component import prepare_data
+from components.report.component import report
 from pipelines.resources import STEP_MACHINES
 
 PIPELINE_NAME = "dolly-lora"
@@ -57,6 +58,10 @@ def lora_pipeline(
     eval_max_rows: int = D["eval_max_rows"],
     prompts_uri: str = D["prompts_uri"],
     wandb_project: str = D["wandb_project"],
+    headline_metric: str = D["headline_metric"],
+    gate_threshold: float = D["gate_threshold"],
+    bootstrap_samples: int = D["bootstrap_samples"],
+    gpu_hourly_usd: float = D["gpu_hourly_usd"],
 ):
     prep = prepare_data(
         dataset=dataset,
@@ -68,6 +73,8 @@ def lora_pipeline(
         max_bad_row_fraction=max_bad_row_fraction,
         system_prompt=system_prompt,
         seed=seed,
+        wandb_project=wandb_project,
+        run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
     ).set_display_name("prepare-data")
     tune = fine_tune(
         train=prep.outputs["train"],
@@ -104,6 +111,10 @@ def lora_pipeline(
         test=prep.outputs["test"],
         model=tune.outputs["model"],
         eval_max_rows=eval_max_rows,
+        headline_metric=headline_metric,
+        gate_threshold=gate_threshold,
+        bootstrap_samples=bootstrap_samples,
+        seed=seed,
         wandb_project=wandb_project,
         run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
         **gen_args,
@@ -113,8 +124,23 @@ def lora_pipeline(
         model=tune.outputs["model"],
         prompts_uri=prompts_uri,
         system_prompt=system_prompt,
+        wandb_project=wandb_project,
+        run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
         **gen_args,
     ).set_display_name("inference")
+    # The gate for the registry upload reads ev.outputs["tuned_better"] (see docs/evaluation.md).
+    rep = report(
+        train=prep.outputs["train"],
+        validation=prep.outputs["validation"],
+        test=prep.outputs["test"],
+        rejected=prep.outputs["rejected"],
+        model=tune.outputs["model"],
+        generations=ev.outputs["generations"],
+        predictions=inf.outputs["predictions"],
+        gpu_hourly_usd=gpu_hourly_usd,
+        wandb_project=wandb_project,
+        run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+    ).set_display_name("report")
     for task, step in ((prep, "prepare-data"), (tune, "fine-tune"), (ev, "evaluate"),
-                       (inf, "inference")):
+                       (inf, "inference"), (rep, "report")):
         STEP_MACHINES[step].apply(task)

@@ -34,4 +34,5 @@ STEP_MACHINES: dict[str, MachineSpec] = {
     "fine-tune": L4_GPU,
     "evaluate": L4_GPU,
     "inference": L4_GPU,
+    "report": SMALL_CPU,
 }

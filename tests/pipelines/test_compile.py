@@ -22,7 +22,8 @@ def spec(tmp_path_factory) -> dict:
 def test_yaml_parses_as_pipeline_spec(spec):
     msg = json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
     assert msg.pipeline_info.name == "dolly-lora"
-    assert set(msg.root.dag.tasks) == {"prepare-data", "fine-tune", "evaluate", "inference"}
+    assert set(msg.root.dag.tasks) == {"prepare-data", "fine-tune", "evaluate", "inference",
+                                     "report"}
 
 
 def test_dag_edges(spec):
@@ -36,6 +37,7 @@ def test_dag_edges(spec):
     assert upstream("fine-tune") == {"prepare-data"}
     assert upstream("evaluate") == {"prepare-data", "fine-tune"}
     assert upstream("inference") == {"prepare-data", "fine-tune"}
+    assert upstream("report") == {"prepare-data", "fine-tune", "evaluate", "inference"}
     ft = tasks["fine-tune"]["inputs"]["artifacts"]
     assert ft["train"]["taskOutputArtifact"]["outputArtifactKey"] == "train"
     assert tasks["evaluate"]["inputs"]["artifacts"]["test"]["taskOutputArtifact"][
@@ -82,3 +84,16 @@ def test_compiling_twice_is_byte_identical(tmp_path: Path):
     a = compile_pipeline(tmp_path / "a.yaml").read_bytes()
     b = compile_pipeline(tmp_path / "b.yaml").read_bytes()
     assert a == b
+
+
+def test_evaluate_exposes_gate_outputs(spec):
+    """The registry gate (dsl.If) needs typed output parameters, not just a Metrics artifact."""
+    comp = spec["components"]["comp-evaluate"]["outputDefinitions"]
+    params = comp["parameters"]
+    assert params["tuned_better"]["parameterType"] == "BOOLEAN"
+    assert params["improvement_low"]["parameterType"] == "NUMBER_DOUBLE"
+    assert params["headline_metric"]["parameterType"] == "STRING"
+    assert {"metrics", "generations"} <= set(comp["artifacts"])
+    report = spec["components"]["comp-report"]["outputDefinitions"]["artifacts"]
+    assert report["html"]["artifactType"]["schemaTitle"] == "system.HTML"
+    assert report["markdown"]["artifactType"]["schemaTitle"] == "system.Markdown"
