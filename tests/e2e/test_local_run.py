@@ -26,7 +26,7 @@ def run_out(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def summary(run_out) -> dict:
     out = run_out
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_PROJECT": "e2e"}
+    env = {**os.environ, "WANDB_MODE": "offline"}
     for var in ("WANDB_DIR", "WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_ARTIFACT_DIR",
                 "WANDB_CONFIG_DIR"):
         env[var] = str(out / "wandb-home")
