@@ -241,6 +241,8 @@ def _fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return "—"
+        if digits == 0:
+            return f"{value:,.0f}"
         return f"{value:.{digits}f}" if abs(value) < 1e5 else f"{value:.3g}"
     return str(value)
 
