@@ -20,6 +20,7 @@ from typing import Any
 
 from rich.console import Console
 
+from cli.report_outputs import add_evaluation, publish_reports
 from components.common.errors import InputError
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -138,6 +139,7 @@ def build_summary(
         "parameters": params,
         "pipeline_root": str(run_dir.parent) if run_dir else None,
     }
+    add_evaluation(summary)
     return summary
 
 
@@ -186,6 +188,7 @@ def run_local(params: dict[str, Any], output_dir: Path, run_id: str) -> Path:
     )
     if error:
         summary["error"] = error
+    summary["report"] = publish_reports(summary, run_root)
     path = run_root / "summary.json"
     path.write_text(json.dumps(summary, indent=2, default=str))
     if status != "SUCCESS":

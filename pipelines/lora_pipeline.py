@@ -1,4 +1,4 @@
-"""The pipeline: prepare -> fine-tune -> evaluate -> (gate) register, and fine-tune -> inference.
+"""The pipeline: prepare -> fine-tune -> evaluate -> (gate) register, fine-tune -> inference, report.
 
 Defaults come from `components.common.config` (one place); the machine each step asks for comes
 from `pipelines.resources`; the image and the kind of training task from
@@ -17,6 +17,7 @@ from components.fine_tune.component import fine_tune
 from components.inference.component import inference
 from components.prepare_data.component import prepare_data
 from components.register.component import register_model
+from components.report.component import report
 from pipelines.resources import STEP_MACHINES
 from pipelines.settings import CompileSettings, with_image
 
@@ -51,6 +52,7 @@ def build_pipeline(settings: CompileSettings) -> Any:
         "evaluate": with_image(evaluate, settings.image),
         "inference": with_image(inference, settings.image),
         "register_model": with_image(register_model, settings.image),
+        "report": with_image(report, settings.image),
     }
     vertex = settings.target == "vertex"
     description = (
@@ -96,6 +98,10 @@ def build_pipeline(settings: CompileSettings) -> Any:
         eval_max_rows: int = D["eval_max_rows"],
         prompts_uri: str = D["prompts_uri"],
         wandb_project: str = D["wandb_project"],
+        headline_metric: str = D["headline_metric"],
+        gate_threshold: float = D["gate_threshold"],
+        bootstrap_samples: int = D["bootstrap_samples"],
+        gpu_hourly_usd: float = D["gpu_hourly_usd"],
         hf_token_secret: str = D["hf_token_secret"],
         wandb_api_key_secret: str = D["wandb_api_key_secret"],
     ):
@@ -110,6 +116,9 @@ def build_pipeline(settings: CompileSettings) -> Any:
             system_prompt=system_prompt,
             seed=seed,
             hf_token_secret=hf_token_secret,
+            wandb_api_key_secret=wandb_api_key_secret,
+            wandb_project=wandb_project,
+            run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
         ).set_display_name("prepare-data")
         tune = ops["fine_tune"](
             train=prep.outputs["train"],
@@ -149,6 +158,10 @@ def build_pipeline(settings: CompileSettings) -> Any:
             test=prep.outputs["test"],
             model=tune.outputs["model"],
             eval_max_rows=eval_max_rows,
+            headline_metric=headline_metric,
+            gate_threshold=gate_threshold,
+            bootstrap_samples=bootstrap_samples,
+            seed=seed,
             wandb_project=wandb_project,
             run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             hf_token_secret=hf_token_secret,
@@ -161,8 +174,26 @@ def build_pipeline(settings: CompileSettings) -> Any:
             prompts_uri=prompts_uri,
             system_prompt=system_prompt,
             hf_token_secret=hf_token_secret,
+            wandb_api_key_secret=wandb_api_key_secret,
+            wandb_project=wandb_project,
+            run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             **gen_args,
         ).set_display_name("inference")
+        rep = ops["report"](
+            train=prep.outputs["train"],
+            validation=prep.outputs["validation"],
+            test=prep.outputs["test"],
+            rejected=prep.outputs["rejected"],
+            model=tune.outputs["model"],
+            generations=ev.outputs["generations"],
+            predictions=inf.outputs["predictions"],
+            gpu_hourly_usd=gpu_hourly_usd,
+            wandb_project=wandb_project,
+            run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            wandb_api_key_secret=wandb_api_key_secret,
+        ).set_display_name("report")
+        # The registry gate: evaluate returns True when the bootstrap interval of the improvement
+        # clears gate_threshold.
         with dsl.If(ev.outputs["Output"] == True, name="tuned-beats-base"):  # noqa: E712
             reg = ops["register_model"](
                 model=tune.outputs["model"],
@@ -172,7 +203,7 @@ def build_pipeline(settings: CompileSettings) -> Any:
                 **(VERTEX_PLACEHOLDERS if vertex else {}),
             ).set_display_name("register-model")
         tasks = [(prep, "prepare-data"), (ev, "evaluate"), (inf, "inference"),
-                 (reg, "register-model")]
+                 (reg, "register-model"), (rep, "report")]
         if not vertex:  # on Vertex the custom job spec picks the training machine
             tasks.append((tune, "fine-tune"))
         for task, step in tasks:

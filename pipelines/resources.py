@@ -43,6 +43,7 @@ STEP_MACHINES: dict[str, MachineSpec] = {
     "evaluate": L4_GPU,
     "inference": L4_GPU,
     "register-model": SMALL_CPU,
+    "report": SMALL_CPU,
 }
 
 # G2 machine types come with a fixed number of L4s; asking for another count is rejected by

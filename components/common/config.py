@@ -166,7 +166,56 @@ class SecretsConfig(_Strict):
         return check_secret_name(v)
 
 
-class PipelineConfig(DataConfig, TrainConfig, GenerationConfig, SecretsConfig):
+# Headline metrics the gate can use: whether higher is better, and the range a threshold on the
+# improvement (tuned over base, in the metric's own units) may take. Loss is in nats per response
+# token: an improvement of 10 nats/token is far beyond any real fine-tune, so it bounds the range.
+HEADLINE_METRICS: dict[str, dict[str, Any]] = {
+    "loss": {"higher_is_better": False, "threshold_range": (0.0, 10.0), "unit": "nats/token"},
+    "rougeL": {"higher_is_better": True, "threshold_range": (0.0, 1.0), "unit": "ROUGE-L F1"},
+}
+
+
+class EvalConfig(GenerationConfig):
+    """How evaluation decides: the headline metric, the bootstrap and the gate's threshold."""
+
+    headline_metric: Literal["loss", "rougeL"] = Field(
+        "loss",
+        description="Metric the gate uses: 'loss' (response-token NLL, lower is better) or "
+        "'rougeL' (higher is better).",
+    )
+    gate_threshold: float = Field(
+        0.0,
+        description="The tuned model passes the gate when the lower end of the 95% interval of "
+        "its improvement over base on the headline metric exceeds this (metric units).",
+    )
+    bootstrap_samples: int = Field(
+        2000, ge=100, le=100_000, description="Paired bootstrap resamples of the test rows."
+    )
+
+    @model_validator(mode="after")
+    def _threshold_in_range(self) -> EvalConfig:
+        lo, hi = HEADLINE_METRICS[self.headline_metric]["threshold_range"]
+        if not lo <= self.gate_threshold < hi:
+            unit = HEADLINE_METRICS[self.headline_metric]["unit"]
+            raise ValueError(
+                f"gate_threshold={self.gate_threshold:g} is outside the range of a "
+                f"{self.headline_metric} improvement ({unit}); use a value in [{lo:g}, {hi:g}), "
+                "e.g. 0 to require any improvement the interval supports"
+            )
+        return self
+
+
+class ReportConfig(_Strict):
+    gpu_hourly_usd: float = Field(
+        0.85,
+        ge=0.0,
+        le=1000.0,
+        description="Price of one hour of a GPU step's machine, for the report's cost estimate "
+        "(g2-standard-8 + 1 L4 on demand is about $0.85/h in us-central1; check your region).",
+    )
+
+
+class PipelineConfig(DataConfig, TrainConfig, EvalConfig, ReportConfig, SecretsConfig):
     """All pipeline parameters, flat, as the pipeline function takes them."""
 
     prompts_uri: str = Field(

@@ -38,6 +38,18 @@ class DummyRun:
     def log_reference(self, name: str, kind: str, uri: str, metadata: dict | None = None) -> None:
         pass
 
+    def log_html(self, key: str, html: str) -> None:
+        pass
+
+
+def public_uri(path: str) -> str:
+    """The URI a person can open: Vertex mounts gs://b/x at /gcs/b/x inside the container."""
+    if path.startswith("/gcs/"):
+        return "gs://" + path[len("/gcs/") :]
+    if "://" in path:
+        return path
+    return f"file://{os.path.abspath(path)}"
+
 
 class WandbRun(DummyRun):
     """Thin wrapper so callers never touch wandb directly; every call is guarded."""
@@ -73,13 +85,23 @@ class WandbRun(DummyRun):
     def log_reference(self, name: str, kind: str, uri: str, metadata: dict | None = None) -> None:
         import wandb
 
+        target = public_uri(uri)
+
         def _log() -> None:
-            art = wandb.Artifact(name, type=kind, metadata=metadata or {})
-            art.add_reference(uri if "://" in uri else f"file://{os.path.abspath(uri)}",
-                              checksum=False)
+            art = wandb.Artifact(name, type=kind, metadata={**(metadata or {}), "uri": target})
+            try:
+                art.add_reference(target, checksum=False)
+            except Exception as exc:  # noqa: BLE001 - e.g. gs:// without credentials locally
+                # Still log the artifact: its metadata names the URI, so lineage is kept.
+                log.warning("W&B could not reference %s (%s); logging its URI only", target, exc)
             self._run.log_artifact(art)
 
         self._guard("artifact", _log)
+
+    def log_html(self, key: str, html: str) -> None:
+        import wandb
+
+        self._guard("html", lambda: self._run.log({key: wandb.Html(html, inject=False)}))
 
 
 def wandb_mode() -> str:

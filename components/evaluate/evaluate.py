@@ -1,8 +1,11 @@
 """Evaluate step: the base model and base + adapter on the test split, side by side.
 
-For each: loss and perplexity on the response tokens (what training optimised) and ROUGE-L of
-greedy generations against the references. The adapter is loaded once on top of the base model;
-the base numbers come from the same weights with the adapter disabled, so the comparison is exact.
+For each: loss and perplexity on the response tokens (what training optimised), ROUGE-L of
+greedy generations against the references and, for short-answer categories, exact match; overall
+and per Dolly category. The adapter is loaded once on top of the base model; the base numbers come
+from the same weights with the adapter disabled, so the comparison is exact. A paired bootstrap
+over the test rows (`bootstrap.py`) turns "tuned minus base" into a 95% interval, and the gate
+decision (`tuned_better`) is made from that interval, not from one number.
 
     uv run python -m components.evaluate.evaluate --test /tmp/prep/test.jsonl \
         --adapter /tmp/adapter --base-model embedded://tiny-gemma3 --max-new-tokens 32
@@ -17,10 +20,18 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from components.common.config import GenerationConfig, build
+from components.common.config import HEADLINE_METRICS, EvalConfig, GenerationConfig, build
 from components.common.errors import InputError
 from components.common.generation import generate, prompt_text, response_losses
-from components.evaluate.metrics import mean, perplexity, rouge_l, token_weighted_loss
+from components.evaluate.bootstrap import paired_bootstrap
+from components.evaluate.metrics import (
+    EXACT_MATCH_CATEGORIES,
+    exact_match,
+    mean,
+    perplexity,
+    rouge_l,
+    token_weighted_loss,
+)
 
 
 def adapter_base_model(adapter_dir: str) -> str:
@@ -49,6 +60,7 @@ def score(
     """Loss/perplexity/ROUGE-L of whatever `model` is now, plus per-row details."""
     convs = [r["messages"] for r in rows]
     losses = response_losses(model, tokenizer, convs, batch_size=gen.generation_batch_size)
+    t0 = time.perf_counter()
     outs = generate(
         model,
         tokenizer,
@@ -58,20 +70,96 @@ def score(
         temperature=gen.temperature,
         top_p=gen.top_p,
     )
+    gen_s = time.perf_counter() - t0
     rouge = rouge_l([o.text for o in outs], [r["response"] for r in rows])
-    loss = token_weighted_loss(losses)
-    summary = {"loss": loss, "perplexity": perplexity(loss), "rougeL": mean(rouge)}
     per_row = [
-        {"loss": s / max(n, 1), "tokens": n, "generation": o.text, "rougeL": rl}
-        for (s, n), o, rl in zip(losses, outs, rouge, strict=True)
+        {
+            "loss": s / max(n, 1),
+            "tokens": n,
+            "generation": o.text,
+            "rougeL": rl,
+            "latency_s": o.latency_s,
+            "completion_tokens": o.completion_tokens,
+            **(
+                {"exact_match": exact_match(o.text, r["response"])}
+                if r["category"] in EXACT_MATCH_CATEGORIES
+                else {}
+            ),
+        }
+        for (s, n), o, rl, r in zip(losses, outs, rouge, rows, strict=True)
     ]
+    summary = aggregate(per_row)
+    summary["generation_tokens_per_second"] = (
+        sum(o.completion_tokens for o in outs) / gen_s if gen_s else 0.0
+    )
     return summary, per_row
 
 
+def aggregate(per_row: list[dict[str, Any]]) -> dict[str, float]:
+    """Token-weighted loss, perplexity, mean ROUGE-L and (where scored) exact match."""
+    loss = token_weighted_loss([(r["loss"] * r["tokens"], r["tokens"]) for r in per_row])
+    out = {"loss": loss, "perplexity": perplexity(loss), "rougeL": mean([r["rougeL"] for r in per_row])}
+    em = [r["exact_match"] for r in per_row if "exact_match" in r]
+    if em:
+        out["exact_match"] = mean(em)
+    return out
+
+
+def headline_values(rows: list[dict[str, Any]], metric: str, model: str) -> tuple[list[float], list[float]]:
+    """Per-row values of the headline metric and their weights (tokens for loss, 1 otherwise)."""
+    values = [float(r[f"{metric}_{model}"]) for r in rows]
+    weights = [float(r[f"tokens_{model}"]) for r in rows] if metric == "loss" else [1.0] * len(rows)
+    return values, weights
+
+
+def compare(rows: list[dict[str, Any]], cfg: EvalConfig, seed: int = 0) -> dict[str, Any]:
+    """Headline verdict over `rows`: tuned − base with its interval, oriented as improvement."""
+    metric = cfg.headline_metric
+    higher = HEADLINE_METRICS[metric]["higher_is_better"]
+    base, w = headline_values(rows, metric, "base")
+    tuned, _ = headline_values(rows, metric, "tuned")
+    iv = paired_bootstrap(base, tuned, weights=w, samples=cfg.bootstrap_samples, seed=seed)
+    sign = 1.0 if higher else -1.0
+    lo, hi = sorted((sign * iv.low, sign * iv.high))
+    return {
+        "metric": metric,
+        "higher_is_better": higher,
+        "diff": iv.estimate,  # tuned − base, metric units
+        "diff_low": iv.low,
+        "diff_high": iv.high,
+        "improvement": sign * iv.estimate,  # > 0 means tuned is better
+        "improvement_low": lo,
+        "improvement_high": hi,
+        "threshold": cfg.gate_threshold,
+        "tuned_better": bool(lo > cfg.gate_threshold),
+        "confidence": iv.confidence,
+        "samples": iv.samples,
+        "rows": iv.rows,
+    }
+
+
+def by_category(rows: list[dict[str, Any]], cfg: EvalConfig, seed: int = 0) -> dict[str, Any]:
+    """Per Dolly category: rows, base and tuned metrics, and the headline interval."""
+    out: dict[str, Any] = {}
+    for cat in sorted({r["category"] for r in rows}):
+        sub = [r for r in rows if r["category"] == cat]
+        out[cat] = {
+            "rows": len(sub),
+            **{
+                m: aggregate([{k.removesuffix(f"_{m}"): v for k, v in r.items() if k.endswith(f"_{m}")}
+                              for r in sub])
+                for m in ("base", "tuned")
+            },
+            "headline": compare(sub, cfg, seed),
+        }
+    return out
+
+
 def evaluate(
-    adapter_dir: str, rows: list[dict[str, Any]], gen: GenerationConfig
+    adapter_dir: str, rows: list[dict[str, Any]], gen: GenerationConfig, seed: int = 0
 ) -> dict[str, Any]:
-    """{'base': {...}, 'tuned': {...}, 'rows': [...]} on the given test rows."""
+    """{'base', 'tuned', 'categories', 'headline', 'rows', ...} on the given test rows."""
+    cfg = gen if isinstance(gen, EvalConfig) else EvalConfig(**gen.model_dump())
     if not rows:
         raise InputError("the test split is empty; raise test_fraction")
     if gen.eval_max_rows:
@@ -95,7 +183,28 @@ def evaluate(
         for i, r in enumerate(rows)
     ]
     results["n_rows"] = len(rows)
+    results["categories"] = by_category(results["rows"], cfg, seed)
+    results["headline"] = compare(results["rows"], cfg, seed)
+    results["config"] = cfg.model_dump()
     return results
+
+
+def scalar_metrics(results: dict[str, Any]) -> dict[str, float]:
+    """Flat numbers for the KFP Metrics artifact and W&B summary (overall and per category)."""
+    out = {f"{m}_{k}": float(v) for m in ("base", "tuned") for k, v in results[m].items()}
+    for cat, c in results["categories"].items():
+        for m in ("base", "tuned"):
+            for k in ("loss", "rougeL", "exact_match"):
+                if k in c[m]:
+                    out[f"{cat}/{m}_{k}"] = float(c[m][k])
+    h = results["headline"]
+    out.update({
+        f"headline_{k}": float(h[k])
+        for k in ("diff", "diff_low", "diff_high", "improvement_low", "improvement_high")
+    })
+    out["tuned_better"] = float(h["tuned_better"])
+    out["test_rows"] = float(results["n_rows"])
+    return out
 
 
 def run_evaluate(
@@ -110,25 +219,37 @@ def run_evaluate(
     from components.common.tracking import tracking_run
     from components.prepare_data.prepare import read_rows
 
-    gen: GenerationConfig = build(GenerationConfig, params)
+    gen: EvalConfig = build(EvalConfig, params)  # bad settings fail here, before any model loads
+    rows = read_rows(test_path)
+    seed = int(params.get("seed", 0))
     with tracking_run("evaluate", gen.model_dump(), wandb_project, group=run_id) as tracker:
-        results = evaluate(adapter_dir, read_rows(test_path), gen)
+        results = evaluate(adapter_dir, rows, gen, seed=seed)
+        results["wandb_url"] = tracker.url or ""
         Path(generations_path).parent.mkdir(parents=True, exist_ok=True)
         Path(generations_path).write_text(json.dumps(results, indent=2, ensure_ascii=False))
-        scalars = {
-            f"{name}_{k}": float(v)
-            for name in ("base", "tuned")
-            for k, v in results[name].items()
-        }
-        scalars["test_rows"] = float(results["n_rows"])
+        scalars = scalar_metrics(results)
+        tracker.log(scalars)
         tracker.summary(scalars)
         tracker.log_table(
             "generations",
-            ["id", "category", "instruction", "reference", "base", "tuned"],
+            ["id", "category", "instruction", "reference", "base", "tuned", "rougeL_base",
+             "rougeL_tuned", "loss_base", "loss_tuned"],
             [
                 [r["id"], r["category"], r["instruction"], r["reference"], r["generation_base"],
-                 r["generation_tuned"]]
+                 r["generation_tuned"], r["rougeL_base"], r["rougeL_tuned"], r["loss_base"],
+                 r["loss_tuned"]]
                 for r in results["rows"]
+            ],
+        )
+        tracker.log_table(
+            "categories",
+            ["category", "rows", "loss_base", "loss_tuned", "rougeL_base", "rougeL_tuned",
+             "improvement", "improvement_low", "improvement_high"],
+            [
+                [cat, c["rows"], c["base"]["loss"], c["tuned"]["loss"], c["base"]["rougeL"],
+                 c["tuned"]["rougeL"], c["headline"]["improvement"],
+                 c["headline"]["improvement_low"], c["headline"]["improvement_high"]]
+                for cat, c in results["categories"].items()
             ],
         )
         return scalars

@@ -34,3 +34,23 @@ def rouge_l(predictions: list[str], references: list[str]) -> list[float]:
 
 def mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else float("nan")
+
+
+# Categories whose Dolly answers are short enough that an exact answer is meaningful.
+EXACT_MATCH_CATEGORIES: frozenset[str] = frozenset({"classification", "closed_qa"})
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD-style normalisation: lower case, no punctuation, no articles, single spaces."""
+    import re
+    import string
+
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, reference: str) -> float:
+    """1.0 when the normalised answers are equal, else 0.0."""
+    return float(normalize_answer(prediction) == normalize_answer(reference))

@@ -38,12 +38,16 @@ def fine_tune(
 ):
     """Train a LoRA adapter on the train split; validation loss during training."""
     params = {k: v for k, v in locals().items() if k not in ("train", "validation", "model")}
+    import time
+
     from components.common.secrets import load_secrets
     from components.fine_tune.train import run_fine_tune
 
+    t0 = time.perf_counter()
     # Secret Manager names, not values: read them into the environment, keep them out of params.
     load_secrets({k: params.pop(k) for k in ("hf_token_secret", "wandb_api_key_secret")})
     meta = run_fine_tune(
         params, train.path, validation.path, model.path, run_id=run_id, wandb_project=wandb_project
     )
     model.metadata.update(meta)
+    model.metadata["step_seconds"] = round(time.perf_counter() - t0, 2)

@@ -143,6 +143,8 @@ def train(
     import torch
     from trl import SFTTrainer
 
+    from components.fine_tune.callbacks import ThroughputCallback, install_first
+
     tracker = tracker or DummyRun()
     if not train_rows:
         raise InputError("the train split is empty; check the prepare step's filters")
@@ -165,6 +167,7 @@ def train(
         processing_class=tokenizer,
         peft_config=lora_config(cfg),
     )
+    install_first(trainer, ThroughputCallback())  # tokens/s (+ GPU memory) on each log line
     peft_model = trainer.model
     digest_before = base_weights_digest(peft_model)
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
@@ -219,6 +222,8 @@ def run_fine_tune(
     cfg: TrainConfig = build(TrainConfig, params)
     with tracking_run("fine-tune", cfg.model_dump(), wandb_project, group=run_id) as tracker:
         result = train(cfg, read_rows(train_path), read_rows(val_path), Path(model_dir), tracker)
+        tracker.log_reference("lora-adapter", "model", model_dir, {
+            "base_model": cfg.base_model, "eval_loss": result.metrics.get("eval_loss")})
         return {
             "base_model": cfg.base_model,
             "lora_r": cfg.lora_r,

@@ -76,30 +76,48 @@ def infer(
             "prompt_tokens": o.prompt_tokens,
             "completion_tokens": o.completion_tokens,
             "latency_s": o.latency_s,
+            "tokens_per_second": round(o.completion_tokens / o.latency_s, 2) if o.latency_s else 0.0,
         }
         for p, o in zip(prompts, outs, strict=True)
     ]
 
 
 def run_inference(
-    params: dict[str, Any], test_path: str, adapter_dir: str, predictions_path: str
+    params: dict[str, Any], test_path: str, adapter_dir: str, predictions_path: str,
+    run_id: str = "", wandb_project: str = "",
 ) -> dict[str, Any]:
-    """Entry point of the KFP component. Returns the predictions artifact's metadata."""
+    """Entry point of the KFP component. Returns the predictions artifact's metadata.
+
+    Settings and the prompts file are checked before any model is loaded."""
+    from components.common.tracking import tracking_run
     from components.prepare_data.prepare import read_rows, write_jsonl
 
     gen: GenerationConfig = build(GenerationConfig, params)
     prompts = load_prompts(params.get("prompts_uri", ""), read_rows(test_path))
-    t0 = time.perf_counter()
-    rows = infer(adapter_dir, prompts, gen, params.get("system_prompt", ""))
-    seconds = time.perf_counter() - t0
-    write_jsonl(predictions_path, rows)
-    completion = sum(r["completion_tokens"] for r in rows)
-    return {
-        "rows": len(rows),
-        "completion_tokens": completion,
-        "seconds": round(seconds, 3),
-        "tokens_per_second": round(completion / seconds, 1) if seconds else 0.0,
-    }
+    config = {**gen.model_dump(), "prompts_uri": params.get("prompts_uri", "")}
+    with tracking_run("inference", config, wandb_project, group=run_id) as tracker:
+        t0 = time.perf_counter()
+        rows = infer(adapter_dir, prompts, gen, params.get("system_prompt", ""))
+        seconds = time.perf_counter() - t0
+        write_jsonl(predictions_path, rows)
+        completion = sum(r["completion_tokens"] for r in rows)
+        latencies = sorted(r["latency_s"] for r in rows)
+        meta = {
+            "rows": len(rows),
+            "completion_tokens": completion,
+            "seconds": round(seconds, 3),
+            "tokens_per_second": round(completion / seconds, 1) if seconds else 0.0,
+            "generation_batch_size": gen.generation_batch_size,
+            "latency_p50_s": latencies[len(latencies) // 2],
+            "latency_p95_s": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))],
+        }
+        tracker.summary(meta)
+        tracker.log_table(
+            "predictions", ["prompt", "response", "completion_tokens", "latency_s"],
+            [[r["prompt"], r["response"], r["completion_tokens"], r["latency_s"]] for r in rows],
+        )
+        tracker.log_reference("predictions", "dataset", predictions_path, {"rows": len(rows)})
+        return {**meta, "wandb_url": tracker.url or ""}
 
 
 def main(argv: list[str] | None = None) -> None:

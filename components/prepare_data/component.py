@@ -18,6 +18,9 @@ def prepare_data(
     system_prompt: str,
     seed: int,
     hf_token_secret: str,
+    wandb_api_key_secret: str,
+    wandb_project: str,
+    run_id: str,
     train: Output[Dataset],
     validation: Output[Dataset],
     test: Output[Dataset],
@@ -25,12 +28,17 @@ def prepare_data(
 ):
     """Validate, format as chat, filter and split Dolly-format rows."""
     params = dict(locals())
+    import time
+
     from components.common.secrets import load_secrets
     from components.prepare_data.prepare import run_prepare
 
-    load_secrets({"hf_token_secret": params.pop("hf_token_secret")})
+    t0 = time.perf_counter()
+    load_secrets({k: params.pop(k) for k in ("hf_token_secret", "wandb_api_key_secret")})
     outs = {"train": train, "validation": validation, "test": test, "rejected": rejected}
-    stats = run_prepare(params, {name: art.path for name, art in outs.items()})
+    stats = run_prepare(params, {name: art.path for name, art in outs.items()}, run_id=run_id,
+                        wandb_project=wandb_project)
+    stats["step_seconds"] = round(time.perf_counter() - t0, 2)
     for name, art in outs.items():
         art.metadata.update({k: v for k, v in stats.items() if k != "categories"})
         art.metadata["rows"] = stats.get(f"{name}_rows", stats["rejected_rows"])

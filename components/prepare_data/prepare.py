@@ -265,20 +265,31 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def run_prepare(params: dict[str, Any], out_paths: dict[str, str]) -> dict[str, Any]:
+def run_prepare(
+    params: dict[str, Any], out_paths: dict[str, str], run_id: str = "", wandb_project: str = ""
+) -> dict[str, Any]:
     """Entry point of the KFP component: validate, prepare, then write all four files.
 
     `out_paths` maps train/validation/test/rejected to file paths. Nothing is written unless the
-    whole preparation succeeded. Returns the stats for the artifacts' metadata.
+    whole preparation succeeded. Returns the stats for the artifacts' metadata (with the data
+    config and the W&B run URL); each file is logged to W&B as a reference artifact.
     """
     from components.common.modeling import load_tokenizer
+    from components.common.tracking import tracking_run
 
     cfg: DataConfig = build(DataConfig, params)
-    prepared = prepare(cfg, load_tokenizer(cfg.base_model))
-    for name in SPLITS:
-        write_jsonl(out_paths[name], prepared.splits[name])
-    write_jsonl(out_paths["rejected"], prepared.rejected)
-    return prepared.stats
+    with tracking_run("prepare-data", cfg.model_dump(), wandb_project, group=run_id) as tracker:
+        prepared = prepare(cfg, load_tokenizer(cfg.base_model))
+        for name in SPLITS:
+            write_jsonl(out_paths[name], prepared.splits[name])
+        write_jsonl(out_paths["rejected"], prepared.rejected)
+        flat = {k: v for k, v in prepared.stats.items() if isinstance(v, int | float | str)}
+        tracker.summary(flat)
+        for name, path in out_paths.items():
+            tracker.log_reference(f"{name}-split", "dataset", path, {
+                "rows": len(prepared.splits.get(name, prepared.rejected)),
+                "split_hash": prepared.stats["split_hash"], "source": cfg.dataset})
+        return {**prepared.stats, "config": cfg.model_dump(), "wandb_url": tracker.url or ""}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,12 +19,21 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def summary(tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("runs")
+def run_out(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="module")
+def summary(run_out) -> dict:
+    out = run_out
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    for var in ("WANDB_DIR", "WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_ARTIFACT_DIR",
+                "WANDB_CONFIG_DIR"):
+        env[var] = str(out / "wandb-home")
     proc = subprocess.run(
         [sys.executable, "-m", "cli.submit", "--local", "--output-dir", str(out),
          "--run-id", "e2e", "--param", "max_steps=30", "--param", "max_new_tokens=16"],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True, text=True, timeout=900, env=env,
         cwd=Path(__file__).resolve().parents[2],
     )
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
@@ -34,7 +45,7 @@ def summary(tmp_path_factory) -> dict:
 def test_every_step_succeeded_and_was_timed(summary):
     assert summary["status"] == "SUCCESS"
     assert set(summary["steps"]) == {"prepare-data", "fine-tune", "evaluate", "inference",
-                                     "register-model"}
+                                     "register-model", "report"}
     for step in summary["steps"].values():
         assert step["status"] == "SUCCESS" and step["seconds"] > 0
 
@@ -70,3 +81,60 @@ def test_lora_weights_changed_and_base_did_not(summary):
     assert all(w.abs().sum() > 0 for k, w in weights.items() if "lora_B" in k)
     fresh = base_weights_digest(load_model("embedded://tiny-gemma3", device="cpu"))
     assert summary["training"]["base_weights_digest_after"] == fresh
+
+
+def test_summary_has_per_category_metrics_and_the_interval(summary):
+    ev = summary["eval"]
+    assert sum(c["rows"] for c in ev["categories"].values()) == summary["test_rows"]
+    for cat, c in ev["categories"].items():
+        for m in ("base", "tuned"):
+            assert {"loss", "perplexity", "rougeL"} <= set(c[m]), cat
+        assert c["headline"]["improvement_low"] <= c["headline"]["improvement_high"]
+    iv = ev["interval"]
+    assert iv["metric"] == "loss" and iv["confidence"] == 0.95
+    assert iv["diff_low"] <= iv["diff"] <= iv["diff_high"]
+    assert iv["tuned_better"] == (iv["improvement_low"] > iv["threshold"])
+    assert iv["tuned_better"], "30 steps of LoRA must lower the test loss beyond noise"
+
+
+def test_report_next_to_summary_opens_in_chromium(summary, run_out, tmp_path):
+    from tests.unit.test_report import PROBE, _chromium, find_chromium
+
+    html = run_out / "e2e" / "report.html"
+    md = run_out / "e2e" / "summary.md"
+    assert summary["report"] == {"html": str(html), "markdown": str(md)}
+    assert "passes the gate" in md.read_text()
+    text = html.read_text()
+    assert all(c in text for c in summary["eval"]["categories"])
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("chromium not found on PATH (apt-get install chromium, or set CHROMIUM=/path)")
+    probed = tmp_path / "probed.html"
+    probed.write_text(text.replace("</head>", PROBE + "</head>", 1))
+    dom = _chromium(binary, tmp_path / "profile", "--dump-dom", probed.as_uri())
+    m = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
+    assert m, dom.stderr[-2000:]
+    probe = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert probe["errors"] == [] and len(probe["images"]) == 3 and min(probe["images"]) > 100
+
+
+def test_wandb_tells_the_whole_story(summary, run_out):
+    from tests.wandb_reader import read_runs
+
+    runs = {r.job_type: r for r in read_runs(run_out / "wandb-home")}
+    assert set(runs) == {"prepare-data", "fine-tune", "evaluate", "inference", "report"}
+    assert len({r.group for r in runs.values()}) == 1 and runs["evaluate"].group
+    ft = runs["fine-tune"]
+    assert ft.config["max_steps"] == 30 and ft.config["lora_r"] == 16
+    losses = ft.series("train/loss")
+    assert len(losses) >= 5 and losses[-1] < losses[0]
+    for key in ("train/learning_rate", "train/grad_norm", "train/tokens_per_second"):
+        assert ft.series(key), key
+    assert ft.series("eval/loss")
+    model_refs = [a for a in ft.artifacts if a["type"] == "model"]
+    assert model_refs and model_refs[0]["metadata"]["uri"].startswith("file://")
+    datasets = {a["name"] for a in runs["prepare-data"].artifacts if a["type"] == "dataset"}
+    assert {"train-split", "validation-split", "test-split", "rejected-split"} <= datasets
+    table = runs["evaluate"].table("generations")
+    assert len(table["data"]) == summary["test_rows"]
+    assert runs["evaluate"].summary["tuned_loss"] == pytest.approx(summary["eval"]["tuned"]["loss"])

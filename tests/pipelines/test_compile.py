@@ -23,7 +23,7 @@ def test_yaml_parses_as_pipeline_spec(spec):
     msg = json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
     assert msg.pipeline_info.name == "dolly-lora"
     assert set(msg.root.dag.tasks) == {"prepare-data", "fine-tune", "evaluate", "inference",
-                                       "condition-1"}
+                                       "condition-1", "report"}
     gated = msg.components["comp-condition-1"].dag.tasks
     assert set(gated) == {"register-model"}
 
@@ -39,6 +39,7 @@ def test_dag_edges(spec):
     assert upstream("fine-tune") == {"prepare-data"}
     assert upstream("evaluate") == {"prepare-data", "fine-tune"}
     assert upstream("inference") == {"prepare-data", "fine-tune"}
+    assert upstream("report") == {"prepare-data", "fine-tune", "evaluate", "inference"}
     ft = tasks["fine-tune"]["inputs"]["artifacts"]
     assert ft["train"]["taskOutputArtifact"]["outputArtifactKey"] == "train"
     assert tasks["evaluate"]["inputs"]["artifacts"]["test"]["taskOutputArtifact"][
@@ -97,3 +98,15 @@ def test_compiling_twice_is_byte_identical(tmp_path: Path):
     a = compile_pipeline(tmp_path / "a.yaml").read_bytes()
     b = compile_pipeline(tmp_path / "b.yaml").read_bytes()
     assert a == b
+
+
+def test_evaluate_exposes_the_gate_output(spec):
+    """The registry gate (dsl.If) reads evaluate's typed bool (the bootstrap decision)."""
+    comp = spec["components"]["comp-evaluate"]["outputDefinitions"]
+    assert comp["parameters"]["Output"]["parameterType"] == "BOOLEAN"
+    assert {"metrics", "generations"} <= set(comp["artifacts"])
+    gate = spec["root"]["dag"]["tasks"]["condition-1"]["triggerPolicy"]["condition"]
+    assert "evaluate-Output" in gate
+    report = spec["components"]["comp-report"]["outputDefinitions"]["artifacts"]
+    assert report["html"]["artifactType"]["schemaTitle"] == "system.HTML"
+    assert report["markdown"]["artifactType"]["schemaTitle"] == "system.Markdown"

@@ -1,0 +1,41 @@
+"""What `submit --local` adds to summary.json from the evaluate and report steps.
+
+Kept apart from `cli/local_run.py` so that file only calls two functions: per-category metrics
+and the headline interval go into the summary, and the HTML report and Markdown summary are
+copied next to summary.json where a person looks first.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+
+def add_evaluation(summary: dict[str, Any]) -> None:
+    """summary["eval"] gains `categories` (base/tuned per category with the interval) and
+    `interval` (the headline metric's improvement, its 95% interval and the gate decision)."""
+    path = summary.get("artifacts", {}).get("evaluate.generations")
+    if not path or not Path(path).exists():
+        return
+    results = json.loads(Path(path).read_text())
+    ev = summary.setdefault("eval", {})
+    for name in ("base", "tuned"):
+        if name in results:
+            ev[name] = {**ev.get(name, {}), **results[name]}
+    ev["categories"] = results.get("categories", {})
+    ev["interval"] = results.get("headline", {})
+
+
+def publish_reports(summary: dict[str, Any], run_root: Path) -> dict[str, str]:
+    """Copy report.html and summary.md next to summary.json; returns their paths."""
+    out: dict[str, str] = {}
+    arts = summary.get("artifacts", {})
+    for key, name in (("report.html", "report.html"), ("report.markdown", "summary.md")):
+        src = arts.get(key)
+        if src and Path(src).is_file():
+            dest = run_root / name
+            shutil.copyfile(src, dest)
+            out["html" if key == "report.html" else "markdown"] = str(dest)
+    return out

@@ -1,0 +1,321 @@
+"""The run report: one self-contained HTML page (and a short Markdown summary) from the run's data.
+
+Why self-contained: the Vertex console shows an `HTML` artifact in a sandboxed frame, and people
+download reports and open them offline; so figures are PNGs embedded as data URIs, styles are
+inline, and nothing is fetched. Everything shown comes from the run's own artifacts: the splits,
+the adapter's training log, the evaluation results and the inference predictions.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from components.common.config import HEADLINE_METRICS
+
+SAMPLE_PROMPTS = 12
+TEMPLATE = Path(__file__).with_name("template.html.j2")
+
+
+def _read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    p = Path(path)
+    if not p.exists():
+        return []
+    return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    return json.loads(path.read_text()) if path.exists() else default
+
+
+def reason_kind(reason: str) -> str:
+    """'too long: 600 tokens > ...' -> 'too long', 'duplicate of row 3' -> 'duplicate'."""
+    return reason.split(" (")[0].split(":")[0].split(" of row ")[0]
+
+
+def data_summary(splits: dict[str, str], meta: dict[str, Any]) -> dict[str, Any]:
+    """Rows per split and category, rejected rows by reason, token lengths of kept rows."""
+    rows = {name: _read_jsonl(path) for name, path in splits.items()}
+    kept = [r for name in ("train", "validation", "test") for r in rows.get(name, [])]
+    lengths = sorted(int(r["num_tokens"]) for r in kept if "num_tokens" in r)
+    cats = sorted({r["category"] for r in kept})
+
+    def pct(q: float) -> int | None:
+        return lengths[min(len(lengths) - 1, int(q * len(lengths)))] if lengths else None
+
+    return {
+        "source_rows": meta.get("source_rows"),
+        "filtered_rows": meta.get("filtered_rows"),
+        "kept_rows": len(kept),
+        "split_rows": {n: len(rows.get(n, [])) for n in ("train", "validation", "test")},
+        "rejected_rows": len(rows.get("rejected", [])),
+        "rejected_by_reason": dict(
+            Counter(reason_kind(r.get("reason", "?")) for r in rows.get("rejected", [])).most_common()
+        ),
+        "categories": {
+            c: {n: sum(r["category"] == c for r in rows.get(n, [])) for n in ("train", "validation", "test")}
+            for c in cats
+        },
+        "token_lengths": lengths,
+        "token_stats": {"min": pct(0), "p50": pct(0.5), "p95": pct(0.95), "max": pct(1.0)},
+        "split_hash": meta.get("split_hash"),
+    }
+
+
+def pick_samples(rows: list[dict[str, Any]], n: int = SAMPLE_PROMPTS) -> list[dict[str, Any]]:
+    """Up to `n` test rows, round-robin over categories so every category shows."""
+    by_cat: dict[str, list[dict[str, Any]]] = {}
+    for r in sorted(rows, key=lambda r: (r["category"], r["id"])):
+        by_cat.setdefault(r["category"], []).append(r)
+    out: list[dict[str, Any]] = []
+    while len(out) < n and any(by_cat.values()):
+        for cat in sorted(by_cat):
+            if by_cat[cat] and len(out) < n:
+                out.append(by_cat[cat].pop(0))
+    return out
+
+
+def step_costs(
+    step_seconds: dict[str, float | None], gpu_steps: set[str], gpu_hourly_usd: float
+) -> dict[str, Any]:
+    """Wall time per step and the estimated price of the GPU steps' machine time."""
+    steps = [
+        {"step": s, "seconds": sec, "gpu": s in gpu_steps,
+         "cost_usd": (sec or 0) / 3600 * gpu_hourly_usd if s in gpu_steps else 0.0}
+        for s, sec in step_seconds.items()
+    ]
+    gpu_seconds = sum(s["seconds"] or 0 for s in steps if s["gpu"])
+    return {
+        "steps": steps,
+        "total_seconds": sum(s["seconds"] or 0 for s in steps),
+        "gpu_seconds": gpu_seconds,
+        "gpu_hourly_usd": gpu_hourly_usd,
+        "gpu_cost_usd": gpu_seconds / 3600 * gpu_hourly_usd,
+    }
+
+
+def collect(
+    splits: dict[str, str],
+    split_meta: dict[str, Any],
+    model_dir: str,
+    model_meta: dict[str, Any],
+    eval_path: str,
+    eval_meta: dict[str, Any],
+    predictions_path: str,
+    predictions_meta: dict[str, Any],
+    gpu_hourly_usd: float,
+    run_id: str = "",
+) -> dict[str, Any]:
+    """Everything the report shows, as plain data (also what the tests inspect)."""
+    from pipelines.resources import STEP_MACHINES
+
+    model = Path(model_dir)
+    results = _read_json(Path(eval_path), {})
+    history = _read_json(model / "log_history.json", [])
+    steps = {
+        "prepare-data": split_meta.get("step_seconds"),
+        "fine-tune": model_meta.get("step_seconds"),
+        "evaluate": eval_meta.get("step_seconds"),
+        "inference": predictions_meta.get("step_seconds"),
+    }
+    gpu_steps = {s for s, m in STEP_MACHINES.items() if m.accelerator_type}
+    preds = _read_jsonl(predictions_path)
+    return {
+        "run_id": run_id,
+        "results": results,
+        "headline": results.get("headline", {}),
+        "categories": results.get("categories", {}),
+        "samples": pick_samples(results.get("rows", [])),
+        "train_curve": [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h],
+        "val_curve": [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h and "step" in h],
+        "training": {**_read_json(model / "metrics.json", {}), **model_meta},
+        "config": {
+            "data": split_meta.get("config", {}),
+            "training": _read_json(model / "training_config.json", {}),
+            "evaluation": results.get("config", {}),
+        },
+        "data": data_summary(splits, split_meta),
+        "cost": step_costs(steps, gpu_steps, gpu_hourly_usd),
+        "inference": {**predictions_meta, "rows": len(preds)},
+        "wandb": {
+            s: u for s, u in (
+                ("prepare-data", split_meta.get("wandb_url")),
+                ("fine-tune", model_meta.get("wandb_url")),
+                ("evaluate", eval_meta.get("wandb_url") or results.get("wandb_url")),
+                ("inference", predictions_meta.get("wandb_url")),
+            ) if u
+        },
+    }
+
+
+# ---------------------------------------------------------------- figures (PNG data URIs)
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figure(w: float, h: float) -> Any:
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
+
+    return Figure(figsize=(w, h))
+
+
+def fig_loss_curves(train: list[tuple[float, float]], val: list[tuple[float, float]]) -> str:
+    fig = _figure(7, 3.2)
+    ax = fig.add_subplot()
+    if train:
+        ax.plot(*zip(*train, strict=True), label="training loss", color="#1f77b4")
+    if val:
+        ax.plot(*zip(*val, strict=True), "o-", label="validation loss", color="#d62728")
+    if not train and not val:
+        ax.text(0.5, 0.5, "no training log", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (nats / response token)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right")
+    return _png(fig)
+
+
+def fig_categories(categories: dict[str, Any], metric: str) -> str:
+    """Left: base vs tuned per category. Right: improvement with its 95% interval."""
+    import numpy as np
+
+    cats = list(categories)
+    fig = _figure(10, 0.45 * max(len(cats), 3) + 1.4)
+    ax1, ax2 = fig.subplots(1, 2, sharey=True)
+    y = np.arange(len(cats))
+    base = [categories[c]["base"][metric] for c in cats]
+    tuned = [categories[c]["tuned"][metric] for c in cats]
+    ax1.barh(y - 0.2, base, 0.4, label="base", color="#9e9e9e")
+    ax1.barh(y + 0.2, tuned, 0.4, label="tuned", color="#1f77b4")
+    ax1.set_yticks(y, [f"{c} (n={categories[c]['rows']})" for c in cats])
+    ax1.invert_yaxis()
+    ax1.set_xlabel(metric)
+    ax1.legend(loc="lower right", fontsize=8)
+    ax1.set_title(f"{metric}: base vs tuned", fontsize=10)
+    h = [categories[c]["headline"] for c in cats]
+    est = np.array([x["improvement"] for x in h])
+    lo = np.array([x["improvement_low"] for x in h])
+    hi = np.array([x["improvement_high"] for x in h])
+    # green: interval above 0 (tuned better), red: below 0 (worse), grey: not distinguishable
+    colors = ["#2ca02c" if a > 0 else "#d62728" if b < 0 else "#7f7f7f"
+              for a, b in zip(lo, hi, strict=True)]
+    for yi, e, lo_, hi_, col in zip(y, est, lo, hi, colors, strict=True):
+        ax2.errorbar([e], [yi], xerr=[[e - lo_], [hi_ - e]], fmt="o", color=col, capsize=3)
+    ax2.axvline(0, color="black", lw=0.8)
+    metric_name = h[0]["metric"] if h else metric
+    ax2.set_xlabel(f"improvement in {metric_name} (tuned over base, 95% CI)")
+    ax2.set_title("is the difference real?", fontsize=10)
+    for ax in (ax1, ax2):
+        ax.grid(axis="x", alpha=0.3)
+    return _png(fig)
+
+
+def fig_token_lengths(lengths: list[int]) -> str:
+    fig = _figure(7, 2.6)
+    ax = fig.add_subplot()
+    if lengths:
+        ax.hist(lengths, bins=min(40, max(5, len(set(lengths)))), color="#1f77b4")
+    ax.set_xlabel("tokens per formatted example (prompt + response)")
+    ax.set_ylabel("rows")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "—"
+        if digits == 0:
+            return f"{value:,.0f}"
+        return f"{value:.{digits}f}" if abs(value) < 1e5 else f"{value:.3g}"
+    return str(value)
+
+
+def verdict(headline: dict[str, Any]) -> str:
+    """One sentence a person can act on."""
+    if not headline:
+        return "No evaluation results."
+    m = headline["metric"]
+    unit = HEADLINE_METRICS.get(m, {}).get("unit", "")
+    span = (f"{_fmt(headline['improvement'])} {unit} (95% interval {_fmt(headline['improvement_low'])} "
+            f"to {_fmt(headline['improvement_high'])}, {headline['rows']} test rows)")
+    if headline["tuned_better"]:
+        return (f"Fine-tuning helped: {m} improved by {span}. The interval's lower end is above the "
+                f"gate threshold {_fmt(headline['threshold'])}, so the tuned model passes the gate.")
+    return (f"Fine-tuning is not shown to help on {m}: improvement {span}. The interval's lower end "
+            f"is not above the gate threshold {_fmt(headline['threshold'])}, so the gate stays closed.")
+
+
+def render_html(data: dict[str, Any]) -> str:
+    import jinja2
+
+    metric = data["headline"].get("metric", "loss")
+    figures = {
+        "loss_curves": fig_loss_curves(data["train_curve"], data["val_curve"]),
+        "token_lengths": fig_token_lengths(data["data"]["token_lengths"]),
+    }
+    if data["categories"]:
+        figures["categories"] = fig_categories(data["categories"], metric)
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    env.filters["fmt"] = _fmt
+    return env.from_string(TEMPLATE.read_text()).render(
+        d=data, figures=figures, verdict=verdict(data["headline"]),
+        metrics=["loss", "perplexity", "rougeL", "exact_match"],
+    )
+
+
+def render_markdown(data: dict[str, Any]) -> str:
+    """The short version: verdict, overall numbers, per category, time and cost."""
+    r, h, cost = data["results"], data["headline"], data["cost"]
+    lines = [f"# Run {data['run_id'] or ''}".rstrip(), "", verdict(h), ""]
+    if r:
+        lines += ["| metric | base | tuned |", "|---|---|---|"]
+        for k in ("loss", "perplexity", "rougeL", "exact_match"):
+            if k in r.get("base", {}):
+                lines.append(f"| {k} | {_fmt(r['base'][k])} | {_fmt(r['tuned'][k])} |")
+        m = h["metric"]
+        lines += ["", f"| category | rows | {m} base | {m} tuned | improvement (95% CI) |",
+                  "|---|---|---|---|---|"]
+        for cat, c in data["categories"].items():
+            ch = c["headline"]
+            lines.append(
+                f"| {cat} | {c['rows']} | {_fmt(c['base'][m])} | {_fmt(c['tuned'][m])} | "
+                f"{_fmt(ch['improvement'])} ({_fmt(ch['improvement_low'])} to "
+                f"{_fmt(ch['improvement_high'])}) |"
+            )
+    d = data["data"]
+    reasons = ", ".join(f"{k}: {v}" for k, v in d["rejected_by_reason"].items())
+    split = d["split_rows"]
+    lines += [
+        "",
+        f"Data: {d['kept_rows']} rows kept ({split['train']} train / {split['validation']} "
+        f"validation / {split['test']} test), {d['rejected_rows']} rejected"
+        + (f" ({reasons})" if reasons else "") + ".",
+        f"Time: {_fmt(cost['total_seconds'], 1)} s in steps, {_fmt(cost['gpu_seconds'], 1)} s on "
+        f"GPU machines, estimated ${cost['gpu_cost_usd']:.4f} at ${cost['gpu_hourly_usd']:.2f}/h.",
+    ]
+    if data["wandb"]:
+        lines += ["", "W&B: " + ", ".join(f"[{s}]({u})" for s, u in data["wandb"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(data: dict[str, Any], html_path: str, markdown_path: str) -> None:
+    for path, text in ((html_path, render_html(data)), (markdown_path, render_markdown(data))):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text, encoding="utf-8")

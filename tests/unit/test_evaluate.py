@@ -1,0 +1,120 @@
+"""Evaluate end to end on the tiny model: per-category metrics, the interval, the gate, W&B."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from components.common.config import DataConfig
+from components.common.errors import InputError
+from components.evaluate import evaluate as ev
+from components.prepare_data.prepare import prepare, write_jsonl
+
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory, tiny_model_ref) -> Path:
+    """A random (non-zero) LoRA adapter, so tuned differs from base without training."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from components.common.modeling import load_model, load_tokenizer
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("adapter")
+    model = get_peft_model(
+        load_model(tiny_model_ref, device="cpu"),
+        LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False, task_type="CAUSAL_LM"),
+    )
+    model.save_pretrained(out)
+    load_tokenizer(tiny_model_ref).save_pretrained(out)
+    (out / "training_config.json").write_text(json.dumps({"base_model": tiny_model_ref}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def test_file(tmp_path_factory, tokenizer) -> Path:
+    cfg = DataConfig(dataset="embedded://dolly-15k-sample.jsonl",
+                     base_model="embedded://tiny-gemma3", max_seq_len=256, test_fraction=0.2)
+    rows = prepare(cfg, tokenizer).splits["test"]
+    path = tmp_path_factory.mktemp("data") / "test.jsonl"
+    write_jsonl(path, rows[:12])
+    return path
+
+
+@pytest.fixture(scope="module")
+def wandb_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("wandb-eval")
+
+
+@pytest.fixture(scope="module")
+def result(adapter, test_file, tmp_path_factory, wandb_dir):
+    """One evaluation for the module (module fixtures run outside the per-test W&B dir)."""
+    out = tmp_path_factory.mktemp("eval") / "generations.json"
+    params = {"max_new_tokens": 6, "generation_batch_size": 6, "bootstrap_samples": 300,
+              "seed": 3}
+    with pytest.MonkeyPatch.context() as mp:
+        for var in ("WANDB_DIR", "WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_ARTIFACT_DIR",
+                    "WANDB_CONFIG_DIR"):
+            mp.setenv(var, str(wandb_dir))
+        mp.setenv("WANDB_MODE", "offline")
+        scalars = ev.run_evaluate(params, str(test_file), str(adapter), str(out), run_id="grp-1",
+                                  wandb_project="test-project")
+        import wandb
+
+        wandb.teardown()
+    return scalars, json.loads(out.read_text())
+
+
+def test_metrics_per_category_for_base_and_tuned(result):
+    scalars, res = result
+    cats = res["categories"]
+    assert sum(c["rows"] for c in cats.values()) == res["n_rows"] == 12
+    for cat, c in cats.items():
+        for m in ("base", "tuned"):
+            assert {"loss", "perplexity", "rougeL"} <= set(c[m])
+            assert ("exact_match" in c[m]) == (cat in {"classification", "closed_qa"})
+        assert c["headline"]["improvement_low"] <= c["headline"]["improvement_high"]
+        assert scalars[f"{cat}/tuned_loss"] == pytest.approx(c["tuned"]["loss"])
+    assert res["base"]["loss"] != res["tuned"]["loss"]
+
+
+def test_headline_interval_and_gate_agree(result):
+    scalars, res = result
+    h = res["headline"]
+    assert h["metric"] == "loss" and h["higher_is_better"] is False
+    assert h["diff"] == pytest.approx(res["tuned"]["loss"] - res["base"]["loss"], rel=1e-6)
+    assert h["diff_low"] <= h["diff"] <= h["diff_high"]
+    assert h["improvement_low"] == pytest.approx(-h["diff_high"])
+    assert h["tuned_better"] == (h["improvement_low"] > h["threshold"])
+    assert scalars["tuned_better"] == float(h["tuned_better"])
+
+
+def test_evaluation_is_logged_to_wandb_offline(result, wandb_dir):
+    from tests.wandb_reader import read_runs
+
+    runs = [r for r in read_runs(wandb_dir) if r.job_type == "evaluate"]
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.group == "grp-1"
+    assert run.config["headline_metric"] == "loss" and run.config["max_new_tokens"] == 6
+    assert run.summary["tuned_loss"] == pytest.approx(result[0]["tuned_loss"])
+    table = run.table("generations")
+    assert len(table["data"]) == 12
+    assert {"reference", "base", "tuned"} <= set(table["columns"])
+    assert len(run.table("categories")["data"]) == len(result[1]["categories"])
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [({"temperature": 9.0}, "temperature"), ({"top_p": 1.5}, "top_p"),
+     ({"headline_metric": "rougeL", "gate_threshold": 2.0}, "gate_threshold")],
+)
+def test_bad_settings_fail_before_any_model_loads(monkeypatch, tmp_path, test_file, params, match):
+    def boom(*a, **k):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(ev, "load_base_and_adapter", boom)
+    with pytest.raises(InputError, match=match):
+        ev.run_evaluate(params, str(test_file), "no-adapter", str(tmp_path / "g.json"))
