@@ -30,6 +30,7 @@ from components.common.modeling import (
     load_tokenizer,
 )
 from components.common.tracking import DummyRun
+from components.fine_tune import checkpointing
 
 
 @dataclass
@@ -116,8 +117,12 @@ def train(
     val_rows: list[dict[str, Any]],
     output_dir: Path,
     tracker: DummyRun | None = None,
+    run_name: str = "",
 ) -> TrainResult:
-    """Train a LoRA adapter and save adapter + tokenizer + config + metrics to `output_dir`."""
+    """Train a LoRA adapter and save adapter + tokenizer + config + metrics to `output_dir`.
+
+    With `cfg.checkpoint_uri`, checkpoints stream to `<uri>/<run_name>/fine-tune/` and a rerun
+    with the same run name resumes from the newest complete one (`checkpointing.py`)."""
     import torch
     from trl import SFTTrainer
 
@@ -125,6 +130,7 @@ def train(
     if not train_rows:
         raise InputError("the train split is empty; check the prepare step's filters")
     check_target_modules(cfg.base_model, cfg.target_module_list)
+    store = checkpointing.open_store(cfg, run_name)  # bad bucket/permissions fail here, early
     torch.set_flush_denormal(True)  # avoids a late-training slowdown on CPU (FIELD-NOTES)
     torch.manual_seed(cfg.seed)
 
@@ -135,6 +141,9 @@ def train(
     # Trainer scratch space stays out of the Model artifact (only the adapter is published).
     work = Path(tempfile.mkdtemp(prefix="fine-tune-"))
     args = sft_config(cfg, work, has_eval=bool(val_rows), report_to=tracker.report_to)
+    ckpt = checkpointing.Session(store, cfg, train_rows, work) if store else None
+    if ckpt:
+        args = ckpt.training_args(args)
     trainer = SFTTrainer(
         model=model,
         args=args,
@@ -142,6 +151,7 @@ def train(
         eval_dataset=to_prompt_completion(val_rows) if val_rows else None,
         processing_class=tokenizer,
         peft_config=lora_config(cfg),
+        callbacks=[ckpt.callback] if ckpt else None,
     )
     peft_model = trainer.model
     digest_before = base_weights_digest(peft_model)
@@ -149,7 +159,8 @@ def train(
     total = sum(p.numel() for p in peft_model.parameters())
 
     start = time.perf_counter()
-    result = trainer.train()
+    with checkpointing.during_training(ckpt) as resume_from:
+        result = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - start
     history = [h for h in trainer.state.log_history if "loss" in h]
     eval_metrics = trainer.evaluate() if val_rows else {}
@@ -174,10 +185,14 @@ def train(
         "base_weights_digest_after": base_weights_digest(peft_model),
         "device": best_device(),
         "bf16": args.bf16,
+        "resumed_from_step": None,
+        **(ckpt.summary(seconds) if ckpt else {}),
     }
     (output_dir / "training_config.json").write_text(json.dumps(cfg.model_dump(), indent=2))
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (output_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=2))
+    if ckpt:
+        ckpt.publish(output_dir)
     tracker.summary({k: v for k, v in metrics.items() if isinstance(v, int | float)})
     return TrainResult(metrics=metrics, output_dir=output_dir)
 
@@ -195,8 +210,10 @@ def run_fine_tune(
     from components.prepare_data.prepare import read_rows
 
     cfg: TrainConfig = build(TrainConfig, params)
-    with tracking_run("fine-tune", cfg.model_dump(), wandb_project, group=run_id) as tracker:
-        result = train(cfg, read_rows(train_path), read_rows(val_path), Path(model_dir), tracker)
+    run_name = params.get("run_name") or run_id  # stable name beats the per-invocation job name
+    with tracking_run("fine-tune", cfg.model_dump(), wandb_project, group=run_name) as tracker:
+        result = train(cfg, read_rows(train_path), read_rows(val_path), Path(model_dir), tracker,
+                       run_name=run_name)
         return {
             "base_model": cfg.base_model,
             "lora_r": cfg.lora_r,
@@ -212,6 +229,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train", required=True)
     parser.add_argument("--validation", required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--run-name", default="", help="Names the checkpoint folder (resume key).")
     for name, f in TrainConfig.model_fields.items():
         parser.add_argument(
             "--" + name.replace("_", "-"), type=type(f.default), default=f.default,
