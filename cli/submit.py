@@ -60,6 +60,13 @@ def submit(
     output_dir: Annotated[
         Path, typer.Option(help="Where local runs write their outputs and summary.json.")
     ] = Path("runs"),
+    checkpoint_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="gs://BUCKET/PREFIX for resumable fine-tune checkpoints (STORAGE_EMULATOR_HOST "
+            "for an emulator); rerun with the same --run-id to resume.",
+        ),
+    ] = None,
 ) -> None:
     if ctx.invoked_subcommand is not None:
         return
@@ -73,7 +80,12 @@ def submit(
         from cli.params import resolve_parameters
         from components.common.config import EMBEDDED_DEFAULT
 
-        params = resolve_parameters({} if real_defaults else EMBEDDED_DEFAULT, param or [])
+        overrides = list(param or [])
+        if checkpoint_uri:
+            overrides.append(f"checkpoint_uri={checkpoint_uri}")
+        # The run id names the checkpoint folder, so the same --run-id finds it again.
+        profile = {**({} if real_defaults else EMBEDDED_DEFAULT), "run_name": run_id}
+        params = resolve_parameters(profile, overrides)
         from cli.local_run import run_local
 
         summary = run_local(params, output_dir, run_id)

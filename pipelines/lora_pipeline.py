@@ -57,6 +57,14 @@ def lora_pipeline(
     eval_max_rows: int = D["eval_max_rows"],
     prompts_uri: str = D["prompts_uri"],
     wandb_project: str = D["wandb_project"],
+    checkpoint_uri: str = D["checkpoint_uri"],
+    save_steps: int = D["save_steps"],
+    save_minutes: float = D["save_minutes"],
+    save_total_limit: int = D["save_total_limit"],
+    run_name: str = D["run_name"],
+    # Consumed by the Vertex custom-job wrapper of fine-tune (strategy=, with
+    # restart_job_on_worker_restart=True); the local runner has no capacity to choose.
+    train_strategy: str = D["train_strategy"],
 ):
     prep = prepare_data(
         dataset=dataset,
@@ -91,7 +99,13 @@ def lora_pipeline(
         bf16=bf16,
         logging_steps=logging_steps,
         eval_steps=eval_steps,
+        checkpoint_uri=checkpoint_uri,
+        save_steps=save_steps,
+        save_minutes=save_minutes,
+        save_total_limit=save_total_limit,
         wandb_project=wandb_project,
+        run_name=run_name,
+        # Stable across Vertex restarts of the task and retries of the run: the resume key.
         run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
     ).set_display_name("fine-tune")
     gen_args = dict(
