@@ -188,3 +188,24 @@ def test_training_fails_cleanly_when_gcs_stays_down(outage_gcs, tmp_path, monkey
     assert [(c.step, c.complete) for c in store.scan()] == [(2, True)]
     monkeypatch.setattr(CheckpointStore, "upload_checkpoint", upload)
     assert train(cfg, rows, [], tmp_path / "b", run_name="outage").metrics["resumed_from_step"] == 2
+
+
+def test_time_based_save_is_requested_after_save_minutes(tmp_path):
+    from transformers import TrainerControl, TrainerState
+
+    cb = checkpointing.make_callback(CheckpointStore(PREFIX), TrainConfig(save_minutes=5), "fp",
+                                     tmp_path / "log")
+    control = TrainerControl()
+    cb.on_train_begin(None, TrainerState(), control)
+    cb.on_step_end(None, TrainerState(), control)
+    assert not control.should_save
+    cb.last_save -= 5 * 60  # five minutes since the last checkpoint
+    cb.on_step_end(None, TrainerState(), control)
+    assert control.should_save
+
+    off = checkpointing.make_callback(CheckpointStore(PREFIX), TrainConfig(save_minutes=0), "fp",
+                                      tmp_path / "log")
+    off.last_save -= 10**6
+    control = TrainerControl()
+    off.on_step_end(None, TrainerState(), control)
+    assert not control.should_save
