@@ -68,6 +68,10 @@ def preflight(params: dict[str, Any]) -> dict[str, Any]:
     data_cfg = build(DataConfig, params)
     train_cfg = build(TrainConfig, params)
     check_target_modules(train_cfg.base_model, train_cfg.target_module_list)
+    if train_cfg.checkpoint_uri:  # no bucket / no permission: fail here, before any step runs
+        from components.fine_tune.checkpointing import CheckpointStore, task_prefix
+
+        CheckpointStore(task_prefix(train_cfg.checkpoint_uri, params["run_name"])).check_access()
     return prepare(data_cfg, load_tokenizer(data_cfg.base_model)).stats
 
 
@@ -93,6 +97,10 @@ def collect_outputs(run_dir: Path) -> dict[str, dict[str, Any]]:
                 outs[out.name] = {"path": str(out), "metadata": {}}
         tasks[task_dir.name] = outs
     return tasks
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if value is not None else None
 
 
 def build_summary(
@@ -131,7 +139,12 @@ def build_summary(
         "training": {k: tuned.get(k) for k in (
             "train_loss", "eval_loss", "global_step", "train_seconds", "tokens_per_second",
             "base_weights_digest_before", "base_weights_digest_after", "wandb_url",
+            "checkpoint_prefix", "checkpoints_saved", "checkpoint_seconds",
+            "checkpoint_seconds_each", "checkpoint_share",
         )} if tuned else {},
+        # null when fine-tune started fresh (metadata drops None; integers come back as floats)
+        "resumed_from_step": _int(tuned.get("resumed_from_step")),
+        "final_step": _int(tuned.get("global_step")),
         "artifacts": {
             f"{task}.{name}": info["path"] for task, outs in outputs.items()
             for name, info in outs.items()
@@ -153,8 +166,11 @@ def run_local(params: dict[str, Any], output_dir: Path, run_id: str) -> Path:
     )
 
     run_root = (output_dir / run_id).resolve()
-    if run_root.exists() and any(run_root.iterdir()):
-        raise InputError(f"{run_root} already exists; pick another --run-id or remove it")
+    if run_root.exists() and any(run_root.iterdir()) and not params.get("checkpoint_uri"):
+        raise InputError(
+            f"{run_root} already exists; pick another --run-id, remove it, or give "
+            "--checkpoint-uri to resume that run from its checkpoints"
+        )
     run_root.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("WANDB_DIR", str(run_root))
 

@@ -149,6 +149,13 @@ def submit(
         help="Submit to this Kubeflow Pipelines endpoint with kfp.Client instead of Vertex.",
         envvar="KFP_HOST")
     ] = None,
+    checkpoint_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="gs://BUCKET/PREFIX for resumable fine-tune checkpoints (STORAGE_EMULATOR_HOST "
+            "for an emulator); rerun with the same --run-id to resume.",
+        ),
+    ] = None,
 ) -> None:
     secrets = {k: v for k, v in (("hf_token_secret", hf_token_secret),
                                  ("wandb_api_key_secret", wandb_key_secret)) if v}
@@ -174,10 +181,16 @@ def submit(
         from cli.params import resolve_parameters
         from components.common.config import EMBEDDED_DEFAULT
 
-        params = resolve_parameters({} if real_defaults else EMBEDDED_DEFAULT, opts.params)
+        run_id = run_id or _default_run_id()
+        overrides = list(opts.params)
+        if checkpoint_uri:
+            overrides.append(f"checkpoint_uri={checkpoint_uri}")
+        # The run id names the checkpoint folder, so the same --run-id finds it again.
+        profile = {**({} if real_defaults else EMBEDDED_DEFAULT), "run_name": run_id}
+        params = resolve_parameters(profile, overrides)
         from cli.local_run import run_local
 
-        summary = run_local(params, output_dir, run_id or _default_run_id())
+        summary = run_local(params, output_dir, run_id)
     except InputError as exc:
         _fail(str(exc))
     print(summary)
@@ -232,6 +245,15 @@ def _checked_template(settings: Any, values: dict[str, Any], dry_run: bool) -> N
 
     spec = vertex.load_template(settings.template)
     vertex.check_parameters(spec, values)
+    if spec is not None and not values.get("checkpoint_uri"):
+        params = spec.get("components", {}).get("comp-fine-tune", {}).get(
+            "inputDefinitions", {}).get("parameters", {})
+        strategy = params.get("strategy", {}).get("defaultValue", "STANDARD")
+        if strategy in ("SPOT", "FLEX_START"):
+            raise InputError(
+                f"the template trains on {strategy} capacity, which can be preempted; pass "
+                "--param checkpoint_uri=gs://BUCKET/PREFIX so a restarted job resumes"
+            )
     if spec is not None:
         placeholders = sorted(i for i in vertex.template_images(spec) if PLACEHOLDER_PROJECT in i)
         if placeholders:

@@ -119,6 +119,9 @@ class TrainingJobSpec(BaseModel):
             "boot_disk_size_gb": self.boot_disk_size_gb,
             "timeout": self.timeout,
             "strategy": self.capacity.value,
+            # A preempted or crashed worker comes back as the same job, so the fine-tune step
+            # resumes from its last complete GCS checkpoint (components/fine_tune/checkpointing).
+            "restart_job_on_worker_restart": True,
         }
         if self.capacity is Capacity.FLEX_START:
             kwargs["max_wait_duration"] = self.max_wait_duration

@@ -45,3 +45,16 @@ def tokenizer(tiny_model_ref: str):
 def write_jsonl(path: Path, rows: list) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+@pytest.fixture
+def gcs(monkeypatch: pytest.MonkeyPatch):
+    """A fresh fake-gcs-server with bucket `ckpt`; STORAGE_EMULATOR_HOST points at it (and is
+    inherited by subprocesses started from the test)."""
+    from tests.gcs_emulator import GcsEmulator
+
+    emu = GcsEmulator().start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emu.url)
+    emu.create_bucket("ckpt")
+    yield emu
+    emu.close()

@@ -118,6 +118,16 @@ class TrainConfig(CommonConfig):
     )
     logging_steps: int = Field(10, ge=1, description="Log loss/lr every N steps.")
     eval_steps: int = Field(100, ge=1, description="Validation loss every N steps.")
+    checkpoint_uri: str = Field(
+        "",
+        description="gs:// root for resumable checkpoints ('' = none); they go to "
+        "<root>/<run>/fine-tune/checkpoints/step-NNNNNN/ and a rerun of the same run resumes.",
+    )
+    save_steps: int = Field(100, ge=1, description="Checkpoint every N optimizer steps.")
+    save_minutes: float = Field(
+        15.0, ge=0.0, description="Also checkpoint when this many minutes passed (0 = off)."
+    )
+    save_total_limit: int = Field(3, ge=1, description="Complete checkpoints kept in GCS.")
 
     @field_validator("lora_r")
     @classmethod
@@ -131,6 +141,14 @@ class TrainConfig(CommonConfig):
     def _modules(cls, v: str) -> str:
         if not split_csv(v):
             raise ValueError("target_modules is empty; use 'all-linear' or e.g. 'q_proj,v_proj'")
+        return v
+
+    @field_validator("checkpoint_uri")
+    @classmethod
+    def _checkpoint_uri(cls, v: str) -> str:
+        v = v.strip().rstrip("/")
+        if v and (not v.startswith("gs://") or len(v) <= len("gs://")):
+            raise ValueError(f"checkpoint_uri must be a gs://BUCKET/PREFIX URI or empty, got {v!r}")
         return v
 
     @property
@@ -222,6 +240,12 @@ class PipelineConfig(DataConfig, TrainConfig, EvalConfig, ReportConfig, SecretsC
         "", description="JSONL of prompts ({'prompt': ...}) for inference ('' = test split)."
     )
     wandb_project: str = Field("dolly-lora", description="W&B project (key from env/.env only).")
+    run_name: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="Stable run name for checkpoints ('' = the pipeline job "
+        "name). submit --local sets it to --run-id, so a rerun finds its checkpoints.",
+    )
 
 
 def parameter_defaults() -> dict[str, Any]:

@@ -8,9 +8,20 @@ it is slow) and anonymous when an emulator is set.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 from components.common.errors import InputError
+
+# How long one GCS call may keep retrying transient errors (429, 5xx, connection reset) before
+# the step gives up. google-cloud-storage's own policy does the backoff (1 s doubling to 60 s).
+RETRY_TIMEOUT_S = 300.0
+
+
+class StorageUnavailable(RuntimeError):
+    """GCS kept failing with transient errors past the retry deadline (an outage, not a typo)."""
 
 
 def is_gcs(uri: str) -> bool:
@@ -36,6 +47,92 @@ def client():
 
         return storage.Client(project="local-emulator", credentials=AnonymousCredentials())
     return storage.Client()
+
+
+def retry_policy(timeout: float | None = None) -> Any:
+    """google-cloud-storage's DEFAULT_RETRY (exponential backoff on 408/429/5xx and connection
+    errors) with our deadline. Passed explicitly to every write: the library only retries uploads
+    by default when a generation precondition makes them idempotent, and ours are idempotent
+    anyway (same bytes to the same name)."""
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    return DEFAULT_RETRY.with_timeout(RETRY_TIMEOUT_S if timeout is None else timeout)
+
+
+@contextmanager
+def gcs_errors(uri: str, action: str) -> Iterator[None]:
+    """Turn the client's exceptions into messages that say what to fix.
+
+    Permanent problems (no bucket, no permission, no credentials) become InputError; transient
+    ones that outlived the retry deadline become StorageUnavailable."""
+    from google.api_core import exceptions
+    from google.auth.exceptions import DefaultCredentialsError
+
+    bucket = split_gcs(uri)[0] if is_gcs(uri) else uri
+    try:
+        yield
+    except exceptions.NotFound as exc:
+        if "bucket" in str(exc).lower():
+            raise InputError(
+                f"cannot {action} {uri}: bucket gs://{bucket} does not exist; create it "
+                f"(gcloud storage buckets create gs://{bucket}) or fix the URI"
+            ) from None
+        raise
+    except exceptions.Forbidden:
+        raise InputError(
+            f"cannot {action} {uri}: permission denied; grant the job's service account "
+            f"roles/storage.objectAdmin on gs://{bucket}"
+        ) from None
+    except DefaultCredentialsError:
+        raise InputError(
+            f"cannot {action} {uri}: no Google credentials; run `gcloud auth application-default "
+            "login`, or set STORAGE_EMULATOR_HOST to use a local GCS emulator"
+        ) from None
+    except exceptions.RetryError as exc:
+        raise StorageUnavailable(
+            f"cannot {action} {uri}: GCS kept failing for {RETRY_TIMEOUT_S:g} s of retries "
+            f"({exc.cause!r}); the last complete checkpoint is intact, rerun to resume"
+        ) from exc
+
+
+def upload_file(local: Path, uri: str, if_generation_match: int | None = None) -> Any:
+    """Upload one file with retries; returns the blob (its generation, size and crc32c set)."""
+    bucket, name = split_gcs(uri)
+    blob = client().bucket(bucket).blob(name)
+    blob.upload_from_filename(
+        str(local), if_generation_match=if_generation_match, retry=retry_policy()
+    )
+    return blob
+
+
+def upload_bytes(data: bytes, uri: str, if_generation_match: int | None = None) -> Any:
+    bucket, name = split_gcs(uri)
+    blob = client().bucket(bucket).blob(name)
+    blob.upload_from_string(data, if_generation_match=if_generation_match, retry=retry_policy())
+    return blob
+
+
+def upload_folder(local_dir: Path, uri: str) -> list[Any]:
+    """Upload every file under `local_dir` to the gs:// prefix `uri`; returns the blobs."""
+    return [
+        upload_file(path, f"{uri.rstrip('/')}/{path.relative_to(local_dir).as_posix()}")
+        for path in sorted(local_dir.rglob("*"))
+        if path.is_file()
+    ]
+
+
+def list_blobs(uri: str) -> list[Any]:
+    """Every object under a gs:// prefix (name, size, crc32c, generation)."""
+    bucket, prefix = split_gcs(uri)
+    return list(client().list_blobs(bucket, prefix=prefix, retry=retry_policy()))
+
+
+def delete_blob(blob: Any) -> None:
+    """Delete, ignoring objects already gone (a retried delete may find its own work done)."""
+    from google.api_core import exceptions
+
+    with suppress(exceptions.NotFound):
+        blob.delete(retry=retry_policy())
 
 
 def read_bytes(uri: str) -> bytes:
@@ -76,5 +173,5 @@ def download_folder(uri: str, dest: Path) -> Path:
             continue
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        blob.download_to_filename(str(target))
+        blob.download_to_filename(str(target), retry=retry_policy())
     return dest

@@ -30,13 +30,21 @@ def fine_tune(
     batching: str,
     logging_steps: int,
     eval_steps: int,
+    checkpoint_uri: str,
+    save_steps: int,
+    save_minutes: float,
+    save_total_limit: int,
     wandb_project: str,
+    run_name: str,
     run_id: str,
     hf_token_secret: str,
     wandb_api_key_secret: str,
     model: Output[Model],
 ):
-    """Train a LoRA adapter on the train split; validation loss during training."""
+    """Train a LoRA adapter on the train split; validation loss during training.
+
+    With checkpoint_uri, checkpoints stream to <checkpoint_uri>/<run_name or run_id>/fine-tune/
+    and a restarted task resumes from the newest complete one."""
     params = {k: v for k, v in locals().items() if k not in ("train", "validation", "model")}
     import time
 

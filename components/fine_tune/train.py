@@ -30,6 +30,7 @@ from components.common.modeling import (
     load_tokenizer,
 )
 from components.common.tracking import DummyRun
+from components.fine_tune import checkpointing
 
 
 @dataclass
@@ -138,8 +139,12 @@ def train(
     val_rows: list[dict[str, Any]],
     output_dir: Path,
     tracker: DummyRun | None = None,
+    run_name: str = "",
 ) -> TrainResult:
-    """Train a LoRA adapter and save adapter + tokenizer + config + metrics to `output_dir`."""
+    """Train a LoRA adapter and save adapter + tokenizer + config + metrics to `output_dir`.
+
+    With `cfg.checkpoint_uri`, checkpoints stream to `<uri>/<run_name>/fine-tune/` and a rerun
+    with the same run name resumes from the newest complete one (`checkpointing.py`)."""
     import torch
     from trl import SFTTrainer
 
@@ -149,6 +154,7 @@ def train(
     if not train_rows:
         raise InputError("the train split is empty; check the prepare step's filters")
     check_target_modules(cfg.base_model, cfg.target_module_list)
+    store = checkpointing.open_store(cfg, run_name)  # bad bucket/permissions fail here, early
     torch.set_flush_denormal(True)  # avoids a late-training slowdown on CPU (FIELD-NOTES)
     torch.manual_seed(cfg.seed)
 
@@ -159,6 +165,9 @@ def train(
     # Trainer scratch space stays out of the Model artifact (only the adapter is published).
     work = Path(tempfile.mkdtemp(prefix="fine-tune-"))
     args = sft_config(cfg, work, has_eval=bool(val_rows), report_to=tracker.report_to)
+    ckpt = checkpointing.Session(store, cfg, train_rows, work) if store else None
+    if ckpt:
+        args = ckpt.training_args(args)
     trainer = SFTTrainer(
         model=model,
         args=args,
@@ -166,6 +175,7 @@ def train(
         eval_dataset=to_prompt_completion(val_rows) if val_rows else None,
         processing_class=tokenizer,
         peft_config=lora_config(cfg),
+        callbacks=[ckpt.callback] if ckpt else None,
     )
     install_first(trainer, ThroughputCallback())  # tokens/s (+ GPU memory) on each log line
     peft_model = trainer.model
@@ -174,7 +184,8 @@ def train(
     total = sum(p.numel() for p in peft_model.parameters())
 
     start = time.perf_counter()
-    result = trainer.train()
+    with checkpointing.during_training(ckpt) as resume_from:
+        result = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - start
     history = [h for h in trainer.state.log_history if "loss" in h]
     eval_metrics = trainer.evaluate() if val_rows else {}
@@ -199,10 +210,14 @@ def train(
         "base_weights_digest_after": base_weights_digest(peft_model),
         "device": best_device(),
         "bf16": args.bf16,
+        "resumed_from_step": None,
+        **(ckpt.summary(seconds) if ckpt else {}),
     }
     (output_dir / "training_config.json").write_text(json.dumps(cfg.model_dump(), indent=2))
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (output_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=2))
+    if ckpt:
+        ckpt.publish(output_dir)
     tracker.summary({k: v for k, v in metrics.items() if isinstance(v, int | float)})
     return TrainResult(metrics=metrics, output_dir=output_dir)
 
@@ -220,8 +235,12 @@ def run_fine_tune(
     from components.prepare_data.prepare import read_rows
 
     cfg: TrainConfig = build(TrainConfig, params)
+    # Checkpoints are keyed by a stable run name (`submit --run-id`, or the Vertex job name, which
+    # survives worker restarts); W&B groups by the pipeline job, like every other step.
+    run_name = params.get("run_name") or run_id
     with tracking_run("fine-tune", cfg.model_dump(), wandb_project, group=run_id) as tracker:
-        result = train(cfg, read_rows(train_path), read_rows(val_path), Path(model_dir), tracker)
+        result = train(cfg, read_rows(train_path), read_rows(val_path), Path(model_dir), tracker,
+                       run_name=run_name)
         tracker.log_reference("lora-adapter", "model", model_dir, {
             "base_model": cfg.base_model, "eval_loss": result.metrics.get("eval_loss")})
         return {
@@ -239,6 +258,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train", required=True)
     parser.add_argument("--validation", required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--run-name", default="", help="Names the checkpoint folder (resume key).")
     for name, f in TrainConfig.model_fields.items():
         parser.add_argument(
             "--" + name.replace("_", "-"), type=type(f.default), default=f.default,

@@ -249,3 +249,22 @@ def test_upload_tags_commit_and_latest(template: Path, monkeypatch: pytest.Monke
     assert posted["url"] == "https://us-central1-kfp.pkg.dev/my-proj/dolly-lora"
     assert posted["data"] == {"tags": "abc123,latest"}
     assert posted["name"] == str(template)
+
+
+def test_spot_training_needs_a_checkpoint_uri(vertex: Captured, tmp_path: Path) -> None:
+    """Preemptible capacity without checkpoints would restart from zero: refuse before sending."""
+    import compile as compile_mod
+
+    spot = tmp_path / "spot.yaml"
+    compile_mod.main(["--out", str(spot), "--image", IMAGE, "--capacity", "SPOT"])
+    r = invoke(*BASE, "--template", str(spot))
+    assert r.exit_code == 2
+    assert "checkpoint_uri" in r.output and "SPOT" in r.output
+    assert not vertex.pipeline_jobs
+    r = invoke(*BASE, "--template", str(spot), "--param",
+               "checkpoint_uri=gs://my-bucket/ckpt", "--dry-run")
+    assert r.exit_code == 0, r.output
+    spec = json.loads(r.stdout)["request"]["pipelineJob"]["pipelineSpec"]
+    params = spec["components"]["comp-fine-tune"]["inputDefinitions"]["parameters"]
+    assert params["strategy"]["defaultValue"] == "SPOT"
+    assert params["restart_job_on_worker_restart"]["defaultValue"] is True

@@ -1,0 +1,79 @@
+"""Runs `train()` in a child process for kill -9 tests, with hooks that hold it at a known point.
+
+    python -m tests.train_driver SPEC.json
+
+SPEC: {"cfg": {...TrainConfig...}, "train": rows.jsonl, "validation": rows.jsonl, "out": dir,
+"run_name": str, "signals": dir, "pause_at_step": int|null, "hold_marker_at_step": int|null,
+"retry_timeout": float|null}. The hooks write `signals/paused-<step>` or `signals/holding-<step>`
+and then block, so the test kills the process exactly there (waiting on those files, not on
+sleeps). `signals/step` always holds the last finished step.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _block(flag: Path) -> None:
+    flag.touch()
+    deadline = time.monotonic() + 600  # bounded: an orphaned child never lives forever
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+    raise SystemExit(3)
+
+
+def main(spec_path: str) -> None:
+    spec = json.loads(Path(spec_path).read_text())
+    signals = Path(spec["signals"])
+    signals.mkdir(parents=True, exist_ok=True)
+
+    import trl
+    from transformers import TrainerCallback
+
+    from components.common import storage
+    from components.common.config import TrainConfig
+    from components.fine_tune import checkpointing
+    from components.fine_tune.train import train
+    from components.prepare_data.prepare import read_rows
+
+    if spec.get("retry_timeout") is not None:
+        storage.RETRY_TIMEOUT_S = float(spec["retry_timeout"])
+
+    class Hook(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            tmp = signals / "step.tmp"
+            tmp.write_text(str(state.global_step))
+            tmp.replace(signals / "step")
+            if state.global_step == spec.get("pause_at_step"):
+                _block(signals / f"paused-{state.global_step}")
+
+    base = trl.SFTTrainer
+
+    class HookedTrainer(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.add_callback(Hook())
+
+    trl.SFTTrainer = HookedTrainer
+
+    hold = spec.get("hold_marker_at_step")
+    if hold is not None:
+        upload_bytes = storage.upload_bytes
+
+        def holding_upload(data, uri, if_generation_match=None):
+            if uri.endswith(f"{checkpointing.step_name(hold)}/{checkpointing.MARKER}"):
+                _block(signals / f"holding-{hold}")
+            return upload_bytes(data, uri, if_generation_match)
+
+        storage.upload_bytes = holding_upload
+
+    result = train(TrainConfig(**spec["cfg"]), read_rows(spec["train"]),
+                   read_rows(spec["validation"]), Path(spec["out"]), run_name=spec["run_name"])
+    (signals / "result.json").write_text(json.dumps(result.metrics, default=str))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,155 @@
+"""kill -9 the training process, rerun, and end where an uninterrupted run ends.
+
+The child process (`tests/train_driver.py`) is held at a known point by a hook that writes a flag
+file and blocks; the test waits for the flag (bounded polling), then SIGKILLs it. Reruns resume
+from the newest complete checkpoint in the fake-gcs-server bucket.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from components.common.config import DataConfig, TrainConfig
+from components.fine_tune import checkpointing
+from components.fine_tune.train import train
+from components.prepare_data.prepare import prepare
+from tests.conftest import write_jsonl
+from tests.gcs_emulator import wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+RUN = "kill-test"
+# Small enough for ~1 s steps on a busy 2-core machine; dropout on, so RNG restore matters.
+CFG = dict(
+    base_model="embedded://tiny-gemma3", max_seq_len=128, max_steps=6, learning_rate=3e-3,
+    per_device_train_batch_size=2, gradient_accumulation_steps=1, logging_steps=1,
+    warmup_ratio=0.0, lora_r=4, lora_alpha=8, lora_dropout=0.1, save_steps=2,
+    save_total_limit=2, save_minutes=0, checkpoint_uri="gs://ckpt/root",
+)
+
+
+@pytest.fixture(scope="module")
+def rows(tokenizer, tmp_path_factory) -> dict[str, Path]:
+    cfg = DataConfig(dataset="embedded://dolly-15k-sample.jsonl",
+                     base_model="embedded://tiny-gemma3", max_seq_len=128)
+    train_rows = prepare(cfg, tokenizer).splits["train"][:20]  # 10 steps per epoch
+    d = tmp_path_factory.mktemp("rows")
+    return {"train": write_jsonl(d / "train.jsonl", train_rows),
+            "validation": write_jsonl(d / "validation.jsonl", [])}
+
+
+def read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+class Child:
+    """One training attempt in a child process, with an optional hold point."""
+
+    def __init__(self, tmp: Path, rows: dict[str, Path], name: str, cfg: dict, **hooks) -> None:
+        self.signals = tmp / name / "signals"
+        spec = {"cfg": cfg, "train": str(rows["train"]), "validation": str(rows["validation"]),
+                "out": str(tmp / name / "adapter"), "run_name": RUN, "signals": str(self.signals),
+                **hooks}
+        spec_path = tmp / name / "spec.json"
+        spec_path.parent.mkdir(parents=True)
+        spec_path.write_text(json.dumps(spec))
+        self.log = tmp / name / "child.log"
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "tests.train_driver", str(spec_path)],
+                                         cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+
+    def wait_for(self, flag: str, timeout: float = 240) -> None:
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"child exited {self.proc.returncode} before {flag}:\n"
+                                     + self.log.read_text()[-3000:])
+            return (self.signals / flag).exists()
+
+        wait_until(ready, timeout, flag)
+
+    def kill(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        assert self.proc.wait(timeout=30) == -signal.SIGKILL
+
+    def finish(self, timeout: float = 300) -> dict:
+        rc = self.proc.wait(timeout=timeout)
+        assert rc == 0, self.log.read_text()[-3000:]
+        return json.loads((self.signals / "result.json").read_text())
+
+    @property
+    def last_step(self) -> int:
+        return int((self.signals / "step").read_text())
+
+
+def stored_steps(gcs) -> dict[int, bool]:
+    """{step: complete} for every checkpoint folder in the bucket."""
+    store = checkpointing.CheckpointStore(checkpointing.task_prefix("gs://ckpt/root", RUN))
+    return {c.step: c.complete for c in store.scan()}
+
+
+def assert_same_adapter(a: Path, b: Path) -> None:
+    wa, wb = load_file(a / "adapter_model.safetensors"), load_file(b / "adapter_model.safetensors")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=1e-5, rtol=1e-4, msg=k)
+
+
+def test_kill_then_resume_matches_uninterrupted_run(gcs, rows, tmp_path):
+    """Default-run guard: one real SIGKILL mid-training, resume in this process, same weights."""
+    child = Child(tmp_path, rows, "killed", CFG, pause_at_step=3)
+    # While the child imports torch, train the uninterrupted reference here (no checkpoints).
+    ref = train(TrainConfig(**{**CFG, "checkpoint_uri": ""}), read(rows["train"]), [],
+                tmp_path / "reference")
+    child.wait_for("paused-3")
+    killed_at = child.last_step
+    child.kill()
+    assert stored_steps(gcs) == {2: True}
+
+    resumed = train(TrainConfig(**CFG), read(rows["train"]), [], tmp_path / "resumed",
+                    run_name=RUN)
+    m = resumed.metrics
+    assert m["resumed_from_step"] == 2 and killed_at - 2 <= CFG["save_steps"]
+    assert m["global_step"] == ref.metrics["global_step"] == 6
+    assert m["checkpoints_saved"] == 2  # steps 4 and 6
+    assert stored_steps(gcs) == {4: True, 6: True}  # keep the last 2
+    assert_same_adapter(ref.output_dir, resumed.output_dir)
+
+
+@pytest.mark.slow
+def test_three_kills_one_during_upload_end_at_planned_step(gcs, rows, tmp_path):
+    """Kill at step 3, in the middle of checkpoint 4's upload (files there, no marker), and at
+    step 5; every rerun resumes from the last complete checkpoint, the last one finishes."""
+    cfg = {**CFG, "max_steps": 8, "save_total_limit": 3}
+    plan = [  # (hook, flag, expected resume step of the NEXT attempt)
+        ({"pause_at_step": 3}, "paused-3", 2),
+        ({"hold_marker_at_step": 4}, "holding-4", 2),
+        ({"pause_at_step": 7}, "paused-7", 6),
+    ]
+    for i, (hook, flag, expect) in enumerate(plan):
+        child = Child(tmp_path, rows, f"attempt-{i}", cfg, **hook)
+        child.wait_for(flag)
+        killed_at = child.last_step
+        child.kill()
+        steps = stored_steps(gcs)
+        if "hold_marker_at_step" in hook:
+            assert steps[4] is False, "files uploaded, marker not: an incomplete checkpoint"
+        newest_complete = max(s for s, ok in steps.items() if ok)
+        assert newest_complete == expect and killed_at - newest_complete <= cfg["save_steps"]
+        if i == 2:  # this attempt started after the interrupted upload of step 4
+            assert "skipping checkpoint" in child.log.read_text()
+
+    final = Child(tmp_path, rows, "final", cfg)
+    m = final.finish()
+    assert m["resumed_from_step"] == 6 and m["global_step"] == 8
+    assert all(stored_steps(gcs).values()), "only complete checkpoints remain"
+    ref = train(TrainConfig(**{**cfg, "checkpoint_uri": ""}), read(rows["train"]), [],
+                tmp_path / "reference")
+    assert_same_adapter(ref.output_dir, tmp_path / "final" / "adapter")
