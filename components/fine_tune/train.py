@@ -71,6 +71,32 @@ def lora_config(cfg: TrainConfig) -> Any:
     )
 
 
+def trainer_class() -> Any:
+    """TRL's SFTTrainer on GPU; on CPU the same trainer with the model's plain loss.
+
+    Why: TRL computes the loss through a fused, chunked LM head that never materialises the
+    logits, which is what lets a 262k-vocabulary model train with a useful batch on a 24 GB L4.
+    On CPU there is no memory pressure to relieve, and the chunked path's recomputation costs
+    about a quarter of each step, so the plain full-logits loss (identical value, see
+    tests/unit/test_batching.py) is the faster fallback there.
+    """
+    from transformers import Trainer
+    from trl import SFTTrainer
+
+    if best_device() == "cuda":
+        return SFTTrainer
+
+    class PlainLossSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            inputs["use_cache"] = False
+            return Trainer.compute_loss(
+                self, model, inputs, return_outputs=return_outputs,
+                num_items_in_batch=num_items_in_batch,
+            )
+
+    return PlainLossSFTTrainer
+
+
 def batching_mode(setting: str) -> str:
     """'packed' on a GPU, 'padded' on CPU, unless set explicitly.
 
@@ -146,7 +172,6 @@ def train(
     With `cfg.checkpoint_uri`, checkpoints stream to `<uri>/<run_name>/fine-tune/` and a rerun
     with the same run name resumes from the newest complete one (`checkpointing.py`)."""
     import torch
-    from trl import SFTTrainer
 
     from components.fine_tune.callbacks import ThroughputCallback, install_first
 
@@ -168,7 +193,7 @@ def train(
     ckpt = checkpointing.Session(store, cfg, train_rows, work) if store else None
     if ckpt:
         args = ckpt.training_args(args)
-    trainer = SFTTrainer(
+    trainer = trainer_class()(
         model=model,
         args=args,
         train_dataset=to_prompt_completion(train_rows),
