@@ -236,6 +236,10 @@ class CheckpointStore:
         return uri
 
 
+class Preempted(RuntimeError):
+    """Training stopped early on SIGTERM after saving a complete checkpoint."""
+
+
 @dataclass
 class SaveRecord:
     step: int
@@ -255,6 +259,8 @@ def make_callback(store: CheckpointStore, cfg: TrainConfig, fp: str, log_path: P
             self.records: list[SaveRecord] = []
             self.last_save = time.monotonic()
             self.mark = time.monotonic()
+            self.preempted_at: int | None = None  # set by Session's SIGTERM handler
+            self.sigterm = False
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             self.last_save = self.mark = time.monotonic()
@@ -263,6 +269,11 @@ def make_callback(store: CheckpointStore, cfg: TrainConfig, fp: str, log_path: P
             now = time.monotonic()
             if cfg.save_minutes > 0 and now - self.last_save >= cfg.save_minutes * 60:
                 control.should_save = True
+            if self.sigterm and self.preempted_at is None:
+                # Preemption notice (Spot gives ~30 s): save this step now, then stop.
+                self.preempted_at = state.global_step
+                control.should_save = True
+                control.should_training_stop = True
             self.mark = now
 
         def on_evaluate(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
@@ -356,8 +367,13 @@ class Session:
     @contextmanager
     def training(self) -> Iterator[str | None]:
         """Yields the local checkpoint to resume from (None: fresh start); the log goes to GCS
-        at every checkpoint, at the end, and when training fails."""
-        with step_log(self.log_path):
+        at every checkpoint, at the end, and when training fails.
+
+        While training, SIGTERM (the notice Vertex/Compute Engine sends before a Spot
+        preemption or a shutdown) makes the current step end with a complete checkpoint, then
+        the step fails with `Preempted`, so the restarted job resumes from exactly that step.
+        """
+        with step_log(self.log_path), self._sigterm_saves():
             try:
                 found = self.store.prepare_resume(self.work, self.fingerprint)
                 self.resumed_from_step = found[0] if found else None
@@ -365,11 +381,36 @@ class Session:
                     log.info("no complete checkpoint under %s; starting fresh",
                              self.store.checkpoints_uri)
                 yield str(found[1]) if found else None
+                if self.callback.preempted_at is not None:
+                    raise Preempted(
+                        f"stopped by SIGTERM after step {self.callback.preempted_at}; its "
+                        f"checkpoint is in {self.store.checkpoints_uri}: rerun to resume"
+                    )
             except BaseException as exc:
                 log.error("training failed: %s", exc)
                 raise
             finally:
                 self.store.upload_log(self.log_path)
+
+    @contextmanager
+    def _sigterm_saves(self) -> Iterator[None]:
+        """Route SIGTERM to the callback while training (main thread only, as signal requires)."""
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            log.warning("SIGTERM: saving a checkpoint at the end of this step, then stopping")
+            self.callback.sigterm = True
+
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     def summary(self, train_seconds: float) -> dict[str, Any]:
         """What checkpointing cost this attempt, and where it resumed from."""

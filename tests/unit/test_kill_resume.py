@@ -153,3 +153,37 @@ def test_three_kills_one_during_upload_end_at_planned_step(gcs, rows, tmp_path):
     ref = train(TrainConfig(**{**cfg, "checkpoint_uri": ""}), read(rows["train"]), [],
                 tmp_path / "reference")
     assert_same_adapter(ref.output_dir, tmp_path / "final" / "adapter")
+
+
+def test_sigterm_saves_the_current_step_then_a_rerun_resumes_there(
+    gcs, rows, tmp_path, monkeypatch
+):
+    """The preemption notice (SIGTERM) ends the step with a complete checkpoint, the attempt
+    fails with Preempted, and the rerun continues from that very step to the planned end."""
+    cfg = TrainConfig(**{**CFG, "save_steps": 100})  # no step-based save before the end
+    train_rows = read(rows["train"])
+    original = checkpointing.make_callback
+
+    def sigterm_at_step_3(*a, **k):
+        cb = original(*a, **k)
+        on_step_end = cb.on_step_end
+
+        def wrapped(args, state, control, **kw):
+            if state.global_step == 3:
+                os.kill(os.getpid(), signal.SIGTERM)  # what Vertex sends before preempting
+            return on_step_end(args, state, control, **kw)
+
+        cb.on_step_end = wrapped
+        return cb
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(checkpointing, "make_callback", sigterm_at_step_3)
+    with pytest.raises(checkpointing.Preempted, match="after step 3"):
+        train(cfg, train_rows, [], tmp_path / "a", run_name="sigterm")
+    assert signal.getsignal(signal.SIGTERM) is before, "the handler is restored"
+    monkeypatch.setattr(checkpointing, "make_callback", original)
+    store = checkpointing.CheckpointStore(checkpointing.task_prefix(cfg.checkpoint_uri, "sigterm"))
+    assert [(c.step, c.complete) for c in store.scan()] == [(3, True)]
+
+    m = train(cfg, train_rows, [], tmp_path / "b", run_name="sigterm").metrics
+    assert m["resumed_from_step"] == 3 and m["global_step"] == 6
