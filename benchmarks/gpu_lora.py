@@ -73,7 +73,7 @@ def build(smoke: bool, fused: bool) -> tuple[Any, int]:
     model.config.use_cache = False
     if fused:
         add_fused_lm_head(model)
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model.enable_input_require_grads()
     model = get_peft_model(model, lora_config(TrainConfig()))
     return model, params

@@ -79,21 +79,29 @@ def lora_config(cfg: TrainConfig) -> Any:
 
 
 def trainer_class() -> Any:
-    """TRL's SFTTrainer on GPU; on CPU the same trainer with the model's plain loss.
+    """TRL's SFTTrainer with whole-epoch length bucketing; on CPU also the model's plain loss.
 
-    Why: TRL computes the loss through a fused, chunked LM head that never materialises the
-    logits, which is what lets a 262k-vocabulary model train with a useful batch on a 24 GB L4.
-    On CPU there is no memory pressure to relieve, and the chunked path's recomputation costs
-    about a quarter of each step, so the plain full-logits loss (identical value, see
-    tests/unit/test_batching.py) is the faster fallback there.
+    Why the plain loss on CPU: TRL computes the loss through a fused, chunked LM head that never
+    materialises the logits, which is what lets a 262k-vocabulary model train with a useful batch
+    on a 24 GB L4. On CPU there is no memory pressure to relieve, and the chunked path's
+    recomputation costs about a quarter of each step, so the plain full-logits loss (identical
+    value, see tests/unit/test_batching.py) is the faster fallback there.
     """
     from transformers import Trainer
     from trl import SFTTrainer
 
-    if best_device() == "cuda":
-        return SFTTrainer
+    from components.fine_tune.sampling import bucketed_sampler_for
 
-    class PlainLossSFTTrainer(SFTTrainer):
+    class BucketedSFTTrainer(SFTTrainer):
+        def _get_train_sampler(self, train_dataset=None):
+            if self.args.train_sampling_strategy == "group_by_length":
+                return bucketed_sampler_for(self, train_dataset)  # see sampling.py for why
+            return super()._get_train_sampler(train_dataset)
+
+    if best_device() == "cuda":
+        return BucketedSFTTrainer
+
+    class PlainLossSFTTrainer(BucketedSFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             inputs["use_cache"] = False
             return Trainer.compute_loss(
@@ -148,7 +156,7 @@ def sft_config(cfg: TrainConfig, output_dir: Path, has_eval: bool, report_to: st
         max_grad_norm=cfg.max_grad_norm,
         bf16=bf16_enabled(cfg.bf16),
         use_cpu=not on_gpu,
-        gradient_checkpointing=on_gpu,
+        activation_checkpointing=on_gpu,
         completion_only_loss=True,
         train_sampling_strategy="random" if packed else "group_by_length",
         pad_to_multiple_of=None,
