@@ -1,0 +1,27 @@
+"""The benchmarks run (timings are not asserted: they live in benchmarks/, not in tests)."""
+
+from __future__ import annotations
+
+import math
+
+from benchmarks import gpu_lora, train_throughput
+
+
+def test_gpu_benchmark_smoke_runs_on_cpu(capsys):
+    summary = gpu_lora.main(["--smoke"])
+    out = capsys.readouterr().out
+    assert summary["device"] == "cpu" and summary["params"] > 0
+    assert '"mode": "padded"' in out and '"mode": "packed"' in out
+    best = summary["best_at_1024"]
+    assert math.isfinite(best["loss"]) and best["tokens_per_s"] > 0
+    assert best["mfu"] is None and "l4_projection" not in summary  # no peak FLOP/s for a CPU
+
+
+def test_throughput_benchmark_compares_identical_training(capsys):
+    ratio = train_throughput.main(["--steps", "2", "--rounds", "1", "--max-seq-len", "256"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == f"ratio={ratio:.2f}" and ratio > 0
+    project, naive = (line for line in lines if line.startswith("round 1"))
+    # same batches, same masked loss: the two paths see the same tokens and reach the same loss
+    assert project.split()[3] == naive.split()[3]
+    assert project.split()[-1] == naive.split()[-1]
