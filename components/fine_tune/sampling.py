@@ -2,10 +2,12 @@
 
 Why not transformers' `LengthGroupedSampler`: it sorts only inside mega-batches of
 `min(n // (4 * batch), 50) * batch` random rows, so on a small dataset (the 189-row Dolly sample:
-mega-batches of 40) batches still mix short and long rows and 27% of every padded batch is
+mega-batches of 40) batches still mix short and long rows and 23% of the padded tokens are
 padding. Sorting the whole epoch by length and then shuffling the order of the batches (fairseq's
-`batch_by_size`) cuts that to about 7% while every optimizer step still sees a random mix of
-lengths. Ties are broken at random, so batch composition changes from epoch to epoch.
+`batch_by_size`) cuts that to about 7%, while the order of the batches, and so of lengths over
+training, stays random. Ties are broken at random, so batches change from epoch to epoch. The
+price: each step's training loss now depends on its batch's length, so the logged loss is
+noisier step to step; the validation loss is the curve to watch.
 """
 
 from __future__ import annotations
