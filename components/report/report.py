@@ -125,8 +125,12 @@ def collect(
     }
     gpu_steps = {s for s, m in STEP_MACHINES.items() if m.accelerator_type}
     preds = _read_jsonl(predictions_path)
+    training_config = _read_json(model / "training_config.json", {})
     return {
         "run_id": run_id,
+        # `submit --run-id` (also the checkpoint key) names the run for people; the pipeline job
+        # name stays next to it, as that is what the Vertex console and W&B group show.
+        "run_name": training_config.get("run_name") or "",
         "results": results,
         "headline": results.get("headline", {}),
         "categories": results.get("categories", {}),
@@ -136,7 +140,7 @@ def collect(
         "training": {**_read_json(model / "metrics.json", {}), **model_meta},
         "config": {
             "data": split_meta.get("config", {}),
-            "training": _read_json(model / "training_config.json", {}),
+            "training": training_config,
             "evaluation": results.get("config", {}),
         },
         "data": data_summary(splits, split_meta),
@@ -283,7 +287,9 @@ def render_html(data: dict[str, Any]) -> str:
 def render_markdown(data: dict[str, Any]) -> str:
     """The short version: verdict, overall numbers, per category, time and cost."""
     r, h, cost = data["results"], data["headline"], data["cost"]
-    lines = [f"# Run {data['run_id'] or ''}".rstrip(), "", verdict(h), ""]
+    lines = [f"# Run {data.get('run_name') or data['run_id'] or ''}".rstrip(), "", verdict(h), ""]
+    if data.get("run_name") and data["run_id"]:
+        lines[1:1] = ["", f"Pipeline job `{data['run_id']}`"]
     if r:
         lines += ["| metric | base | tuned |", "|---|---|---|"]
         for k in ("loss", "perplexity", "rougeL", "exact_match"):

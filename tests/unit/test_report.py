@@ -13,7 +13,7 @@ import pytest
 
 from components.common.config import EvalConfig
 from components.evaluate.evaluate import by_category, compare
-from components.report.report import collect, render_markdown, write_report
+from components.report.report import collect, render_html, render_markdown, write_report
 from tests.conftest import write_jsonl
 
 CATS = ["brainstorming", "classification", "closed_qa", "open_qa", "summarization"]
@@ -99,6 +99,15 @@ def test_markdown_summary(run_data):
     assert "passes the gate" in md
     assert "| classification |" in md
     assert "[fine-tune](https://wandb.ai/e/p/runs/abc)" in md
+
+
+def test_run_name_titles_the_report_with_the_job_name_beside_it(run_data):
+    named = {**run_data["data"], "run_name": "nightly-42"}
+    md = render_markdown(named)
+    assert md.startswith("# Run nightly-42\n") and "Pipeline job `run-7`" in md
+    html = render_html(named)
+    assert "<h1>Fine-tuning report: nightly-42</h1>" in html and "Pipeline job run-7" in html
+    assert run_data["data"]["run_name"] == ""  # no run_name in training_config.json
 
 
 def test_empty_evaluation_still_renders(run_data):
