@@ -9,11 +9,16 @@ path of every artifact.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
 import re
+import sys
 import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,7 +161,84 @@ def build_summary(
     return summary
 
 
-def run_local(params: dict[str, Any], output_dir: Path, run_id: str) -> Path:
+class StepLogFilter(io.TextIOBase):
+    """Stands in for stdout while kfp.local streams each step's output.
+
+    Why: kfp's executor prints every step's whole executor input (hundreds of lines of JSON per
+    step) before the step's own output; that buries the training log and any error. The block
+    is dropped from the terminal; every line, the block included, still goes to `log_path`.
+    """
+
+    START = "Got executor_input:"
+    END = re.compile(r"^ {0,4}\}\s*$")  # the JSON's closing brace (kfp indents step output by 4)
+    NEXT = re.compile(r"^\s*\[KFP Executor ")
+
+    def __init__(self, terminal: Any, log_path: Path) -> None:
+        self.terminal = terminal
+        self.log = log_path.open("a", encoding="utf-8")
+        self.pending = ""
+        self.hiding = False
+        self.hidden_lines = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            self._line(line + "\n")
+        return len(text)
+
+    def _line(self, line: str) -> None:
+        if self.hiding and self.NEXT.match(line):
+            self.hiding = False  # never hide past the block, whatever it looked like
+        if self.hiding:
+            self.hidden_lines += 1
+            if self.END.match(line):
+                self.hiding = False
+            return
+        if self.START in line:
+            self.hiding = True
+            line = line.replace(self.START, "executor input (in the step log)")
+        self.terminal.write(line)
+
+    def flush(self) -> None:
+        if self.pending and not self.hiding:
+            self.terminal.write(self.pending)
+            self.pending = ""
+        self.terminal.flush()
+        self.log.flush()
+
+    def close(self) -> None:
+        if not self.closed:
+            super().close()  # flushes
+            self.log.close()
+
+
+@contextlib.contextmanager
+def quiet_runner_output(log_path: Path, verbose: bool = False) -> Iterator[None]:
+    """kfp.local without its noise: executor-input dumps go to `log_path` only, and its warnings
+    that Vertex-only settings (machine type, accelerator, CUDA image) do nothing locally, which
+    is expected here, are silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Task '.*': settings \[.*no effect")
+        warnings.filterwarnings("ignore", message=r"You may be attempt?ing to run a task")
+        if verbose:
+            yield
+            return
+        out = StepLogFilter(sys.stdout, log_path)
+        try:
+            with contextlib.redirect_stdout(out):
+                yield
+        finally:
+            out.close()
+
+
+def run_local(
+    params: dict[str, Any], output_dir: Path, run_id: str, verbose: bool = False
+) -> Path:
     """Run the pipeline locally; returns the path of summary.json (written even on failure)."""
     console.print(f"[bold]Checking parameters and data[/] ({params['dataset']})")
     stats = preflight(params)
@@ -191,7 +273,8 @@ def run_local(params: dict[str, Any], output_dir: Path, run_id: str) -> Path:
     status = "SUCCESS"
     error: str | None = None
     try:
-        lora_pipeline(**params)
+        with quiet_runner_output(run_root / "steps.log", verbose):
+            lora_pipeline(**params)
     except RuntimeError as exc:
         status, error = "FAILURE", ANSI.sub("", str(exc))
     finally:

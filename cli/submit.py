@@ -156,6 +156,10 @@ def submit(
             "for an emulator); rerun with the same --run-id to resume.",
         ),
     ] = None,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", help="--local: also print kfp's executor-input dumps (always in "
+        "<output-dir>/<run-id>/steps.log).")
+    ] = False,
 ) -> None:
     secrets = {k: v for k, v in (("hf_token_secret", hf_token_secret),
                                  ("wandb_api_key_secret", wandb_key_secret)) if v}
@@ -190,7 +194,7 @@ def submit(
         params = resolve_parameters(profile, overrides)
         from cli.local_run import run_local
 
-        summary = run_local(params, output_dir, run_id)
+        summary = run_local(params, output_dir, run_id, verbose=verbose)
     except InputError as exc:
         _fail(str(exc))
     print(summary)
