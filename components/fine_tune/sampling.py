@@ -68,4 +68,6 @@ def bucketed_sampler_for(trainer: Any, train_dataset: Any | None) -> LengthBucke
     """The sampler a Trainer with `train_sampling_strategy='group_by_length'` should use."""
     dataset = train_dataset if train_dataset is not None else trainer.train_dataset
     lengths = [len(ids) for ids in dataset["input_ids"]]
-    return LengthBucketedSampler(lengths, trainer.args.train_batch_size)
+    # `_train_batch_size` is the DataLoader's: it shrinks when auto_find_batch_size backs off.
+    batch_size = getattr(trainer, "_train_batch_size", None) or trainer.args.train_batch_size
+    return LengthBucketedSampler(lengths, batch_size)

@@ -99,3 +99,14 @@ def test_trainer_uses_it_and_pads_less_than_transformers_on_the_dolly_sample(tok
     assert mask.shape[0] == 8 and float(mask.float().mean()) > 0.8, "the collated batch is tight"
     ours_pad, theirs_pad = padding_share(ours, lengths), padding_share(theirs, lengths)
     assert ours_pad < 0.12 < 0.2 < theirs_pad, (ours_pad, theirs_pad)
+
+
+def test_sampler_follows_the_batch_size_auto_find_backs_off_to():
+    """auto_find_batch_size halves the DataLoader's batch on OOM; buckets must shrink with it."""
+    from types import SimpleNamespace
+
+    from components.fine_tune.sampling import bucketed_sampler_for
+
+    trainer = SimpleNamespace(train_dataset={"input_ids": [[1] * n for n in LENGTHS]},
+                              args=SimpleNamespace(train_batch_size=8), _train_batch_size=4)
+    assert bucketed_sampler_for(trainer, None).batch_size == 4
