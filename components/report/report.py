@@ -172,11 +172,28 @@ def _figure(w: float, h: float) -> Any:
     return Figure(figsize=(w, h))
 
 
+def smoothed(values: list[float], weight: float = 0.6) -> list[float]:
+    """Debiased exponential moving average, as TensorBoard and W&B smooth curves.
+
+    Why: batches are length-bucketed, so each step's loss also reflects its batch's length;
+    the trend is what the reader wants, next to the raw points."""
+    out, avg = [], 0.0
+    for i, v in enumerate(values, start=1):
+        avg = weight * avg + (1 - weight) * v
+        out.append(avg / (1 - weight**i))
+    return out
+
+
 def fig_loss_curves(train: list[tuple[float, float]], val: list[tuple[float, float]]) -> str:
     fig = _figure(7, 3.2)
     ax = fig.add_subplot()
     if train:
-        ax.plot(*zip(*train, strict=True), label="training loss", color="#1f77b4")
+        steps, losses = zip(*train, strict=True)
+        if len(train) >= 8:
+            ax.plot(steps, losses, color="#1f77b4", alpha=0.3, label="training loss (per log)")
+            ax.plot(steps, smoothed(list(losses)), color="#1f77b4", label="training loss, smoothed")
+        else:
+            ax.plot(steps, losses, label="training loss", color="#1f77b4")
     if val:
         ax.plot(*zip(*val, strict=True), "o-", label="validation loss", color="#d62728")
     if not train and not val:

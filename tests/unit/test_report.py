@@ -13,7 +13,13 @@ import pytest
 
 from components.common.config import EvalConfig
 from components.evaluate.evaluate import by_category, compare
-from components.report.report import collect, render_html, render_markdown, write_report
+from components.report.report import (
+    collect,
+    render_html,
+    render_markdown,
+    smoothed,
+    write_report,
+)
 from tests.conftest import write_jsonl
 
 CATS = ["brainstorming", "classification", "closed_qa", "open_qa", "summarization"]
@@ -108,6 +114,15 @@ def test_run_name_titles_the_report_with_the_job_name_beside_it(run_data):
     html = render_html(named)
     assert "<h1>Fine-tuning report: nightly-42</h1>" in html and "Pipeline job run-7" in html
     assert run_data["data"]["run_name"] == ""  # no run_name in training_config.json
+
+
+def test_smoothing_keeps_the_trend_and_damps_the_jitter():
+    noisy = [3.0 - 0.05 * i + (0.3 if i % 2 else -0.3) for i in range(20)]
+    smooth = smoothed(noisy)
+    assert smooth[0] == noisy[0]  # debiased: no pull towards zero at the start
+    jitter = lambda xs: sum(abs(b - a) for a, b in zip(xs, xs[1:], strict=False))  # noqa: E731
+    assert jitter(smooth) < jitter(noisy) / 3
+    assert smooth[-1] < smooth[0] - 0.5  # the downward trend survives
 
 
 def test_empty_evaluation_still_renders(run_data):
