@@ -113,7 +113,7 @@ class TrainConfig(CommonConfig):
     )
     batching: Literal["auto", "padded", "packed"] = Field(
         "auto",
-        description="'padded': length-grouped dynamic padding (CPU); 'packed': padding-free "
+        description="'padded': length-bucketed dynamic padding (CPU); 'packed': padding-free "
         "best-fit packing of whole rows into max_seq_len (GPU); 'auto' picks by hardware.",
     )
     logging_steps: int = Field(10, ge=1, description="Log loss/lr every N steps.")

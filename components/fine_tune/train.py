@@ -116,7 +116,7 @@ def batching_mode(setting: str) -> str:
     """'packed' on a GPU, 'padded' on CPU, unless set explicitly.
 
     Why: on CPU there is no variable-length attention kernel, so packing only adds a big
-    block-diagonal mask; length-grouped dynamic padding measured fastest there. On a GPU,
+    block-diagonal mask; length-bucketed dynamic padding measured fastest there. On a GPU,
     padding-free packing keeps every token useful and each step's token count fixed.
     """
     if setting != "auto":
@@ -130,8 +130,9 @@ def sft_config(cfg: TrainConfig, output_dir: Path, has_eval: bool, report_to: st
     GPU: bf16, gradient checkpointing, padding-free best-fit-decreasing packing (rows never cut,
     never attending to each other: position_ids restart per row and `use_cache=False`), and a
     batch that starts at the configured size and halves on out-of-memory (measured, not guessed).
-    CPU: fp32 (bf16 is ~10x slower there), no checkpointing, length-grouped dynamic padding.
-    Both: response-only loss through TRL's fused LM head, which never materialises full logits.
+    CPU: fp32 (bf16 is ~10x slower there), no checkpointing, length-bucketed dynamic padding
+    (sampling.py). Both: response-only loss; on GPU through TRL's fused LM head, which never
+    materialises the full logits (see `trainer_class` for CPU).
     """
     from trl import SFTConfig
 
