@@ -110,6 +110,13 @@ def build_pipeline(settings: CompileSettings) -> Any:
         hf_token_secret: str = D["hf_token_secret"],
         wandb_api_key_secret: str = D["wandb_api_key_secret"],
     ):
+        # Every step logs to W&B in one group per pipeline job, the key read from Secret Manager.
+        # The job name is also fine-tune's resume key: stable across Vertex restarts of the task.
+        tracked = dict(
+            wandb_project=wandb_project,
+            run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            wandb_api_key_secret=wandb_api_key_secret,
+        )
         prep = ops["prepare_data"](
             dataset=dataset,
             base_model=base_model,
@@ -121,9 +128,7 @@ def build_pipeline(settings: CompileSettings) -> Any:
             system_prompt=system_prompt,
             seed=seed,
             hf_token_secret=hf_token_secret,
-            wandb_api_key_secret=wandb_api_key_secret,
-            wandb_project=wandb_project,
-            run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            **tracked,
         ).set_display_name("prepare-data")
         tune = ops["fine_tune"](
             train=prep.outputs["train"],
@@ -152,12 +157,9 @@ def build_pipeline(settings: CompileSettings) -> Any:
             save_steps=save_steps,
             save_minutes=save_minutes,
             save_total_limit=save_total_limit,
-            wandb_project=wandb_project,
             run_name=run_name,
-            # Stable across Vertex restarts of the task (Spot preemption): the resume key.
-            run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             hf_token_secret=hf_token_secret,
-            wandb_api_key_secret=wandb_api_key_secret,
+            **tracked,
         ).set_display_name("fine-tune")
         gen_args = dict(
             max_new_tokens=max_new_tokens,
@@ -173,11 +175,9 @@ def build_pipeline(settings: CompileSettings) -> Any:
             gate_threshold=gate_threshold,
             bootstrap_samples=bootstrap_samples,
             seed=seed,
-            wandb_project=wandb_project,
-            run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             hf_token_secret=hf_token_secret,
-            wandb_api_key_secret=wandb_api_key_secret,
             **gen_args,
+            **tracked,
         ).set_display_name("evaluate")
         inf = ops["inference"](
             test=prep.outputs["test"],
@@ -185,10 +185,8 @@ def build_pipeline(settings: CompileSettings) -> Any:
             prompts_uri=prompts_uri,
             system_prompt=system_prompt,
             hf_token_secret=hf_token_secret,
-            wandb_api_key_secret=wandb_api_key_secret,
-            wandb_project=wandb_project,
-            run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             **gen_args,
+            **tracked,
         ).set_display_name("inference")
         rep = ops["report"](
             train=prep.outputs["train"],
@@ -199,9 +197,7 @@ def build_pipeline(settings: CompileSettings) -> Any:
             generations=ev.outputs["generations"],
             predictions=inf.outputs["predictions"],
             gpu_hourly_usd=gpu_hourly_usd,
-            wandb_project=wandb_project,
-            run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-            wandb_api_key_secret=wandb_api_key_secret,
+            **tracked,
         ).set_display_name("report")
         # The registry gate: evaluate returns True when the bootstrap interval of the improvement
         # clears gate_threshold.
