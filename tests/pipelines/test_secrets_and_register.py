@@ -52,3 +52,86 @@ def test_local_register_writes_a_record(tmp_path: Path) -> None:
                          project="", location="", display_name="dolly-lora-gemma3-1b",
                          serving_image="img", pipeline_job="job-1", record_path=str(out))
     assert rec["registry"] == "local" and json.loads(out.read_text())["pipeline_job"] == "job-1"
+
+
+class RefusingSecretManager:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def access_secret_version(self, name: str) -> Any:
+        raise self.error
+
+
+@pytest.mark.parametrize(("error", "message"), [
+    ("PermissionDenied", "permission denied; grant that account "
+                         "roles/secretmanager.secretAccessor"),
+    ("NotFound", "does not exist"),
+])
+def test_a_refused_secret_names_itself_and_the_identity(
+    monkeypatch: pytest.MonkeyPatch, error: str, message: str
+) -> None:
+    from google.api_core import exceptions
+
+    from components.common import secrets
+    from components.common.errors import InputError
+
+    monkeypatch.setattr(secrets, "principal", lambda: "runner@p.iam.gserviceaccount.com")
+    client = RefusingSecretManager(getattr(exceptions, error)("nope"))
+    with pytest.raises(InputError) as err:
+        load_secrets({"hf_token_secret": "projects/p/secrets/hf"}, client)
+    text = str(err.value)
+    assert "projects/p/secrets/hf/versions/latest" in text
+    assert "runner@p.iam.gserviceaccount.com" in text and message in text
+
+
+def test_principal_is_the_credentials_account(monkeypatch: pytest.MonkeyPatch) -> None:
+    import google.auth
+
+    from components.common import secrets
+
+    creds = type("C", (), {"service_account_email": "sa@p.iam.gserviceaccount.com"})()
+    monkeypatch.setattr(google.auth, "default", lambda *a, **k: (creds, "p"))
+    assert secrets.principal() == "sa@p.iam.gserviceaccount.com"
+
+    def no_credentials(*a: Any, **k: Any) -> Any:
+        raise google.auth.exceptions.DefaultCredentialsError("none")
+
+    monkeypatch.setattr(google.auth, "default", no_credentials)
+    assert "no application default credentials" in secrets.principal()
+
+
+def test_regional_secrets_use_their_regional_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    from google.cloud import secretmanager
+
+    from components.common.secrets import check_secret_name, secret_location
+
+    name = "projects/p/locations/europe-west4/secrets/hf"
+    assert check_secret_name(name) == name
+    assert secret_location(name) == "europe-west4" and secret_location("projects/p/secrets/s") == ""
+    made: list[Any] = []
+
+    class Client(FakeSecretManager):
+        def __init__(self, client_options: Any = None) -> None:
+            super().__init__({f"{name}/versions/latest": "regional",
+                              "projects/p/secrets/wb/versions/latest": "global"})
+            made.append(client_options)
+
+    monkeypatch.setattr(secretmanager, "SecretManagerServiceClient", Client)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    load_secrets({"hf_token_secret": name, "wandb_api_key_secret": "projects/p/secrets/wb"})
+    import os
+
+    assert os.environ["HF_TOKEN"] == "regional" and os.environ["WANDB_API_KEY"] == "global"
+    assert made == [{"api_endpoint": "secretmanager.europe-west4.rep.googleapis.com"}, None]
+
+
+def test_register_reads_the_base_model_from_the_model_folder(tmp_path: Path) -> None:
+    """On Vertex fine-tune is a custom job: its artifact metadata does not arrive."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "training_config.json").write_text(json.dumps({"base_model": "google/gemma-3-1b-it"}))
+    rec = register_model(model_uri="gs://b/model", model_metadata={}, project="", location="",
+                         display_name="d", serving_image="img", pipeline_job="job-2",
+                         record_path=str(tmp_path / "rec.json"), model_dir=str(model))
+    assert rec["base_model"] == "google/gemma-3-1b-it"
