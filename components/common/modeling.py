@@ -1,12 +1,18 @@
-"""Load the tokenizer and model the same way for every model reference.
+"""Load the tokenizer and model the same way for every model reference, on the right device.
 
 Why one place: the embedded tiny Gemma 3 and `google/gemma-3-1b-it` go through exactly the same
 `from_pretrained` calls; only the reference resolves differently (`embedded://`, `gs://`, a local
-folder or a Hugging Face id, whose HF_TOKEN comes from the environment, never a parameter).
+folder or a Hugging Face id, whose HF_TOKEN comes from the environment, never a parameter). In
+the pipeline the reference is the fetch-base-model step's folder, so no GPU step downloads.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import os
+import re
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,13 +21,55 @@ from components.common.errors import InputError
 from components.common.paths import resolve_embedded
 from components.common.storage import download_folder, is_gcs
 
+# Written by the fetch-base-model step next to the weights: where they came from.
+SOURCE_FILE = "fetched_from.json"
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Oldest driver each CUDA major version of torch runs on (CUDA minor-version compatibility:
+# every 12.x runtime runs on an R525+ driver; 13.x needs R580).
+MIN_DRIVER = {"12": "525.60.13", "13": "580.65.06"}
+
+
+def is_hub_id(ref: str) -> bool:
+    """`org/name` that is not a folder here: a Hugging Face Hub model id."""
+    return bool(HUB_ID.match(ref)) and not Path(ref).exists()
+
+
+@functools.lru_cache(maxsize=8)
+def _download_once(uri: str) -> str:
+    """A gs:// folder is downloaded once per process, however many loads ask for it."""
+    return str(download_folder(uri, Path(tempfile.mkdtemp(prefix="model-"))))
+
 
 def resolve_model_ref(ref: str) -> str:
     """A string `from_pretrained` accepts: a local folder or a hub id."""
     ref = resolve_embedded(ref)
     if is_gcs(ref):
-        return str(download_folder(ref, Path(tempfile.mkdtemp(prefix="model-"))))
+        return _download_once(ref)
     return ref
+
+
+def _fetched(ref: str) -> dict[str, Any]:
+    path = Path(ref) / SOURCE_FILE
+    try:
+        data = json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) and isinstance(data.get("ref"), str) else {}
+
+
+def model_source(ref: str) -> str:
+    """The reference a fetched model folder came from (its `fetched_from.json`), else `ref`:
+    what reports, labels and the registry show instead of a pipeline-root path."""
+    return _fetched(ref).get("ref", ref)
+
+
+def model_identity(ref: str) -> str:
+    """`source@revision` of a fetched folder (same weights, same identity, wherever the folder
+    lives), else `ref`: what a checkpoint may only be resumed with."""
+    found = _fetched(ref)
+    if not found:
+        return ref
+    return f"{found['ref']}@{found['revision']}" if found.get("revision") else found["ref"]
 
 
 def load_tokenizer(ref: str, padding_side: str = "right") -> Any:
@@ -48,6 +96,66 @@ def best_device() -> str:
     if torch.cuda.is_available():
         return "cuda"
     return "cpu"
+
+
+class AcceleratorUnavailable(RuntimeError):
+    """A step compiled for a GPU found no usable CUDA device."""
+
+
+def parse_driver_version(text: str) -> str | None:
+    """'NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat ...' -> '535.104.05'."""
+    m = re.search(r"Kernel Module\s+(?:for \S+\s+)?([0-9]+\.[0-9.]+)", text)
+    return m.group(1) if m else None
+
+
+def _driver_version() -> str | None:
+    """The NVIDIA kernel driver's version, or None when there is none to see."""
+    try:
+        if found := parse_driver_version(Path("/proc/driver/nvidia/version").read_text()):
+            return found
+    except OSError:
+        pass
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+        return out.strip().splitlines()[0] if out.strip() else None
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return None
+
+
+def cuda_diagnosis() -> str:
+    """Why CUDA is not usable, in the terms that fix it: the torch build, the driver it needs,
+    the driver and device nodes present, and CUDA's own error."""
+    import torch
+
+    cuda = torch.version.cuda
+    reason = "torch.cuda.is_available() is False"
+    try:
+        torch.cuda.init()
+    except Exception as exc:  # noqa: BLE001 - the message is the diagnosis
+        reason = str(exc).strip().splitlines()[0] or reason
+    nodes = sorted(p.name for p in Path("/dev").glob("nvidia[0-9]*"))
+    driver = _driver_version()
+    need = MIN_DRIVER.get((cuda or "").split(".")[0], "?")
+    build = (f"torch {torch.__version__} is built for CUDA {cuda} and needs an NVIDIA driver "
+             f">= {need}" if cuda else f"torch {torch.__version__} is a CPU-only build")
+    return (f"{reason}; {build}; driver here: {driver or 'none'}; GPU devices: "
+            f"{', '.join(nodes) or 'none'}; CUDA_VISIBLE_DEVICES="
+            f"{os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}")
+
+
+def require_accelerator(required: str, step: str) -> str:
+    """The device a step runs on. A step compiled for an accelerator (`required`, e.g.
+    NVIDIA_L4) stops at once when CUDA is not usable, instead of training on CPU for hours on a
+    GPU machine that is billed all the while. '' (the local runner) takes what there is."""
+    if not required:
+        return best_device()
+    if best_device() == "cuda":
+        return "cuda"
+    raise AcceleratorUnavailable(
+        f"{step} was compiled to run on {required} but CUDA is not usable here: "
+        f"{cuda_diagnosis()}. Not falling back to CPU."
+    )
 
 
 def bf16_enabled(setting: str) -> bool:

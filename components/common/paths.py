@@ -28,3 +28,14 @@ def resolve_embedded(ref: str) -> str:
             + ", ".join(EMBEDDED_SCHEME + a for a in available)
         )
     return str(path)
+
+
+def pipeline_job_name(output_path: str) -> str:
+    """The pipeline run an output artifact belongs to, read from its path.
+
+    Why from the path: a `{{$.pipeline_job_name}}` input would be part of the step's cache key
+    and no resubmit would ever hit the cache. Both runners lay outputs out as
+    `<root>/[<project number>/]<job name>/<task>[_<id>]/<output>` (Vertex mounts gs:// at
+    /gcs/), so the name is the output's grandparent folder. '' when the path is too short."""
+    parts = Path(output_path).parts
+    return parts[-3] if len(parts) >= 4 else ""

@@ -63,8 +63,13 @@ def task_prefix(checkpoint_uri: str, run_name: str) -> str:
 
 def fingerprint(cfg: TrainConfig, train_rows: list[dict[str, Any]]) -> str:
     """What a checkpoint may only be resumed with: the same training data and training config."""
+    from components.common.modeling import model_identity
+
+    settings = cfg.model_dump(exclude=set(RESUME_NEUTRAL_FIELDS))
+    # The weights' identity, not the folder they were fetched to (a new one per pipeline job).
+    settings["base_model"] = model_identity(cfg.base_model)
     h = hashlib.sha256()
-    h.update(json.dumps(cfg.model_dump(exclude=set(RESUME_NEUTRAL_FIELDS)), sort_keys=True).encode())
+    h.update(json.dumps(settings, sort_keys=True).encode())
     for row in train_rows:
         h.update(json.dumps(row, sort_keys=True).encode())
     return h.hexdigest()[:16]

@@ -1,0 +1,106 @@
+"""Fetch-base-model step: the base model, once, into a Model artifact every later step reads.
+
+Why a step: each GPU step used to download the base model itself (2 GB from the Hugging Face
+Hub each time, needing egress and the token on every GPU machine; a gs:// base was even
+downloaded three times within fine-tune). Fetched once on a small CPU machine into the pipeline
+root, it is read from there by prepare-data (tokenizer), fine-tune, evaluate and inference, and
+with caching a resubmit does not fetch at all. Only this step needs the HF token.
+
+    uv run python -m components.fetch_model.fetch --base-model embedded://tiny-gemma3 --out /tmp/base
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from components.common.errors import InputError
+from components.common.modeling import SOURCE_FILE, is_hub_id, load_tokenizer
+from components.common.paths import resolve_embedded
+from components.common.storage import download_folder, gcs_errors, is_gcs
+
+# What from_pretrained needs; repos also carry duplicate weights (.bin, .gguf, original/).
+HUB_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.jinja", "*.txt"]
+
+
+def from_hub(repo_id: str, dest: Path) -> str:
+    """Download `repo_id` at its current commit into `dest`; returns that commit."""
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+
+    token = os.environ.get("HF_TOKEN") or None
+    try:
+        revision = HfApi().model_info(repo_id, token=token).sha
+        snapshot_download(repo_id, revision=revision, local_dir=dest,
+                          allow_patterns=HUB_PATTERNS, token=token)
+    except GatedRepoError:
+        raise InputError(
+            f"{repo_id} is gated: accept its licence at https://huggingface.co/{repo_id} with "
+            "the account whose token this step reads "
+            + ("(HF_TOKEN is set but has no access)" if token else
+               "(no HF_TOKEN: give hf_token_secret on Vertex, HF_TOKEN in .env locally)")
+        ) from None
+    except RepositoryNotFoundError:
+        raise InputError(f"{repo_id} is not a model on the Hugging Face Hub (or it is private "
+                         "and the token cannot see it); check base_model") from None
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+        raise InputError(f"cannot download {repo_id} from the Hugging Face Hub "
+                         f"({exc.__class__.__name__}: {str(exc)[:200]})") from None
+    shutil.rmtree(dest / ".cache", ignore_errors=True)  # the hub's download bookkeeping
+    return revision or ""
+
+
+def fetch_model(ref: str, dest: Path) -> dict[str, Any]:
+    """Put the model `ref` names into `dest` and check it loads; returns its description."""
+    t0 = time.perf_counter()
+    dest.mkdir(parents=True, exist_ok=True)
+    revision = ""
+    try:
+        local = resolve_embedded(ref)
+    except FileNotFoundError as exc:
+        raise InputError(str(exc)) from None
+    if is_gcs(ref):
+        with gcs_errors(ref, "download the base model from"):
+            download_folder(ref, dest)
+    elif Path(local).is_dir():
+        shutil.copytree(local, dest, dirs_exist_ok=True)
+    elif is_hub_id(ref):
+        revision = from_hub(ref, dest)
+    else:
+        raise InputError(f"base_model {ref!r} is neither a Hugging Face model id (org/name), a "
+                         "gs:// folder, a local folder nor an embedded:// model")
+    if not (dest / "config.json").is_file():
+        raise InputError(f"{ref} has no config.json: not a Transformers model folder")
+    load_tokenizer(str(dest))  # refuses a model without a chat template, here and not later
+    (dest / SOURCE_FILE).write_text(json.dumps({"ref": ref, "revision": revision}, indent=2))
+    files = [p for p in dest.rglob("*") if p.is_file()]
+    return {
+        "source": ref,
+        "revision": revision,
+        "files": len(files),
+        "size_mb": round(sum(p.stat().st_size for p in files) / 1e6, 1),
+        "step_seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Fetch a base model into a folder.")
+    parser.add_argument("--base-model", required=True,
+                        help="Hugging Face id, gs:// folder, local folder or embedded:// name.")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    print(json.dumps(fetch_model(args.base_model, args.out), indent=2))
+
+
+if __name__ == "__main__":
+    main()
