@@ -5,9 +5,12 @@
     uv run python compile.py --capacity SPOT --timeout 21600s
     DOLLY_LORA_IMAGE=... uv run python compile.py             # the same, from the environment
 
-The image and the training machine are compile-time settings (`pipelines.settings`): flags win
-over DOLLY_LORA_* variables, which win over the defaults (g2-standard-8, 1 x NVIDIA_L4). The
-written path is the last line printed. Compiling twice gives byte-identical files.
+The image and the GPU machine are compile-time settings (`pipelines.settings`): flags win over
+DOLLY_LORA_* variables, which win over the defaults (g2-standard-8, 1 x NVIDIA_L4). The written
+path is the last line printed; its first line records the settings, the source digest and the
+commit (`pipelines.compiler`), which `submit` checks. Compiling twice gives byte-identical files.
+
+    uv run python compile.py --target kfp        # -> build/dolly-lora-kfp.yaml (open-source KFP)
 """
 
 from __future__ import annotations
@@ -15,32 +18,21 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
-DEFAULT_OUT = Path("build") / "dolly-lora.yaml"
+from pipelines.compiler import compile_pipeline
 
-
-def compile_pipeline(out: Path = DEFAULT_OUT, settings: Any = None) -> Path:
-    """Compile for `settings` (default: Vertex target, default image and machine)."""
-    from kfp import compiler
-
-    from pipelines.lora_pipeline import build_pipeline
-    from pipelines.settings import CompileSettings
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(
-        build_pipeline(settings or CompileSettings()), package_path=str(out)
-    )
-    return out
+__all__ = ["compile_pipeline", "main"]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="YAML file to write")
+    parser.add_argument("--out", type=Path, help="YAML file to write [build/dolly-lora.yaml; "
+                        "build/dolly-lora-kfp.yaml for --target kfp]")
     parser.add_argument("--image", help="image for every step, tag or @sha256 digest "
                         "[env DOLLY_LORA_IMAGE]")
-    parser.add_argument("--target", choices=["vertex", "local"], help="vertex (default): "
-                        "fine-tune as a Vertex custom job; local: plain task (kfp.local)")
+    parser.add_argument("--target", choices=["vertex", "kfp", "local"], help="vertex "
+                        "(default): GPU steps as Vertex custom jobs; kfp: open-source Kubeflow "
+                        "Pipelines on GKE; local: plain tasks (kfp.local)")
     parser.add_argument("--machine-type", help="training machine [g2-standard-8]")
     parser.add_argument("--accelerator-type", help="training GPU [NVIDIA_L4]")
     parser.add_argument("--accelerator-count", type=int, help="GPUs [1]")
@@ -59,7 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         settings = CompileSettings.load(overrides)
     except InputError as exc:
-        sys.exit(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     if PLACEHOLDER_PROJECT in settings.image:
         print(f"note: placeholder image {settings.image}; pass --image (or DOLLY_LORA_IMAGE) "
               "before submitting to Vertex", file=sys.stderr)

@@ -115,7 +115,7 @@ def build_summary(
     outputs = collect_outputs(run_dir) if run_dir else {}
     meta = {task: {k: v["metadata"] for k, v in outs.items()} for task, outs in outputs.items()}
     prep = meta.get("prepare-data", {})
-    metrics = meta.get("evaluate", {}).get("metrics", {})
+    metrics = meta.get("gate", {}).get("metrics", {})
     tuned = meta.get("fine-tune", {}).get("model", {})
 
     def count(name: str, key: str = "rows") -> int | None:

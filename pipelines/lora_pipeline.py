@@ -1,9 +1,15 @@
-"""The pipeline: prepare -> fine-tune -> evaluate -> (gate) register, fine-tune -> inference, report.
+"""The pipeline: fetch the base model, prepare, fine-tune, evaluate -> gate -> register, inference,
+report.
 
 Defaults come from `components.common.config` (one place); the machine each step asks for comes
-from `pipelines.resources`; the image and the kind of training task from
-`pipelines.settings.CompileSettings`. `build_pipeline(settings)` makes the pipeline for Vertex AI
-(`compile.py`) or for KFP's local runner (`lora_pipeline`, used by `submit --local`).
+from `pipelines.resources`; the image and the target from `pipelines.settings.CompileSettings`.
+`build_pipeline(settings)` makes the pipeline for Vertex AI or open-source KFP (`compile.py`) or
+for KFP's local runner (`lora_pipeline`, used by `submit --local`).
+
+Cache keys: a task's inputs are its cache key, so only register-model receives the pipeline job
+name (its registry labels need it). The other steps read the job name from their output paths
+(`components.common.paths.pipeline_job_name`), and a resubmit with caching on reuses the
+fetched model, the data, and the training when nothing they depend on changed.
 """
 
 
@@ -12,13 +18,14 @@ from typing import Any
 from kfp import dsl
 
 from components.common.config import parameter_defaults
-from components.evaluate.component import evaluate
+from components.evaluate.component import evaluate, gate
+from components.fetch_model.component import fetch_base_model
 from components.fine_tune.component import fine_tune
 from components.inference.component import inference
 from components.prepare_data.component import prepare_data
 from components.register.component import register_model
 from components.report.component import report
-from pipelines.resources import STEP_MACHINES
+from pipelines.resources import GPU_STEPS, STEP_MACHINES
 from pipelines.settings import CompileSettings, with_image
 
 PIPELINE_NAME = "dolly-lora"
@@ -30,37 +37,48 @@ VERTEX_PLACEHOLDERS = {
 D = parameter_defaults()
 
 
-def training_op(settings: CompileSettings) -> Any:
-    """The fine-tune task: a Vertex custom job on the exact machine, or a plain task locally."""
-    op = with_image(fine_tune, settings.image)
-    if settings.target == "local":
+def step_op(component: Any, step: str, settings: CompileSettings) -> Any:
+    """The task factory of one step: in the image; on Vertex a GPU step is a custom job on the
+    exact machine and capacity of `settings.training`, as the pipeline's service account."""
+    op = with_image(component, settings.image)
+    if settings.target != "vertex" or step not in GPU_STEPS:
         return op
     from google_cloud_pipeline_components.v1.custom_job import (
         create_custom_training_job_from_component,
     )
 
     return create_custom_training_job_from_component(
-        op, display_name="fine-tune", **settings.training.custom_job_kwargs()
+        op, **settings.training.custom_job_kwargs(display_name=step)
     )
+
+
+def place(task: Any, step: str, settings: CompileSettings) -> None:
+    """Ask for the step's machine the way the target understands it."""
+    machine = STEP_MACHINES[step]
+    if settings.target == "vertex" and step in GPU_STEPS:
+        return  # the custom job's worker pool names the machine
+    if settings.target == "kfp" and machine.accelerator_type:
+        machine.apply_kubernetes(task, settings.training.accelerator_type,
+                                 settings.training.accelerator_count)
+        return
+    machine.apply(task)
 
 
 def build_pipeline(settings: CompileSettings) -> Any:
     """The pipeline (a KFP GraphComponent) for one target; compiled or run as is."""
-    ops = {
-        "prepare_data": with_image(prepare_data, settings.image),
-        "fine_tune": training_op(settings),
-        "evaluate": with_image(evaluate, settings.image),
-        "inference": with_image(inference, settings.image),
-        "register_model": with_image(register_model, settings.image),
-        "report": with_image(report, settings.image),
+    components = {
+        "fetch-base-model": fetch_base_model, "prepare-data": prepare_data,
+        "fine-tune": fine_tune, "evaluate": evaluate, "gate": gate, "inference": inference,
+        "register-model": register_model, "report": report,
     }
-    vertex = settings.target == "vertex"
+    ops = {step: step_op(c, step, settings) for step, c in components.items()}
+    t = settings.training
     description = (
         "LoRA fine-tune of an instruction model on Dolly-format data, with evaluation of base "
         f"vs tuned, batched inference and a gated model-registry upload. image={settings.image}"
-        + (f" training={settings.training.machine_type}"
-           f"x{settings.training.accelerator_count}{settings.training.accelerator_type}"
-           f" capacity={settings.training.capacity.value}" if vertex else " target=local")
+        + (f" target={settings.target} gpu={t.machine_type}x{t.accelerator_count}"
+           f"{t.accelerator_type} capacity={t.capacity.value}"
+           if settings.target != "local" else " target=local")
     )
 
     @dsl.pipeline(name=PIPELINE_NAME, description=description)
@@ -110,16 +128,19 @@ def build_pipeline(settings: CompileSettings) -> Any:
         hf_token_secret: str = D["hf_token_secret"],
         wandb_api_key_secret: str = D["wandb_api_key_secret"],
     ):
-        # Every step logs to W&B in one group per pipeline job, the key read from Secret Manager.
-        # The job name is also fine-tune's resume key: stable across Vertex restarts of the task.
-        tracked = dict(
-            wandb_project=wandb_project,
-            run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-            wandb_api_key_secret=wandb_api_key_secret,
+        # Every step logs to W&B (the key read from Secret Manager), grouped by pipeline job.
+        tracked = dict(wandb_project=wandb_project, wandb_api_key_secret=wandb_api_key_secret)
+        # A GPU step refuses to start without the accelerator it was compiled for.
+        gpu = dict(required_accelerator=settings.required_accelerator)
+        tasks: dict[str, Any] = {}
+        # The only step that reads the HF token: the later ones read its folder.
+        tasks["fetch-base-model"] = fetch = ops["fetch-base-model"](
+            base_model=base_model, hf_token_secret=hf_token_secret
         )
-        prep = ops["prepare_data"](
+        base = fetch.outputs["model"]
+        tasks["prepare-data"] = prep = ops["prepare-data"](
+            base=base,
             dataset=dataset,
-            base_model=base_model,
             categories=categories,
             val_fraction=val_fraction,
             test_fraction=test_fraction,
@@ -127,13 +148,12 @@ def build_pipeline(settings: CompileSettings) -> Any:
             max_bad_row_fraction=max_bad_row_fraction,
             system_prompt=system_prompt,
             seed=seed,
-            hf_token_secret=hf_token_secret,
             **tracked,
-        ).set_display_name("prepare-data")
-        tune = ops["fine_tune"](
+        )
+        tasks["fine-tune"] = tune = ops["fine-tune"](
+            base=base,
             train=prep.outputs["train"],
             validation=prep.outputs["validation"],
-            base_model=base_model,
             max_seq_len=max_seq_len,
             seed=seed,
             lora_r=lora_r,
@@ -158,16 +178,17 @@ def build_pipeline(settings: CompileSettings) -> Any:
             save_minutes=save_minutes,
             save_total_limit=save_total_limit,
             run_name=run_name,
-            hf_token_secret=hf_token_secret,
             **tracked,
-        ).set_display_name("fine-tune")
+            **gpu,
+        )
         gen_args = dict(
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             top_p=top_p,
             generation_batch_size=generation_batch_size,
         )
-        ev = ops["evaluate"](
+        tasks["evaluate"] = ev = ops["evaluate"](
+            base=base,
             test=prep.outputs["test"],
             model=tune.outputs["model"],
             eval_max_rows=eval_max_rows,
@@ -175,20 +196,22 @@ def build_pipeline(settings: CompileSettings) -> Any:
             gate_threshold=gate_threshold,
             bootstrap_samples=bootstrap_samples,
             seed=seed,
-            hf_token_secret=hf_token_secret,
             **gen_args,
             **tracked,
-        ).set_display_name("evaluate")
-        inf = ops["inference"](
+            **gpu,
+        )
+        tasks["gate"] = decide = ops["gate"](generations=ev.outputs["generations"])
+        tasks["inference"] = inf = ops["inference"](
+            base=base,
             test=prep.outputs["test"],
             model=tune.outputs["model"],
             prompts_uri=prompts_uri,
             system_prompt=system_prompt,
-            hf_token_secret=hf_token_secret,
             **gen_args,
             **tracked,
-        ).set_display_name("inference")
-        rep = ops["report"](
+            **gpu,
+        )
+        tasks["report"] = ops["report"](
             train=prep.outputs["train"],
             validation=prep.outputs["validation"],
             test=prep.outputs["test"],
@@ -198,23 +221,20 @@ def build_pipeline(settings: CompileSettings) -> Any:
             predictions=inf.outputs["predictions"],
             gpu_hourly_usd=gpu_hourly_usd,
             **tracked,
-        ).set_display_name("report")
-        # The registry gate: evaluate returns True when the bootstrap interval of the improvement
+        )
+        # The registry gate: `gate` returns True when the bootstrap interval of the improvement
         # clears gate_threshold.
-        with dsl.If(ev.outputs["Output"] == True, name="tuned-beats-base"):  # noqa: E712
-            reg = ops["register_model"](
+        with dsl.If(decide.outputs["Output"] == True, name="tuned-beats-base"):  # noqa: E712
+            tasks["register-model"] = ops["register-model"](
                 model=tune.outputs["model"],
                 display_name=settings.model_display_name,
                 serving_image=settings.image,
                 pipeline_job=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-                **(VERTEX_PLACEHOLDERS if vertex else {}),
-            ).set_display_name("register-model")
-        tasks = [(prep, "prepare-data"), (ev, "evaluate"), (inf, "inference"),
-                 (reg, "register-model"), (rep, "report")]
-        if not vertex:  # on Vertex the custom job spec picks the training machine
-            tasks.append((tune, "fine-tune"))
-        for task, step in tasks:
-            STEP_MACHINES[step].apply(task)
+                **(VERTEX_PLACEHOLDERS if settings.target == "vertex" else {}),
+            )
+        for step, task in tasks.items():
+            task.set_display_name(step)
+            place(task, step, settings)
 
     return lora_pipeline
 

@@ -1,11 +1,15 @@
 """The one place that says which machine each step runs on.
 
-Vertex AI picks the machine from these requests: one NVIDIA L4 with 8 vCPU and 32 GB is a
-`g2-standard-8`. The local runner ignores them (with a warning); they are in the compiled YAML.
+The GPU steps (fine-tune, evaluate, inference) run on Vertex as Vertex custom jobs described by
+`TrainingJobSpec`, because only a custom job takes an exact machine type, a boot disk, a timeout
+and Spot / FLEX_START capacity (Vertex offers Spot for custom jobs, not for plain pipeline
+tasks); `compile.py` flags only override its fields. The CPU steps are plain tasks whose
+requests (`STEP_MACHINES`) Vertex turns into a machine; the local runner ignores them.
 
-The fine-tune step on Vertex runs as a Vertex custom job (`TrainingJobSpec`), because only a
-custom job takes an exact machine type, a boot disk, a timeout and Spot / FLEX_START capacity.
-Every knob of that job lives in `TrainingJobSpec`; `compile.py` flags only override its fields.
+A custom job runs as the service account and in the network of the pipeline job that starts it:
+the job gets gcpc's run-time placeholders for both, which Vertex resolves from the PipelineJob
+(`submit --service-account/--network`). Left empty, the job would run as the Vertex AI Custom
+Code Service Agent, which cannot read the project's secrets or write its bucket.
 """
 
 from __future__ import annotations
@@ -26,10 +30,25 @@ class MachineSpec:
     accelerator_count: int = 0
 
     def apply(self, task: Any) -> Any:
+        """Vertex's resource requests (the local runner ignores them)."""
         task.set_cpu_limit(self.cpu).set_memory_limit(self.memory)
         if self.accelerator_type:
             task.set_accelerator_type(self.accelerator_type)
             task.set_accelerator_limit(self.accelerator_count)
+        return task
+
+    def apply_kubernetes(self, task: Any, accelerator_type: str, count: int) -> Any:
+        """Open-source KFP on GKE: the KFP driver uses the accelerator type verbatim as the
+        Kubernetes resource name, so it is `nvidia.com/gpu`; the GPU model is a node selector,
+        and the toleration lets the pod onto GKE's tainted GPU nodes."""
+        from kfp import kubernetes
+
+        task.set_cpu_limit(self.cpu).set_memory_limit(self.memory)
+        task.set_accelerator_type(K8S_GPU_RESOURCE).set_accelerator_limit(count)
+        kubernetes.add_node_selector(task, label_key="cloud.google.com/gke-accelerator",
+                                     label_value=gke_accelerator(accelerator_type))
+        kubernetes.add_toleration(task, key=K8S_GPU_RESOURCE, operator="Exists",
+                                  effect="NoSchedule")
         return task
 
 
@@ -38,13 +57,31 @@ L4_GPU = MachineSpec(cpu="8", memory="32G", accelerator_type="NVIDIA_L4", accele
 SMALL_CPU = MachineSpec(cpu="4", memory="16G")
 
 STEP_MACHINES: dict[str, MachineSpec] = {
+    "fetch-base-model": SMALL_CPU,
     "prepare-data": SMALL_CPU,
     "fine-tune": L4_GPU,
     "evaluate": L4_GPU,
+    "gate": SMALL_CPU,
     "inference": L4_GPU,
     "register-model": SMALL_CPU,
     "report": SMALL_CPU,
 }
+GPU_STEPS: tuple[str, ...] = tuple(s for s, m in STEP_MACHINES.items() if m.accelerator_type)
+
+# gcpc's run-time placeholders (google_cloud_pipeline_components._placeholders): Vertex fills
+# them from the PipelineJob that runs the custom job.
+SERVICE_ACCOUNT_PLACEHOLDER = "{{$.pipeline_service_account}}"
+NETWORK_PLACEHOLDER = "{{$.pipeline_network}}"
+
+# Open-source KFP on GKE: the Kubernetes resource and the node label of an accelerator type.
+GKE_ACCELERATORS: dict[str, str] = {
+    "NVIDIA_L4": "nvidia-l4",
+    "NVIDIA_TESLA_T4": "nvidia-tesla-t4",
+    "NVIDIA_TESLA_A100": "nvidia-tesla-a100",
+    "NVIDIA_A100_80GB": "nvidia-a100-80gb",
+    "NVIDIA_H100_80GB": "nvidia-h100-80gb",
+}
+K8S_GPU_RESOURCE = "nvidia.com/gpu"
 
 # G2 machine types come with a fixed number of L4s; asking for another count is rejected by
 # Vertex only after the job is queued, so check it here.
@@ -70,15 +107,16 @@ class Capacity(StrEnum):
 
 
 class TrainingJobSpec(BaseModel):
-    """The Vertex custom job that runs the fine-tune step."""
+    """The Vertex custom job that runs each GPU step (fine-tune, evaluate, inference)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     machine_type: str = Field("g2-standard-8", description="Compute Engine machine type.")
     accelerator_type: str = Field("NVIDIA_L4", description="Vertex accelerator type.")
     accelerator_count: int = Field(1, ge=1, le=16, description="GPUs on the machine.")
-    boot_disk_type: Literal["pd-ssd", "pd-standard", "pd-balanced", "hyperdisk-balanced"] = (
-        "pd-ssd"
+    # What Vertex's DiskSpec accepts; pd-balanced is not among them (Vertex rejects the job).
+    boot_disk_type: Literal["pd-ssd", "pd-standard", "hyperdisk-balanced"] = Field(
+        "pd-ssd", description="Boot disk type: pd-ssd, pd-standard or hyperdisk-balanced."
     )
     boot_disk_size_gb: int = Field(200, ge=100, le=65536, description="Boot disk size (GB).")
     timeout: str = Field("86400s", description="Longest the job may run, e.g. '21600s'.")
@@ -109,9 +147,10 @@ class TrainingJobSpec(BaseModel):
             )
         return self
 
-    def custom_job_kwargs(self) -> dict[str, Any]:
+    def custom_job_kwargs(self, display_name: str) -> dict[str, Any]:
         """Arguments for gcpc's `create_custom_training_job_from_component`."""
         kwargs: dict[str, Any] = {
+            "display_name": display_name,
             "machine_type": self.machine_type,
             "accelerator_type": self.accelerator_type,
             "accelerator_count": self.accelerator_count,
@@ -122,7 +161,15 @@ class TrainingJobSpec(BaseModel):
             # A preempted or crashed worker comes back as the same job, so the fine-tune step
             # resumes from its last complete GCS checkpoint (components/fine_tune/checkpointing).
             "restart_job_on_worker_restart": True,
+            # Identity and network of the pipeline job (see the module docstring).
+            "service_account": SERVICE_ACCOUNT_PLACEHOLDER,
+            "network": NETWORK_PLACEHOLDER,
         }
         if self.capacity is Capacity.FLEX_START:
             kwargs["max_wait_duration"] = self.max_wait_duration
         return kwargs
+
+
+def gke_accelerator(accelerator_type: str) -> str:
+    """The GKE node label value of a Vertex accelerator type (NVIDIA_L4 -> nvidia-l4)."""
+    return GKE_ACCELERATORS.get(accelerator_type, accelerator_type.lower().replace("_", "-"))

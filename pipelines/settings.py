@@ -1,9 +1,10 @@
-"""Compile-time settings: which image, which kind of training task, which machine.
+"""Compile-time settings: which image, which target, which machine.
 
 Why compile time: a KFP pipeline's graph is fixed when it is compiled. The image URI is baked
-into every executor, and the fine-tune task is either a plain container task (runs under
-`kfp.local`) or a Vertex custom job (exact machine type, Spot/FLEX_START, timeout; cannot run
-under `kfp.local`). `build_pipeline(CompileSettings)` is the one place that choice is made.
+into every executor, and each GPU step is a Vertex custom job (exact machine type, Spot /
+FLEX_START, timeout; `vertex`), a plain task asking Kubernetes for `nvidia.com/gpu` on a GPU node
+(`kfp`, open-source Kubeflow Pipelines) or a plain task for `kfp.local` (`local`).
+`build_pipeline(CompileSettings)` is the one place that choice is made.
 """
 
 from __future__ import annotations
@@ -43,8 +44,10 @@ class CompileSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    target: Literal["vertex", "local"] = Field(
-        "vertex", description="vertex: fine-tune as a Vertex custom job; local: plain task."
+    target: Literal["vertex", "kfp", "local"] = Field(
+        "vertex",
+        description="vertex: GPU steps as Vertex custom jobs; kfp: open-source Kubeflow "
+        "Pipelines on GKE; local: KFP's local runner.",
     )
     image: str = Field(DEFAULT_IMAGE, description="Image for every component; tag or digest.")
     training: TrainingJobSpec = Field(default_factory=TrainingJobSpec)
@@ -63,23 +66,44 @@ class CompileSettings(BaseModel):
         return v
 
     @property
+    def required_accelerator(self) -> str:
+        """What the GPU steps were compiled for: they refuse to run without it ('' = anything,
+        for the local runner, which trains on whatever the laptop has)."""
+        return "" if self.target == "local" else self.training.accelerator_type
+
+    @property
     def image_digest(self) -> str | None:
         m = IMAGE_REF.match(self.image)
         return m.group("digest") if m else None
 
+    @staticmethod
+    def from_environment(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """The settings the environment (DOLLY_LORA_*) asks for, as flat overrides."""
+        env = os.environ if env is None else env
+        found: dict[str, Any] = {f: env[k] for k, f in ENV_TRAINING.items() if env.get(k)}
+        if env.get(ENV_IMAGE):
+            found["image"] = env[ENV_IMAGE]
+        return found
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting as one flat dict (the training job's fields beside the others)."""
+        data = self.model_dump(mode="json")
+        return {**{k: v for k, v in data.items() if k != "training"}, **data["training"]}
+
     @classmethod
     def load(
-        cls, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+        cls, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
+        base: Mapping[str, Any] | None = None,
     ) -> CompileSettings:
-        """Defaults < environment (DOLLY_LORA_*) < explicit overrides (flags); one InputError."""
-        env = os.environ if env is None else env
-        training: dict[str, Any] = {f: env[k] for k, f in ENV_TRAINING.items() if env.get(k)}
+        """Defaults < `base` < environment (DOLLY_LORA_*) < explicit overrides (flags).
+
+        `base` is a flat dict of settings, e.g. those a compiled template was built with. One
+        InputError names every bad value."""
+        training: dict[str, Any] = {}
         top: dict[str, Any] = {}
-        if env.get(ENV_IMAGE):
-            top["image"] = env[ENV_IMAGE]
-        for key, value in (overrides or {}).items():
-            if value is None:
-                continue
+        given = {k: v for k, v in (overrides or {}).items() if v is not None}
+        merged = {**(base or {}), **cls.from_environment(env), **given}
+        for key, value in merged.items():
             if key in TrainingJobSpec.model_fields:
                 training[key] = value
             else:
@@ -96,8 +120,27 @@ class CompileSettings(BaseModel):
             ) from None
 
 
+# kfp's lightweight-component command ends with this line; `sh -ec` would keep Python as its
+# child, and a container runtime's SIGTERM (Spot preemption, a shutdown) goes to PID 1 only.
+_EXECUTOR_LINE = "_KFP_RUNTIME=true python3 -m kfp.dsl.executor_main"
+_EXEC_LINE = "export _KFP_RUNTIME=true\nexec python3 -m kfp.dsl.executor_main"
+
+
+def exec_python(command: list[str]) -> list[str]:
+    """The executor command with Python replacing the shell (`exec`), so Python is the
+    container's PID 1 and receives SIGTERM itself. Refuses a command of another shape: a kfp
+    upgrade that changed it must not silently bring back the un-signalled child."""
+    hits = [i for i, part in enumerate(command) if _EXECUTOR_LINE in part]
+    if len(hits) != 1 and not any(_EXEC_LINE in part for part in command):
+        raise RuntimeError(f"unexpected kfp executor command; cannot make Python PID 1: {command}")
+    return [part.replace(_EXECUTOR_LINE, _EXEC_LINE) for part in command]
+
+
 def with_image(component: Any, image: str) -> Any:
-    """A copy of a container/Python component that runs in `image` (the original is untouched)."""
+    """A copy of a Python component that runs in `image`, Python as the container's main
+    process (the original component is untouched)."""
     clone = copy.deepcopy(component)
-    clone.component_spec.implementation.container.image = image
+    container = clone.component_spec.implementation.container
+    container.image = image
+    container.command = exec_python(list(container.command))
     return clone

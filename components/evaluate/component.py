@@ -1,9 +1,13 @@
-"""KFP component: evaluate base vs tuned. Logic: `components.evaluate.evaluate.run_evaluate`.
+"""KFP components: evaluate base vs tuned, and the gate that publishes the verdict.
 
-The return value feeds the pipeline's registry gate (`dsl.If(ev.outputs["Output"] == True)`): True when the
-lower end of the 95% interval of the improvement on the headline metric exceeds `gate_threshold`.
-The interval (`improvement_low` / `improvement_high`, metric units, > 0 = tuned better) and
-`headline_metric` are in the Metrics and generations artifacts' metadata.
+Logic: `components.evaluate.evaluate` (`run_evaluate`, `gate_decision`).
+
+`evaluate` runs on the GPU machine (a Vertex custom job there, so it can use Spot capacity like
+training) and writes everything into its results file. `gate` is a small CPU step that reads
+that file, publishes the Metrics artifact the console shows, and returns `tuned_better` for the
+registry's `dsl.If`: True when the lower end of the paired-bootstrap 95% interval of the
+improvement on the headline metric exceeds `gate_threshold`. Why two steps: a custom job's
+output parameters and artifact metadata do not reach the pipeline; a plain task's do.
 """
 
 from kfp import dsl
@@ -14,6 +18,7 @@ from components.images import DEFAULT_IMAGE
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def evaluate(
+    base: Input[Model],
     test: Input[Dataset],
     model: Input[Model],
     max_new_tokens: int,
@@ -26,57 +31,36 @@ def evaluate(
     bootstrap_samples: int,
     seed: int,
     wandb_project: str,
-    run_id: str,
-    hf_token_secret: str,
     wandb_api_key_secret: str,
-    metrics: Output[Metrics],
+    required_accelerator: str,
     generations: Output[Artifact],
-) -> bool:
-    """Per-category loss, perplexity, ROUGE-L and exact match for base and tuned, and the gate.
-
-    Returns `tuned_better`: the lower end of the paired-bootstrap 95% interval of the improvement
-    on the headline metric exceeds `gate_threshold`. The model-registry `dsl.If` reads it. (A
-    plain bool, not a NamedTuple: kfp.local cannot resolve NamedTuple outputs in a dsl.If; the
-    interval itself is in the artifacts' metadata.)
-    """
-    import json
-    import time
-
+):
+    """Per-category loss, perplexity, ROUGE-L and exact match for base and tuned, with the
+    bootstrap interval of the improvement, into one results file."""
+    params = {k: v for k, v in locals().items() if not hasattr(v, "path")}
+    from components.common.paths import pipeline_job_name
     from components.common.secrets import load_secrets
     from components.evaluate.evaluate import run_evaluate
 
-    t0 = time.perf_counter()
-    load_secrets({"hf_token_secret": hf_token_secret, "wandb_api_key_secret": wandb_api_key_secret})
-    params = {
-        "max_new_tokens": max_new_tokens,
-        "temperature": temperature,
-        "top_p": top_p,
-        "generation_batch_size": generation_batch_size,
-        "eval_max_rows": eval_max_rows,
-        "headline_metric": headline_metric,
-        "gate_threshold": gate_threshold,
-        "bootstrap_samples": bootstrap_samples,
-        "seed": seed,
-    }
+    load_secrets({"wandb_api_key_secret": params.pop("wandb_api_key_secret")})
     scalars = run_evaluate(
-        params, test.path, model.path, generations.path, run_id=run_id,
-        wandb_project=wandb_project,
+        params, test.path, model.path, generations.path, base_ref=base.path,
+        run_id=pipeline_job_name(generations.path), wandb_project=wandb_project,
     )
+    generations.metadata.update({"rows": int(scalars["test_rows"]),
+                                 "tuned_better": bool(scalars["tuned_better"])})
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def gate(generations: Input[Artifact], metrics: Output[Metrics]) -> bool:
+    """Publish evaluate's numbers as Metrics and return whether the tuned model passes the gate.
+
+    (A plain bool, not a NamedTuple: kfp.local cannot resolve NamedTuple outputs in a dsl.If;
+    the interval is in the Metrics artifact's metadata.)"""
+    from components.evaluate.evaluate import gate_decision
+
+    scalars, decision = gate_decision(generations.path)
     for name, value in scalars.items():
         metrics.log_metric(name, value)
-    with open(generations.path) as f:
-        head = json.load(f)
-    h = head["headline"]
-    generations.metadata.update({
-        "rows": int(scalars["test_rows"]),
-        "headline_metric": h["metric"],
-        "tuned_better": h["tuned_better"],
-        "improvement_low": h["improvement_low"],
-        "improvement_high": h["improvement_high"],
-        "wandb_url": head.get("wandb_url", ""),
-        "step_seconds": round(time.perf_counter() - t0, 2),
-    })
-    metrics.metadata["wandb_url"] = head.get("wandb_url", "")
-    metrics.metadata.update({k: generations.metadata[k] for k in (
-        "headline_metric", "tuned_better", "improvement_low", "improvement_high")})
-    return bool(h["tuned_better"])
+    metrics.metadata.update(decision)
+    return decision["tuned_better"]

@@ -42,13 +42,14 @@ def adapter_base_model(adapter_dir: str) -> str:
     return json.loads(cfg_path.read_text())["base_model"]
 
 
-def load_base_and_adapter(adapter_dir: str) -> tuple[Any, Any]:
-    """(PeftModel, tokenizer) with the tokenizer saved next to the adapter."""
+def load_base_and_adapter(adapter_dir: str, base_ref: str = "") -> tuple[Any, Any]:
+    """(PeftModel, tokenizer) with the tokenizer saved next to the adapter. The base comes from
+    `base_ref` (the pipeline's fetched base model), else from the adapter's training config."""
     from peft import PeftModel
 
     from components.common.modeling import bf16_enabled, load_model, load_tokenizer
 
-    base = load_model(adapter_base_model(adapter_dir), bf16=bf16_enabled("auto"))
+    base = load_model(base_ref or adapter_base_model(adapter_dir), bf16=bf16_enabled("auto"))
     model = PeftModel.from_pretrained(base, adapter_dir)
     model.eval()
     return model, load_tokenizer(adapter_dir, padding_side="left")
@@ -156,7 +157,8 @@ def by_category(rows: list[dict[str, Any]], cfg: EvalConfig, seed: int = 0) -> d
 
 
 def evaluate(
-    adapter_dir: str, rows: list[dict[str, Any]], gen: GenerationConfig, seed: int = 0
+    adapter_dir: str, rows: list[dict[str, Any]], gen: GenerationConfig, seed: int = 0,
+    base_ref: str = "",
 ) -> dict[str, Any]:
     """{'base', 'tuned', 'categories', 'headline', 'rows', ...} on the given test rows."""
     cfg = gen if isinstance(gen, EvalConfig) else EvalConfig(**gen.model_dump())
@@ -164,7 +166,7 @@ def evaluate(
         raise InputError("the test split is empty; raise test_fraction")
     if gen.eval_max_rows:
         rows = rows[: gen.eval_max_rows]
-    model, tokenizer = load_base_and_adapter(adapter_dir)
+    model, tokenizer = load_base_and_adapter(adapter_dir, base_ref)
     results: dict[str, Any] = {}
     details: dict[str, list[dict[str, Any]]] = {}
     for name, ctx in (("base", model.disable_adapter()), ("tuned", nullcontext())):
@@ -214,17 +216,26 @@ def run_evaluate(
     generations_path: str,
     run_id: str = "",
     wandb_project: str = "",
+    base_ref: str = "",
 ) -> dict[str, float]:
-    """Entry point of the KFP component: writes per-row generations, returns scalar metrics."""
+    """Entry point of the KFP component: writes the results (per-row generations, metrics, the
+    headline interval, the step's seconds) to one JSON file, returns the scalar metrics.
+
+    Everything later steps need is in that file: on Vertex this step is a custom job, whose
+    artifact metadata never reaches the pipeline (`gate` publishes the Metrics artifact)."""
+    from components.common.modeling import require_accelerator
     from components.common.tracking import tracking_run
     from components.prepare_data.prepare import read_rows
 
+    t0 = time.perf_counter()
     gen: EvalConfig = build(EvalConfig, params)  # bad settings fail here, before any model loads
+    require_accelerator(params.get("required_accelerator", ""), "evaluate")
     rows = read_rows(test_path)
     seed = int(params.get("seed", 0))
     with tracking_run("evaluate", gen.model_dump(), wandb_project, group=run_id) as tracker:
-        results = evaluate(adapter_dir, rows, gen, seed=seed)
+        results = evaluate(adapter_dir, rows, gen, seed=seed, base_ref=base_ref)
         results["wandb_url"] = tracker.url or ""
+        results["step_seconds"] = round(time.perf_counter() - t0, 2)
         Path(generations_path).parent.mkdir(parents=True, exist_ok=True)
         Path(generations_path).write_text(json.dumps(results, indent=2, ensure_ascii=False))
         scalars = scalar_metrics(results)
@@ -253,6 +264,21 @@ def run_evaluate(
             ],
         )
         return scalars
+
+
+def gate_decision(generations_path: str) -> tuple[dict[str, float], dict[str, Any]]:
+    """(scalar metrics, headline decision) from evaluate's results file, for the gate step."""
+    results = json.loads(Path(generations_path).read_text())
+    h = results["headline"]
+    decision = {
+        "headline_metric": h["metric"],
+        "tuned_better": bool(h["tuned_better"]),
+        "improvement_low": h["improvement_low"],
+        "improvement_high": h["improvement_high"],
+        "rows": int(results["n_rows"]),
+        "wandb_url": results.get("wandb_url", ""),
+    }
+    return scalar_metrics(results), decision
 
 
 def main(argv: list[str] | None = None) -> None:

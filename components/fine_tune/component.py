@@ -8,9 +8,9 @@ from components.images import DEFAULT_IMAGE
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def fine_tune(
+    base: Input[Model],
     train: Input[Dataset],
     validation: Input[Dataset],
-    base_model: str,
     max_seq_len: int,
     seed: int,
     lora_r: int,
@@ -36,26 +36,24 @@ def fine_tune(
     save_total_limit: int,
     wandb_project: str,
     run_name: str,
-    run_id: str,
-    hf_token_secret: str,
     wandb_api_key_secret: str,
+    required_accelerator: str,
     model: Output[Model],
 ):
     """Train a LoRA adapter on the train split; validation loss during training.
 
-    With checkpoint_uri, checkpoints stream to <checkpoint_uri>/<run_name or run_id>/fine-tune/
-    and a restarted task resumes from the newest complete one."""
-    params = {k: v for k, v in locals().items() if k not in ("train", "validation", "model")}
-    import time
-
+    With checkpoint_uri, checkpoints stream to <checkpoint_uri>/<run_name or pipeline job>/
+    fine-tune/ and a restarted task resumes from the newest complete one. Everything the later
+    steps need is written into the model folder (on Vertex this step is a custom job, whose
+    artifact metadata does not reach the pipeline)."""
+    params = {k: v for k, v in locals().items() if not hasattr(v, "path")}
+    from components.common.paths import pipeline_job_name
     from components.common.secrets import load_secrets
     from components.fine_tune.train import run_fine_tune
 
-    t0 = time.perf_counter()
-    # Secret Manager names, not values: read them into the environment, keep them out of params.
-    load_secrets({k: params.pop(k) for k in ("hf_token_secret", "wandb_api_key_secret")})
-    meta = run_fine_tune(
-        params, train.path, validation.path, model.path, run_id=run_id, wandb_project=wandb_project
-    )
-    model.metadata.update(meta)
-    model.metadata["step_seconds"] = round(time.perf_counter() - t0, 2)
+    load_secrets({"wandb_api_key_secret": params.pop("wandb_api_key_secret")})
+    params["base_model"] = base.path
+    model.metadata.update(run_fine_tune(
+        params, train.path, validation.path, model.path,
+        run_id=pipeline_job_name(model.path), wandb_project=wandb_project,
+    ))

@@ -29,6 +29,8 @@ from components.common.modeling import (
     check_target_modules,
     load_model,
     load_tokenizer,
+    model_source,
+    require_accelerator,
 )
 from components.common.tracking import DummyRun
 from components.fine_tune import checkpointing
@@ -235,6 +237,7 @@ def train(
     peft_model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     tokens = int(trainer.state.num_input_tokens_seen or 0)
+    source = model_source(cfg.base_model)
     metrics = {
         "train_loss": result.training_loss,
         "first_logged_loss": history[0]["loss"] if history else None,
@@ -249,12 +252,16 @@ def train(
         "total_params": total,
         "base_weights_digest_before": digest_before,
         "base_weights_digest_after": base_weights_digest(peft_model),
+        "base_model": source,
         "device": best_device(),
         "bf16": args.bf16,
         "resumed_from_step": None,
         **(ckpt.summary(seconds) if ckpt else {}),
     }
-    (output_dir / "training_config.json").write_text(json.dumps(cfg.model_dump(), indent=2))
+    (output_dir / "training_config.json").write_text(json.dumps({
+        **cfg.model_dump(), "base_model": source, "run_name": run_name,
+        **({"base_model_path": cfg.base_model} if source != cfg.base_model else {}),
+    }, indent=2))
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (output_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=2))
     if ckpt:
@@ -276,17 +283,25 @@ def run_fine_tune(
     from components.common.tracking import tracking_run
     from components.prepare_data.prepare import read_rows
 
+    t0 = time.perf_counter()
     cfg: TrainConfig = build(TrainConfig, params)
+    require_accelerator(params.get("required_accelerator", ""), "fine-tune")  # seconds, not hours
     # Checkpoints are keyed by a stable run name (`submit --run-id`, or the Vertex job name, which
     # survives worker restarts); W&B groups by the pipeline job, like every other step.
     run_name = params.get("run_name") or run_id
     with tracking_run("fine-tune", cfg.model_dump(), wandb_project, group=run_id) as tracker:
         result = train(cfg, read_rows(train_path), read_rows(val_path), Path(model_dir), tracker,
                        run_name=run_name)
+        source = model_source(cfg.base_model)
         tracker.log_reference("lora-adapter", "model", model_dir, {
-            "base_model": cfg.base_model, "eval_loss": result.metrics.get("eval_loss")})
+            "base_model": source, "eval_loss": result.metrics.get("eval_loss")})
+        # The step's own time, in the model folder: the report reads it from there, since on
+        # Vertex this step is a custom job whose artifact metadata never reaches the pipeline.
+        result.metrics.update(step_seconds=round(time.perf_counter() - t0, 2),
+                              wandb_url=tracker.url or "")
+        (Path(model_dir) / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
         return {
-            "base_model": cfg.base_model,
+            "base_model": source,
             "lora_r": cfg.lora_r,
             "lora_alpha": cfg.lora_alpha,
             "target_modules": cfg.target_modules,

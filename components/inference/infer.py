@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from components.common.config import GenerationConfig, build
@@ -48,11 +49,12 @@ def load_prompts(prompts_uri: str, test_rows: list[dict[str, Any]]) -> list[str]
 
 
 def infer(
-    adapter_dir: str, prompts: list[str], gen: GenerationConfig, system_prompt: str = ""
+    adapter_dir: str, prompts: list[str], gen: GenerationConfig, system_prompt: str = "",
+    base_ref: str = "",
 ) -> list[dict[str, Any]]:
     from components.evaluate.evaluate import load_base_and_adapter
 
-    model, tokenizer = load_base_and_adapter(adapter_dir)
+    model, tokenizer = load_base_and_adapter(adapter_dir, base_ref)
     system = [{"role": "system", "content": system_prompt}] if system_prompt else []
     chats = [
         tokenizer.apply_chat_template(
@@ -82,24 +84,34 @@ def infer(
     ]
 
 
+PREDICTIONS_FILE = "predictions.jsonl"
+SUMMARY_FILE = "summary.json"
+
+
 def run_inference(
-    params: dict[str, Any], test_path: str, adapter_dir: str, predictions_path: str,
-    run_id: str = "", wandb_project: str = "",
+    params: dict[str, Any], test_path: str, adapter_dir: str, predictions_dir: str,
+    run_id: str = "", wandb_project: str = "", base_ref: str = "",
 ) -> dict[str, Any]:
-    """Entry point of the KFP component. Returns the predictions artifact's metadata.
+    """Entry point of the KFP component: `predictions_dir` gets `predictions.jsonl` and
+    `summary.json` (throughput, latency, the step's seconds: on Vertex this step is a custom job,
+    whose artifact metadata never reaches the pipeline). Returns that summary.
 
     Settings and the prompts file are checked before any model is loaded."""
+    from components.common.modeling import require_accelerator
     from components.common.tracking import tracking_run
     from components.prepare_data.prepare import read_rows, write_jsonl
 
+    start = time.perf_counter()
     gen: GenerationConfig = build(GenerationConfig, params)
+    require_accelerator(params.get("required_accelerator", ""), "inference")
     prompts = load_prompts(params.get("prompts_uri", ""), read_rows(test_path))
     config = {**gen.model_dump(), "prompts_uri": params.get("prompts_uri", "")}
+    out = Path(predictions_dir)
     with tracking_run("inference", config, wandb_project, group=run_id) as tracker:
         t0 = time.perf_counter()
-        rows = infer(adapter_dir, prompts, gen, params.get("system_prompt", ""))
+        rows = infer(adapter_dir, prompts, gen, params.get("system_prompt", ""), base_ref)
         seconds = time.perf_counter() - t0
-        write_jsonl(predictions_path, rows)
+        write_jsonl(out / PREDICTIONS_FILE, rows)
         completion = sum(r["completion_tokens"] for r in rows)
         latencies = sorted(r["latency_s"] for r in rows)
         meta = {
@@ -116,8 +128,10 @@ def run_inference(
             "predictions", ["prompt", "response", "completion_tokens", "latency_s"],
             [[r["prompt"], r["response"], r["completion_tokens"], r["latency_s"]] for r in rows],
         )
-        tracker.log_reference("predictions", "dataset", predictions_path, {"rows": len(rows)})
-        return {**meta, "wandb_url": tracker.url or ""}
+        tracker.log_reference("predictions", "dataset", str(out), {"rows": len(rows)})
+        meta.update(wandb_url=tracker.url or "", step_seconds=round(time.perf_counter() - start, 2))
+        (out / SUMMARY_FILE).write_text(json.dumps(meta, indent=2))
+        return meta
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -125,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--adapter", required=True)
     parser.add_argument("--test", required=True)
     parser.add_argument("--prompts", default="")
-    parser.add_argument("--out", default="predictions.jsonl")
+    parser.add_argument("--out", default="predictions", help="folder for predictions.jsonl")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     args = parser.parse_args(argv)
     params = {"max_new_tokens": args.max_new_tokens, "prompts_uri": args.prompts}

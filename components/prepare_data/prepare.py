@@ -274,7 +274,7 @@ def run_prepare(
     whole preparation succeeded. Returns the stats for the artifacts' metadata (with the data
     config and the W&B run URL); each file is logged to W&B as a reference artifact.
     """
-    from components.common.modeling import load_tokenizer
+    from components.common.modeling import load_tokenizer, model_source
     from components.common.tracking import tracking_run
 
     cfg: DataConfig = build(DataConfig, params)
@@ -289,7 +289,8 @@ def run_prepare(
             tracker.log_reference(f"{name}-split", "dataset", path, {
                 "rows": len(prepared.splits.get(name, prepared.rejected)),
                 "split_hash": prepared.stats["split_hash"], "source": cfg.dataset})
-        return {**prepared.stats, "config": cfg.model_dump(), "wandb_url": tracker.url or ""}
+        config = {**cfg.model_dump(), "base_model": model_source(cfg.base_model)}
+        return {**prepared.stats, "config": config, "wandb_url": tracker.url or ""}
 
 
 def main(argv: list[str] | None = None) -> None:

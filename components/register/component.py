@@ -31,6 +31,7 @@ def register_model(
         serving_image=serving_image,
         pipeline_job=pipeline_job,
         record_path=registered_model.path,
+        model_dir=model.path,
     )
     registered_model.metadata.update(record)
     if record.get("resourceName"):

@@ -30,13 +30,21 @@ def register_model(
     serving_image: str,
     pipeline_job: str,
     record_path: str,
+    model_dir: str = "",
 ) -> dict[str, Any]:
-    """Upload (Vertex) or record (local) the model; returns the registry metadata."""
+    """Upload (Vertex) or record (local) the model; returns the registry metadata.
+
+    The base model id comes from the adapter's `training_config.json` when the artifact's
+    metadata lacks it (on Vertex, fine-tune is a custom job whose metadata does not arrive)."""
+    config = Path(model_dir) / "training_config.json" if model_dir else None
+    base_model = model_metadata.get("base_model") or (
+        json.loads(config.read_text()).get("base_model") if config and config.is_file() else None
+    )
     base = {
         "display_name": display_name,
         "artifact_uri": model_uri,
         "pipeline_job": pipeline_job,
-        "base_model": model_metadata.get("base_model"),
+        "base_model": base_model,
     }
     if not project:
         record = {"registry": "local", **base}

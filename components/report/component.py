@@ -20,16 +20,17 @@ def report(
     predictions: Input[Dataset],
     gpu_hourly_usd: float,
     wandb_project: str,
-    run_id: str,
     wandb_api_key_secret: str,
     html: Output[HTML],
     markdown: Output[Markdown],
 ):
     """Loss curves, base vs tuned per category with intervals, samples, data, time and cost."""
+    from components.common.paths import pipeline_job_name
     from components.common.secrets import load_secrets
     from components.report.report import collect, write_report
 
     load_secrets({"wandb_api_key_secret": wandb_api_key_secret})
+    run_id = pipeline_job_name(html.path)
 
     data = collect(
         splits={"train": train.path, "validation": validation.path, "test": test.path,

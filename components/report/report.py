@@ -117,10 +117,17 @@ def collect(
     model = Path(model_dir)
     results = _read_json(Path(eval_path), {})
     history = _read_json(model / "log_history.json", [])
+    # The GPU steps' own numbers come from the files they wrote: on Vertex they are custom jobs,
+    # whose artifact metadata never reaches this step.
+    training = {**model_meta, **_read_json(model / "metrics.json", {})}
+    pred_dir = Path(predictions_path)
+    if pred_dir.is_dir():
+        predictions_meta = {**predictions_meta, **_read_json(pred_dir / "summary.json", {})}
+        predictions_path = str(pred_dir / "predictions.jsonl")
     steps = {
         "prepare-data": split_meta.get("step_seconds"),
-        "fine-tune": model_meta.get("step_seconds"),
-        "evaluate": eval_meta.get("step_seconds"),
+        "fine-tune": training.get("step_seconds"),
+        "evaluate": results.get("step_seconds", eval_meta.get("step_seconds")),
         "inference": predictions_meta.get("step_seconds"),
     }
     gpu_steps = {s for s, m in STEP_MACHINES.items() if m.accelerator_type}
@@ -137,7 +144,7 @@ def collect(
         "samples": pick_samples(results.get("rows", [])),
         "train_curve": [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h],
         "val_curve": [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h and "step" in h],
-        "training": {**_read_json(model / "metrics.json", {}), **model_meta},
+        "training": training,
         "config": {
             "data": split_meta.get("config", {}),
             "training": training_config,
@@ -149,7 +156,7 @@ def collect(
         "wandb": {
             s: u for s, u in (
                 ("prepare-data", split_meta.get("wandb_url")),
-                ("fine-tune", model_meta.get("wandb_url")),
+                ("fine-tune", training.get("wandb_url")),
                 ("evaluate", eval_meta.get("wandb_url") or results.get("wandb_url")),
                 ("inference", predictions_meta.get("wandb_url")),
             ) if u

@@ -44,8 +44,8 @@ def summary(run_out) -> dict:
 
 def test_every_step_succeeded_and_was_timed(summary):
     assert summary["status"] == "SUCCESS"
-    assert set(summary["steps"]) == {"prepare-data", "fine-tune", "evaluate", "inference",
-                                     "register-model", "report"}
+    assert set(summary["steps"]) == {"fetch-base-model", "prepare-data", "fine-tune",
+                                     "evaluate", "gate", "inference", "register-model", "report"}
     for step in summary["steps"].values():
         assert step["status"] == "SUCCESS" and step["seconds"] > 0
 
@@ -58,11 +58,13 @@ def test_row_counts_add_up(summary):
 
 
 def test_artifacts_exist(summary):
-    for key in ("prepare-data.train", "prepare-data.validation", "prepare-data.test",
-                "prepare-data.rejected", "fine-tune.model", "evaluate.generations",
-                "inference.predictions"):
+    for key in ("fetch-base-model.model", "prepare-data.train", "prepare-data.validation",
+                "prepare-data.test", "prepare-data.rejected", "fine-tune.model",
+                "evaluate.generations", "gate.metrics", "inference.predictions"):
         assert Path(summary["artifacts"][key]).exists(), key
-    preds = Path(summary["artifacts"]["inference.predictions"]).read_text().splitlines()
+    predictions = Path(summary["artifacts"]["inference.predictions"])
+    preds = (predictions / "predictions.jsonl").read_text().splitlines()
+    assert json.loads((predictions / "summary.json").read_text())["rows"] == len(preds)
     assert len(preds) == summary["test_rows"]
     row = json.loads(preds[0])
     assert {"prompt", "response", "prompt_tokens", "completion_tokens", "latency_s"} <= set(row)

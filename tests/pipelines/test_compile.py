@@ -22,8 +22,8 @@ def spec(tmp_path_factory) -> dict:
 def test_yaml_parses_as_pipeline_spec(spec):
     msg = json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
     assert msg.pipeline_info.name == "dolly-lora"
-    assert set(msg.root.dag.tasks) == {"prepare-data", "fine-tune", "evaluate", "inference",
-                                       "condition-1", "report"}
+    assert set(msg.root.dag.tasks) == {"fetch-base-model", "prepare-data", "fine-tune",
+                                       "evaluate", "gate", "inference", "condition-1", "report"}
     gated = msg.components["comp-condition-1"].dag.tasks
     assert set(gated) == {"register-model"}
 
@@ -35,11 +35,21 @@ def test_dag_edges(spec):
         arts = tasks[task]["inputs"].get("artifacts", {})
         return {a["taskOutputArtifact"]["producerTask"] for a in arts.values()}
 
-    assert upstream("prepare-data") == set()
-    assert upstream("fine-tune") == {"prepare-data"}
-    assert upstream("evaluate") == {"prepare-data", "fine-tune"}
-    assert upstream("inference") == {"prepare-data", "fine-tune"}
+    assert upstream("fetch-base-model") == set()
+    # the base model is fetched once; every later step that loads it reads that artifact
+    assert upstream("prepare-data") == {"fetch-base-model"}
+    assert upstream("fine-tune") == {"fetch-base-model", "prepare-data"}
+    assert upstream("evaluate") == {"fetch-base-model", "prepare-data", "fine-tune"}
+    assert upstream("gate") == {"evaluate"}
+    assert upstream("inference") == {"fetch-base-model", "prepare-data", "fine-tune"}
     assert upstream("report") == {"prepare-data", "fine-tune", "evaluate", "inference"}
+    for step in ("prepare-data", "fine-tune", "evaluate", "inference"):
+        base = tasks[step]["inputs"]["artifacts"]["base"]["taskOutputArtifact"]
+        assert base == {"producerTask": "fetch-base-model", "outputArtifactKey": "model"}
+    # only the fetch step reads the HF token
+    for name, task in tasks.items():
+        params = task.get("inputs", {}).get("parameters", {})
+        assert ("hf_token_secret" in params) == (name == "fetch-base-model"), name
     ft = tasks["fine-tune"]["inputs"]["artifacts"]
     assert ft["train"]["taskOutputArtifact"]["outputArtifactKey"] == "train"
     assert tasks["evaluate"]["inputs"]["artifacts"]["test"]["taskOutputArtifact"][
@@ -52,23 +62,18 @@ def _resources(spec: dict, task: str) -> dict:
     return spec["deploymentSpec"]["executors"][executor]["container"].get("resources", {})
 
 
-@pytest.mark.parametrize("task", ["evaluate", "inference"])
-def test_gpu_tasks_request_one_l4_on_g2_standard_8(spec, task):
-    res = _resources(spec, task)
-    assert res["accelerator"]["resourceType"] == "NVIDIA_L4"
-    assert str(res["accelerator"]["resourceCount"]) == "1"
-    assert res["resourceCpuLimit"] == "8" and res["resourceMemoryLimit"] == "32G"
-
-
-def test_fine_tune_is_an_l4_custom_job(spec):
-    params = spec["components"]["comp-fine-tune"]["inputDefinitions"]["parameters"]
+@pytest.mark.parametrize("task", ["fine-tune", "evaluate", "inference"])
+def test_gpu_steps_are_l4_custom_jobs(spec, task):
+    params = spec["components"][f"comp-{task}"]["inputDefinitions"]["parameters"]
     machine = params["worker_pool_specs"]["defaultValue"][0]["machine_spec"]
     assert machine == {"machine_type": "g2-standard-8", "accelerator_type": "NVIDIA_L4",
                        "accelerator_count": 1}
+    assert "accelerator" not in _resources(spec, task)  # the launcher itself needs no GPU
 
 
-def test_prepare_stays_small(spec):
-    res = _resources(spec, "prepare-data")
+@pytest.mark.parametrize("task", ["fetch-base-model", "prepare-data", "gate", "report"])
+def test_cpu_steps_stay_small(spec, task):
+    res = _resources(spec, task)
     assert "accelerator" not in res
     assert float(res["resourceCpuLimit"]) <= 4
 
@@ -82,16 +87,18 @@ def test_parameter_defaults_are_the_real_job(spec):
 
 
 def test_components_never_install_at_runtime(spec):
-    ours = [e for name, e in spec["deploymentSpec"]["executors"].items()
-            if name != "exec-fine-tune"]  # that one is gcpc's custom-job launcher
+    launchers = {"exec-fine-tune", "exec-evaluate", "exec-inference"}  # gcpc's custom-job ones
+    ours = [e for name, e in spec["deploymentSpec"]["executors"].items() if name not in launchers]
+    assert len(ours) == 5
     for executor in ours:
         command = " ".join(executor["container"]["command"])
         assert "pip install" not in command
         assert executor["container"]["image"] == ours[0]["container"]["image"]
-    params = spec["components"]["comp-fine-tune"]["inputDefinitions"]["parameters"]
-    job = params["worker_pool_specs"]["defaultValue"][0]["container_spec"]
-    assert job["image_uri"] == ours[0]["container"]["image"]
-    assert "pip install" not in " ".join(job["command"] + job.get("args", []))
+    for step in ("fine-tune", "evaluate", "inference"):
+        params = spec["components"][f"comp-{step}"]["inputDefinitions"]["parameters"]
+        job = params["worker_pool_specs"]["defaultValue"][0]["container_spec"]
+        assert job["image_uri"] == ours[0]["container"]["image"]
+        assert "pip install" not in " ".join(job["command"] + job.get("args", []))
 
 
 def test_compiling_twice_is_byte_identical(tmp_path: Path):
@@ -100,13 +107,17 @@ def test_compiling_twice_is_byte_identical(tmp_path: Path):
     assert a == b
 
 
-def test_evaluate_exposes_the_gate_output(spec):
-    """The registry gate (dsl.If) reads evaluate's typed bool (the bootstrap decision)."""
-    comp = spec["components"]["comp-evaluate"]["outputDefinitions"]
+def test_the_gate_step_decides_and_publishes_metrics(spec):
+    """The registry gate (dsl.If) reads the plain `gate` task's typed bool, not the evaluate
+    custom job's (a custom job's outputs do not reach the pipeline)."""
+    comp = spec["components"]["comp-gate"]["outputDefinitions"]
     assert comp["parameters"]["Output"]["parameterType"] == "BOOLEAN"
-    assert {"metrics", "generations"} <= set(comp["artifacts"])
+    assert comp["artifacts"]["metrics"]["artifactType"]["schemaTitle"] == "system.Metrics"
+    ev = spec["components"]["comp-evaluate"]["outputDefinitions"]
+    assert set(ev["artifacts"]) == {"generations"}
+    assert set(ev.get("parameters", {})) == {"gcp_resources"}  # the launcher's, no verdict
     gate = spec["root"]["dag"]["tasks"]["condition-1"]["triggerPolicy"]["condition"]
-    assert "evaluate-Output" in gate
+    assert "gate-Output" in gate
     report = spec["components"]["comp-report"]["outputDefinitions"]["artifacts"]
     assert report["html"]["artifactType"]["schemaTitle"] == "system.HTML"
     assert report["markdown"]["artifactType"]["schemaTitle"] == "system.Markdown"

@@ -77,6 +77,29 @@ def run_data(tmp_path_factory) -> dict:
     return {"data": data, "html": d / "report.html", "md": d / "summary.md"}
 
 
+def test_gpu_step_times_come_from_their_files_not_metadata(run_data, tmp_path):
+    """On Vertex the GPU steps are custom jobs whose artifact metadata never arrives: the
+    report reads their seconds from the files they wrote."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "metrics.json").write_text(json.dumps({"step_seconds": 1200.0, "wandb_url": "u"}))
+    results = {"step_seconds": 300.0}
+    (tmp_path / "gen.json").write_text(json.dumps(results))
+    preds = tmp_path / "predictions"
+    preds.mkdir()
+    write_jsonl(preds / "predictions.jsonl", [{"prompt": "p", "response": "r"}])
+    (preds / "summary.json").write_text(json.dumps({"step_seconds": 60.0}))
+    data = collect(
+        splits={}, split_meta={"step_seconds": 5.0}, model_dir=str(model), model_meta={},
+        eval_path=str(tmp_path / "gen.json"), eval_meta={}, predictions_path=str(preds),
+        predictions_meta={}, gpu_hourly_usd=1.0,
+    )
+    seconds = {s["step"]: s["seconds"] for s in data["cost"]["steps"]}
+    assert seconds == {"prepare-data": 5.0, "fine-tune": 1200.0, "evaluate": 300.0,
+                       "inference": 60.0}
+    assert data["inference"]["rows"] == 1 and data["wandb"]["fine-tune"] == "u"
+
+
 def test_report_data_comes_from_the_run(run_data):
     data = run_data["data"]
     assert data["headline"]["tuned_better"] is True
