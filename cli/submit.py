@@ -36,7 +36,6 @@ app = typer.Typer(
 schedule_app = typer.Typer(help="Vertex AI pipeline schedules (cron).", no_args_is_help=True)
 app.add_typer(schedule_app, name="schedule")
 
-DEFAULT_TEMPLATE = Path("build") / "dolly-lora.yaml"
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -72,6 +71,8 @@ class Options:
     dry_run: bool = False
     run_id: str | None = None
     secrets: dict[str, str] = field(default_factory=dict)
+    checkpoint_uri: str | None = None
+    public_model: bool = False
 
 
 @app.callback(invoke_without_command=True)
@@ -152,10 +153,16 @@ def submit(
     checkpoint_uri: Annotated[
         str | None,
         typer.Option(
-            help="gs://BUCKET/PREFIX for resumable fine-tune checkpoints (STORAGE_EMULATOR_HOST "
-            "for an emulator); rerun with the same --run-id to resume.",
+            help="gs://BUCKET/PREFIX for resumable fine-tune checkpoints (the checkpoint_uri "
+            "parameter; STORAGE_EMULATOR_HOST for an emulator). Locally, rerun with the same "
+            "--run-id to resume; on Vertex a restarted worker resumes by itself.",
+            envvar="DOLLY_LORA_CHECKPOINT_URI",
         ),
     ] = None,
+    public_model: Annotated[bool, typer.Option(
+        "--public-model", help="The Hugging Face base model needs no token: submit without "
+        "--hf-token-secret.", envvar="DOLLY_LORA_PUBLIC_MODEL")
+    ] = False,
     verbose: Annotated[bool, typer.Option(
         "--verbose", help="--local: also print kfp's executor-input dumps (always in "
         "<output-dir>/<run-id>/steps.log).")
@@ -167,7 +174,7 @@ def submit(
         params=list(param or []), project=project, region=region, pipeline_root=pipeline_root,
         service_account=service_account, network=network, labels=list(label or []),
         experiment=experiment, cache=cache, template=template, dry_run=dry_run, run_id=run_id,
-        secrets=secrets,
+        secrets=secrets, checkpoint_uri=checkpoint_uri, public_model=public_model,
     )
     ctx.obj = opts
     if ctx.invoked_subcommand is not None:
@@ -186,12 +193,9 @@ def submit(
         from components.common.config import EMBEDDED_DEFAULT
 
         run_id = run_id or _default_run_id()
-        overrides = list(opts.params)
-        if checkpoint_uri:
-            overrides.append(f"checkpoint_uri={checkpoint_uri}")
         # The run id names the checkpoint folder, so the same --run-id finds it again.
         profile = {**({} if real_defaults else EMBEDDED_DEFAULT), "run_name": run_id}
-        params = resolve_parameters(profile, overrides)
+        params = resolve_parameters(profile, _param_pairs(opts))
         from cli.local_run import run_local
 
         summary = run_local(params, output_dir, run_id, verbose=verbose)
@@ -206,40 +210,57 @@ def _default_run_id() -> str:
     return "dolly-lora-" + dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
+def _param_pairs(opts: Options) -> list[str]:
+    """--param pairs plus the options that set a parameter (secret names, --checkpoint-uri)."""
+    extra = {**opts.secrets, **({"checkpoint_uri": opts.checkpoint_uri}
+                                if opts.checkpoint_uri else {})}
+    return [*opts.params, *(f"{k}={v}" for k, v in extra.items())]
+
+
 def _overrides(opts: Options) -> dict[str, Any]:
     """Only the parameters the user set, typed and checked against the pipeline's config."""
     from cli.params import parse_overrides, resolve_parameters
 
-    names = set(parse_overrides(opts.params)) | set(opts.secrets)
-    pairs = [*opts.params, *(f"{k}={v}" for k, v in opts.secrets.items())]
+    pairs = _param_pairs(opts)
+    names = set(parse_overrides(pairs))
     resolved = resolve_parameters({}, pairs)
     return {k: resolved[k] for k in resolved if k in names}
 
 
-def _template(opts: Options) -> str:
-    """The template to send; the default one is compiled on the spot if it is missing."""
-    if opts.template:
-        return opts.template
-    if not DEFAULT_TEMPLATE.exists():
-        _note(f"{DEFAULT_TEMPLATE} not found: compiling it (uv run python compile.py)")
-        from compile import compile_pipeline
+def _preflight(opts: Options, target: str) -> dict[str, Any]:
+    """Parameters the user set, checked, and the base model's access, before anything is
+    compiled or sent (a gated model without a token would fail after the machines start)."""
+    from cli import vertex
 
-        compile_pipeline(DEFAULT_TEMPLATE)
-    return str(DEFAULT_TEMPLATE)
+    values = _overrides(opts)
+    vertex.check_model_access(
+        vertex.effective_parameter("base_model", values, opts.template),
+        values.get("hf_token_secret", ""), opts.public_model,
+    )
+    return values
+
+
+def _template(opts: Options, target: str = "vertex") -> str:
+    """The template to send, checked against the code and the compile settings asked for: the
+    default one is (re)compiled when missing or stale; a named one is refused when stale."""
+    from cli import vertex
+
+    path, note = vertex.resolve_template(opts.template, target)
+    if note:
+        _note(note)
+    return path
 
 
 def _vertex_settings(opts: Options) -> Any:
     from cli import vertex
 
-    settings = vertex.VertexSettings.build(
+    return vertex.VertexSettings.build(
         project=opts.project, region=opts.region, pipeline_root=opts.pipeline_root,
         service_account=opts.service_account, network=opts.network,
         labels=vertex.parse_labels(opts.labels), experiment=opts.experiment,
-        enable_caching=opts.cache, template=opts.template or str(DEFAULT_TEMPLATE),
+        enable_caching=opts.cache, template=opts.template or str(vertex.DEFAULT_TEMPLATE),
         job_id=opts.run_id or "",
     )
-    _template(opts)  # options are valid: compile the default template if it is missing
-    return settings
 
 
 def _checked_template(settings: Any, values: dict[str, Any], dry_run: bool) -> None:
@@ -250,13 +271,11 @@ def _checked_template(settings: Any, values: dict[str, Any], dry_run: bool) -> N
     spec = vertex.load_template(settings.template)
     vertex.check_parameters(spec, values)
     if spec is not None and not values.get("checkpoint_uri"):
-        params = spec.get("components", {}).get("comp-fine-tune", {}).get(
-            "inputDefinitions", {}).get("parameters", {})
-        strategy = params.get("strategy", {}).get("defaultValue", "STANDARD")
+        strategy = vertex.training_strategy(spec)
         if strategy in ("SPOT", "FLEX_START"):
             raise InputError(
                 f"the template trains on {strategy} capacity, which can be preempted; pass "
-                "--param checkpoint_uri=gs://BUCKET/PREFIX so a restarted job resumes"
+                "--checkpoint-uri gs://BUCKET/PREFIX so a restarted job resumes"
             )
     if spec is not None:
         placeholders = sorted(i for i in vertex.template_images(spec) if PLACEHOLDER_PROJECT in i)
@@ -268,18 +287,29 @@ def _checked_template(settings: Any, values: dict[str, Any], dry_run: bool) -> N
             _note(f"warning: {msg}")
 
 
-def _run_vertex(opts: Options, wait: bool) -> None:
+def _vertex_job(opts: Options) -> tuple[Any, dict[str, Any], dict[str, str]]:
+    """(settings, parameter values, labels) of a Vertex submission, every check passed."""
     from cli import vertex
 
     settings = _vertex_settings(opts)
-    values = _overrides(opts)
+    values = _preflight(opts, "vertex")
+    settings = settings.model_copy(update={"template": _template(opts, "vertex")})
     _checked_template(settings, values, opts.dry_run)
-    labels = vertex.job_labels(settings, vertex.git_commit())
+    return settings, values, vertex.job_labels(settings, vertex.template_commit(settings.template))
+
+
+def _run_vertex(opts: Options, wait: bool) -> None:
+    from cli import vertex
+
+    settings, values, labels = _vertex_job(opts)
     if opts.dry_run:
         job = vertex.build_job(settings, values, labels, credentials=vertex.dry_run_credentials())
         request = vertex.prepare_request(job, settings)
         out = {"method": "google.cloud.aiplatform.v1.PipelineService.CreatePipelineJob",
-               "request": vertex.request_json(request)}
+               "request": vertex.request_json(request),
+               # What Vertex resolves the custom jobs' run-time placeholders to.
+               "custom_jobs": vertex.custom_jobs(vertex.load_template(settings.template),
+                                                 settings)}
         if settings.experiment:
             out["experiment"] = settings.experiment
         print(json.dumps(out, indent=2, sort_keys=True))
@@ -297,8 +327,8 @@ def _run_vertex(opts: Options, wait: bool) -> None:
 def _run_kfp(opts: Options, host: str) -> None:
     from cli import vertex
 
-    template = Path(opts.template or _template(opts))
-    values = _overrides(opts)
+    values = _preflight(opts, "kfp")
+    template = Path(_template(opts, "kfp"))
     vertex.check_parameters(vertex.load_template(str(template)), values)
     run_id = vertex.submit_kfp(
         host, template, values, run_name=opts.run_id or _default_run_id(),
@@ -340,8 +370,8 @@ def upload(
         from cli import vertex
 
         project, region = _location(opts)
-        template = Path(opts.template or _template(opts))
-        commit = vertex.git_commit()
+        template = Path(_template(opts))
+        commit = vertex.template_commit(str(template))
         tags = [commit, "latest", *(tag or [])]
         package, version = vertex.upload_template(template, project, region, repo, tags)
         print(f"https://{region}-kfp.pkg.dev/{project}/{repo}/{package}/{commit}")
@@ -366,11 +396,8 @@ def schedule_create(
         from cli import schedules, vertex
 
         cron_spec = schedules.schedule_cron(cron, time_zone)
-        settings = _vertex_settings(opts)
-        values = _overrides(opts)
-        _checked_template(settings, values, opts.dry_run)
-        labels = {**vertex.job_labels(settings, vertex.git_commit()),
-                  "schedule": vertex.re.sub(r"[^a-z0-9_-]", "-", name.lower())[:63]}
+        settings, values, labels = _vertex_job(opts)
+        labels = {**labels, "schedule": vertex.re.sub(r"[^a-z0-9_-]", "-", name.lower())[:63]}
         creds = vertex.dry_run_credentials() if opts.dry_run else None
         job = vertex.build_job(settings, values, labels, credentials=creds)
         schedule = schedules.build_schedule(

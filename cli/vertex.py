@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,9 +20,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from components.common.errors import InputError
+from pipelines.compiler import DEFAULT_TEMPLATE, DEFAULT_TEMPLATES, git_commit, read_stamp
 
+__all__ = ["DEFAULT_TEMPLATE", "git_commit"]
 PIPELINE_LABEL = "dolly-lora"
-DEFAULT_TEMPLATE = Path("build") / "dolly-lora.yaml"
 
 # Regions where Vertex AI Pipelines runs (a subset of aiplatform's SUPPORTED_REGIONS; a test
 # keeps it so). Checked here so a typo fails in a second, not after a 17 s import.
@@ -48,19 +48,6 @@ PROJECT_ID = re.compile(r"^([a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 JOB_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
 TERMINAL = {"PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED",
             "PIPELINE_STATE_PAUSED"}
-
-
-def git_commit(cwd: Path | None = None) -> str:
-    """Short commit of the working tree ('-dirty' if it has changes), or 'unknown'."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=cwd, check=True,
-                             capture_output=True, text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=cwd, check=True, capture_output=True, text=True,
-                               timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{sha}-dirty" if dirty else sha
 
 
 def parse_labels(pairs: list[str]) -> dict[str, str]:
@@ -168,8 +155,8 @@ def load_template(template: str) -> dict[str, Any] | None:
     path = Path(template)
     if not path.is_file():
         raise InputError(f"template {template} does not exist; run `uv run python compile.py`")
-    try:
-        spec = yaml.safe_load(path.read_text())
+    try:  # a KFP template with platform settings (--target kfp) is two YAML documents
+        spec = next(iter(yaml.safe_load_all(path.read_text())), None)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise InputError(f"template {template} is not YAML ({exc.__class__.__name__})") from None
     if not isinstance(spec, dict) or not {"pipelineInfo", "root", "deploymentSpec"} <= set(spec):
@@ -191,6 +178,112 @@ def check_parameters(spec: dict[str, Any] | None, values: dict[str, Any]) -> Non
     unknown = sorted(set(values) - declared)
     if unknown:
         raise InputError(f"the template has no parameter {', '.join(unknown)}; recompile it")
+
+
+def resolve_template(template: str | None, target: str) -> tuple[str, str]:
+    """(template to send, note for the user). A template must match the code and the compile
+    settings asked for (DOLLY_LORA_* variables, the target): the default one under build/ is
+    compiled when missing and recompiled when stale, keeping the settings it was compiled with
+    (`compile.py` flags) under the environment's; one the user named is refused when stale."""
+    from pipelines.compiler import compile_pipeline, stale_reasons
+    from pipelines.settings import CompileSettings
+
+    wanted = {**CompileSettings.from_environment(), "target": target}
+    if template and template.startswith("https://"):
+        load_template(template)  # an Artifact Registry URL: checked for shape only
+        return template, ""
+    if template:
+        load_template(template)
+        reasons = stale_reasons(read_stamp(Path(template)), wanted)
+        if reasons:
+            flags = " --target kfp" if target == "kfp" else ""
+            raise InputError(
+                f"template {template} does not match what this submit asks for: "
+                f"{'; '.join(reasons)}; recompile it (uv run python compile.py{flags} "
+                f"--out {template} [--image ...]) or leave out --template"
+            )
+        return template, ""
+    path = DEFAULT_TEMPLATES[target]
+    stamp = read_stamp(path) if path.exists() else None
+    reasons = stale_reasons(stamp, wanted) if path.exists() else ["it did not exist"]
+    if not reasons:
+        return str(path), ""
+    settings = CompileSettings.load({"target": target},
+                                    base=stamp.get("settings") if stamp else None)
+    compile_pipeline(path, settings)
+    return str(path), f"compiled {path}: {'; '.join(reasons)}"
+
+
+def template_commit(template: str) -> str:
+    """The commit a template was compiled from (its stamp), else this checkout's."""
+    stamp = None if template.startswith("https://") else read_stamp(Path(template))
+    return str((stamp or {}).get("commit") or git_commit())
+
+
+def effective_parameter(name: str, values: dict[str, Any], template: str | None) -> Any:
+    """What a run will use for parameter `name`: the override, else the template's default,
+    else the pipeline's (the template need not exist yet)."""
+    if name in values:
+        return values[name]
+    if template and not template.startswith("https://") and Path(template).is_file():
+        spec = load_template(template) or {}
+        found = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {}).get(name)
+        if found and "defaultValue" in found:
+            return found["defaultValue"]
+    from components.common.config import parameter_defaults
+
+    return parameter_defaults()[name]
+
+
+def check_model_access(base_model: str, hf_token_secret: str, public_model: bool) -> None:
+    """A Hugging Face Hub model with no token secret fails only in the cloud, after the machines
+    start (Gemma is gated): refuse here, naming the flag, unless the user says it is public."""
+    from components.common.modeling import is_hub_id
+
+    if public_model or hf_token_secret or not is_hub_id(str(base_model)):
+        return
+    raise InputError(
+        f"base_model {base_model} comes from the Hugging Face Hub and no HF token secret is "
+        "given; gated models (Gemma) fail after the machines start. Pass --hf-token-secret "
+        "projects/PROJECT/secrets/hf-token (docs/vertex.md, Secrets), or --public-model if the "
+        "model needs no token"
+    )
+
+
+def training_strategy(spec: dict[str, Any]) -> str:
+    """Capacity kind (STANDARD, SPOT, FLEX_START) the template trains on."""
+    params = spec.get("components", {}).get("comp-fine-tune", {}).get(
+        "inputDefinitions", {}).get("parameters", {})
+    return str(params.get("strategy", {}).get("defaultValue", "STANDARD"))
+
+
+def custom_jobs(spec: dict[str, Any] | None, settings: VertexSettings) -> dict[str, Any]:
+    """Each custom job of a template as it will run: machine, capacity, and the identity and
+    network its run-time placeholders resolve to for this submission."""
+    from pipelines.resources import NETWORK_PLACEHOLDER, SERVICE_ACCOUNT_PLACEHOLDER
+
+    resolved = {
+        SERVICE_ACCOUNT_PLACEHOLDER: settings.service_account
+        or "the project's Compute Engine default service account (no --service-account)",
+        NETWORK_PLACEHOLDER: settings.network,
+    }
+    jobs: dict[str, Any] = {}
+    for comp in (spec or {}).get("components", {}).values():
+        params = comp.get("inputDefinitions", {}).get("parameters", {})
+        if "worker_pool_specs" not in params:
+            continue
+
+        def value(name: str, params: dict[str, Any] = params) -> Any:
+            return params.get(name, {}).get("defaultValue")
+
+        pool = value("worker_pool_specs")[0]
+        jobs[value("display_name")] = {
+            "machine_spec": pool["machine_spec"],
+            "strategy": value("strategy"),
+            "service_account": resolved.get(value("service_account"), value("service_account")),
+            "network": resolved.get(value("network"), value("network")),
+        }
+    return jobs
 
 
 def default_job_id(now: dt.datetime | None = None) -> str:

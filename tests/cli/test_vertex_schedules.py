@@ -15,8 +15,9 @@ from cli.submit import app
 from components.common.errors import InputError
 from tests.cli.vertex_fakes import SECRET_VALUES, Captured
 
+# --public-model: these tests are about the request; test_first_vertex_run covers the token.
 BASE = ["--project", "my-proj", "--region", "us-central1",
-        "--pipeline-root", "gs://my-bucket/pipelines"]
+        "--pipeline-root", "gs://my-bucket/pipelines", "--public-model"]
 
 
 @pytest.fixture(autouse=True)

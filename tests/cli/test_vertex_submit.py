@@ -20,8 +20,9 @@ from cli.submit import app
 from tests.cli.vertex_fakes import IMAGE, SECRET_VALUES, Captured
 
 ROOT = Path(__file__).resolve().parents[2]
+# --public-model: these tests are about the request; test_first_vertex_run covers the token.
 BASE = ["--project", "my-proj", "--region", "us-central1",
-        "--pipeline-root", "gs://my-bucket/pipelines"]
+        "--pipeline-root", "gs://my-bucket/pipelines", "--public-model"]
 HF_SECRET = "projects/my-proj/secrets/hf-token"
 
 
@@ -144,6 +145,7 @@ def test_options_from_environment(vertex: Captured, template: Path,
     monkeypatch.setenv("DOLLY_LORA_PIPELINE_ROOT", "gs://env-bucket/root")
     monkeypatch.setenv("DOLLY_LORA_LABELS", "team=env,owner=ci")
     monkeypatch.setenv("DOLLY_LORA_TEMPLATE", str(template))
+    monkeypatch.setenv("DOLLY_LORA_HF_TOKEN_SECRET", HF_SECRET)
     r = invoke("--dry-run")
     assert r.exit_code == 0, r.output
     req = json.loads(r.stdout)["request"]
@@ -168,6 +170,8 @@ def test_placeholder_image_is_refused_for_a_real_submit(vertex: Captured, tmp_pa
         (["--project", "my-proj", "--pipeline-root", "gs://b/p"], "missing --region"),
         ([*BASE[:4], "--pipeline-root", "/tmp/local"], "must be a gs:// bucket path"),
         ([*BASE[:2], "--region", "us-central9", *BASE[4:]], "unknown Vertex AI region"),
+        ([*BASE[:6], "--param", "base_model=meta-llama/Llama-3.2-1B-Instruct"],
+         "no HF token secret is given"),
         ([*BASE, "--template", "nope.yaml"], "does not exist"),
         ([*BASE, "--param", "lora_rank=8"], "unknown pipeline parameter 'lora_rank'"),
         ([*BASE, "--param", "max_steps=many"], "max_steps"),
@@ -204,9 +208,20 @@ def test_region_list_is_known_to_aiplatform() -> None:
     assert set(constants.base.SUPPORTED_REGIONS) >= VERTEX_REGIONS
 
 
-def test_kfp_host_submits_the_same_yaml(template: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kfp_host_submits_a_kfp_template(
+    template: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A Vertex template (gcpc custom jobs, Vertex-only placeholders) is refused for a KFP host;
+    one compiled with --target kfp is sent."""
     import kfp
 
+    import compile as compile_mod
+
+    r = invoke("--kfp-host", "http://kfp.local:8080", "--template", str(template),
+               "--public-model")
+    assert r.exit_code == 2 and "target is 'vertex' in it, 'kfp' wanted" in r.output
+    kfp_template = tmp_path / "kfp.yaml"
+    compile_mod.main(["--out", str(kfp_template), "--target", "kfp", "--image", IMAGE])
     seen: dict[str, Any] = {}
 
     class FakeClient:
@@ -218,11 +233,11 @@ def test_kfp_host_submits_the_same_yaml(template: Path, monkeypatch: pytest.Monk
             return type("Run", (), {"run_id": "run-42"})()
 
     monkeypatch.setattr(kfp, "Client", FakeClient)
-    r = invoke("--kfp-host", "http://kfp.local:8080", "--template", str(template),
-               "--param", "max_steps=5", "--no-cache", "--experiment", "exp1")
+    r = invoke("--kfp-host", "http://kfp.local:8080", "--template", str(kfp_template),
+               "--param", "max_steps=5", "--no-cache", "--experiment", "exp1", "--public-model")
     assert r.exit_code == 0, r.output
     assert seen["host"] == "http://kfp.local:8080"
-    assert seen["pipeline_file"] == str(template)
+    assert seen["pipeline_file"] == str(kfp_template)
     assert seen["arguments"] == {"max_steps": 5}
     assert seen["enable_caching"] is False and seen["experiment_name"] == "exp1"
     assert r.stdout.strip().endswith("/#/runs/details/run-42")
@@ -259,12 +274,14 @@ def test_spot_training_needs_a_checkpoint_uri(vertex: Captured, tmp_path: Path) 
     compile_mod.main(["--out", str(spot), "--image", IMAGE, "--capacity", "SPOT"])
     r = invoke(*BASE, "--template", str(spot))
     assert r.exit_code == 2
-    assert "checkpoint_uri" in r.output and "SPOT" in r.output
+    assert "--checkpoint-uri" in r.output and "SPOT" in r.output
     assert not vertex.pipeline_jobs
-    r = invoke(*BASE, "--template", str(spot), "--param",
-               "checkpoint_uri=gs://my-bucket/ckpt", "--dry-run")
+    r = invoke(*BASE, "--template", str(spot), "--checkpoint-uri", "gs://my-bucket/ckpt",
+               "--dry-run")
     assert r.exit_code == 0, r.output
-    spec = json.loads(r.stdout)["request"]["pipelineJob"]["pipelineSpec"]
+    request = json.loads(r.stdout)["request"]["pipelineJob"]
+    assert request["runtimeConfig"]["parameterValues"]["checkpoint_uri"] == "gs://my-bucket/ckpt"
+    spec = request["pipelineSpec"]
     params = spec["components"]["comp-fine-tune"]["inputDefinitions"]["parameters"]
     assert params["strategy"]["defaultValue"] == "SPOT"
     assert params["restart_job_on_worker_restart"]["defaultValue"] is True
