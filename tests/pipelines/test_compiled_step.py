@@ -44,21 +44,22 @@ def run_argv(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def prepared(spec: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """prepare-data run for real under a local root (kfp uses a scheme-less URI as the path)."""
+    """fetch-base-model and prepare-data run for real under a local root (kfp uses a
+    scheme-less URI as the path)."""
     root = tmp_path_factory.mktemp("root")
-    image, argv, _ = executor_invocation(spec, "prepare-data", root_uri=str(root), job_name=JOB,
-                                         overrides=SMALL)
-    assert argv[:2] == ["sh", "-ec"] and "kfp.dsl.executor_main" in argv[2]
-    done = run_argv(argv, cwd=root)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for task in ("fetch-base-model", "prepare-data"):
+        image, argv, _ = executor_invocation(spec, task, root_uri=str(root), job_name=JOB,
+                                             overrides=SMALL)
+        assert argv[:2] == ["sh", "-ec"] and "exec python3 -m kfp.dsl.executor_main" in argv[2]
+        done = run_argv(argv, cwd=root)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return root
 
 
 def test_upstream_of_fine_tune_is_topological(spec: dict[str, Any]) -> None:
     order = upstream(spec, "fine-tune")
-    assert order[-1] == "fine-tune" and "prepare-data" in order
-    assert order.index("prepare-data") < order.index("fine-tune")
-    assert upstream(spec, "prepare-data")[-1] == "prepare-data"
+    assert order == ["fetch-base-model", "prepare-data", "fine-tune"]
+    assert upstream(spec, "prepare-data") == ["fetch-base-model", "prepare-data"]
     report = upstream(spec, "report")
     assert report[-1] == "report" and set(report) >= {"prepare-data", "fine-tune", "evaluate"}
 
@@ -87,9 +88,13 @@ def test_fine_tune_is_the_worker_pool_container_with_inner_inputs(spec: dict[str
     # {{$.json_escape[1]}} -> the executor input itself, as the launcher hands it to the worker
     assert json.loads(argv[argv.index("--executor_input") + 1]) == ex_in
     params = ex_in["inputs"]["parameterValues"]
-    assert params["max_steps"] == 3 and params["run_id"] == JOB and params["seed"] == 42
-    assert params["base_model"] == "embedded://tiny-gemma3"
-    assert not {"worker_pool_specs", "project", "location", "display_name"} & set(params)
+    assert params["max_steps"] == 3 and params["seed"] == 42
+    assert params["required_accelerator"] == "NVIDIA_L4"
+    assert not {"worker_pool_specs", "project", "location", "display_name", "service_account",
+                "network"} & set(params)
+    base = ex_in["inputs"]["artifacts"]["base"]["artifacts"][0]
+    assert base["uri"] == f"{prepared}/{JOB}/fetch-base-model/model"
+    assert base["metadata"]["source"] == "embedded://tiny-gemma3"
     # upstream artifacts at {root}/{job}/{producer}/{key}, with the producer's metadata
     train = ex_in["inputs"]["artifacts"]["train"]["artifacts"][0]
     assert train["uri"] == f"{prepared}/{JOB}/prepare-data/train" and train["metadata"]["rows"] > 0
@@ -123,20 +128,21 @@ def test_refusals(spec: dict[str, Any], tmp_path: Path) -> None:
     with pytest.raises(StepError, match="sub-DAG"):
         executor_invocation(spec, "register-model", root_uri=str(tmp_path), job_name=JOB)
     bad = copy.deepcopy(spec)
-    bad["root"]["dag"]["tasks"]["prepare-data"]["inputs"]["parameters"]["run_id"] = {
+    bad["root"]["dag"]["tasks"]["fetch-base-model"]["inputs"]["parameters"]["base_model"] = {
         "runtimeValue": {"constant": "{{$.pipeline_job_uuid}}"}}
     with pytest.raises(StepError, match=r"pipeline_job_uuid.*cannot be resolved"):
-        executor_invocation(bad, "prepare-data", root_uri=str(tmp_path), job_name=JOB)
+        executor_invocation(bad, "fetch-base-model", root_uri=str(tmp_path), job_name=JOB)
 
 
 def test_cli_prints_image_and_argv(spec: dict[str, Any], tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     template = tmp_path / "p.yaml"
     template.write_text(json.dumps(spec))  # JSON is YAML
-    assert main([str(template), "prepare-data", "--root", "gs://b/r", "--job", JOB,
-                 "--set", "max_seq_len=128"]) == 0
+    assert main([str(template), "fetch-base-model", "--root", "gs://b/r", "--job", JOB,
+                 "--set", "base_model=embedded://tiny-gemma3"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["argv"][0] == "sh" and out["image"]
-    assert out["executor_input"]["inputs"]["parameterValues"]["max_seq_len"] == 128
+    assert out["executor_input"]["inputs"]["parameterValues"]["base_model"] == (
+        "embedded://tiny-gemma3")
     assert main([str(template), "fine-tune", "--upstream"]) == 0
     assert json.loads(capsys.readouterr().out)[-1] == "fine-tune"
