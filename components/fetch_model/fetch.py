@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -61,28 +62,34 @@ def from_hub(repo_id: str, dest: Path) -> str:
 
 
 def fetch_model(ref: str, dest: Path) -> dict[str, Any]:
-    """Put the model `ref` names into `dest` and check it loads; returns its description."""
+    """Put the model `ref` names into `dest` and check it loads; returns its description.
+
+    It is downloaded and checked on local disk first, then copied into `dest` whole: on Vertex
+    `dest` is the /gcs FUSE mount, which suits one sequential copy better than the Hub's
+    locking, partial-file downloader, and a failed fetch leaves no half-written artifact."""
     t0 = time.perf_counter()
-    dest.mkdir(parents=True, exist_ok=True)
     revision = ""
     try:
         local = resolve_embedded(ref)
     except FileNotFoundError as exc:
         raise InputError(str(exc)) from None
-    if is_gcs(ref):
-        with gcs_errors(ref, "download the base model from"):
-            download_folder(ref, dest)
-    elif Path(local).is_dir():
-        shutil.copytree(local, dest, dirs_exist_ok=True)
-    elif is_hub_id(ref):
-        revision = from_hub(ref, dest)
-    else:
-        raise InputError(f"base_model {ref!r} is neither a Hugging Face model id (org/name), a "
-                         "gs:// folder, a local folder nor an embedded:// model")
-    if not (dest / "config.json").is_file():
-        raise InputError(f"{ref} has no config.json: not a Transformers model folder")
-    load_tokenizer(str(dest))  # refuses a model without a chat template, here and not later
-    (dest / SOURCE_FILE).write_text(json.dumps({"ref": ref, "revision": revision}, indent=2))
+    with tempfile.TemporaryDirectory(prefix="fetch-") as tmp:
+        work = Path(tmp) / "model"
+        if is_gcs(ref):
+            with gcs_errors(ref, "download the base model from"):
+                download_folder(ref, work)
+        elif Path(local).is_dir():
+            shutil.copytree(local, work)
+        elif is_hub_id(ref):
+            revision = from_hub(ref, work)
+        else:
+            raise InputError(f"base_model {ref!r} is neither a Hugging Face model id (org/name), "
+                             "a gs:// folder, a local folder nor an embedded:// model")
+        if not (work / "config.json").is_file():
+            raise InputError(f"{ref} has no config.json: not a Transformers model folder")
+        load_tokenizer(str(work))  # refuses a model without a chat template, here, not later
+        (work / SOURCE_FILE).write_text(json.dumps({"ref": ref, "revision": revision}, indent=2))
+        shutil.copytree(work, dest, dirs_exist_ok=True)
     files = [p for p in dest.rglob("*") if p.is_file()]
     return {
         "source": ref,
