@@ -31,7 +31,7 @@ HUB_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.jinja", "
 
 def from_hub(repo_id: str, dest: Path) -> str:
     """Download `repo_id` at its current commit into `dest`; returns that commit."""
-    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub import HfApi, constants, snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
@@ -39,6 +39,11 @@ def from_hub(repo_id: str, dest: Path) -> str:
         RepositoryNotFoundError,
     )
 
+    # (the library reads HF_HUB_OFFLINE once, at import; the environment may have changed since)
+    offline = os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+    if offline or constants.is_offline_mode():
+        raise InputError(f"cannot download {repo_id}: HF_HUB_OFFLINE is set; unset it, or give "
+                         "base_model as a gs:// or local folder")
     token = os.environ.get("HF_TOKEN") or None
     try:
         revision = HfApi().model_info(repo_id, token=token).sha
@@ -54,7 +59,8 @@ def from_hub(repo_id: str, dest: Path) -> str:
     except RepositoryNotFoundError:
         raise InputError(f"{repo_id} is not a model on the Hugging Face Hub (or it is private "
                          "and the token cannot see it); check base_model") from None
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError, Exception) as exc:  # noqa: BLE001
+        # network down, DNS, proxy, disk: one line that names the model and the cause
         raise InputError(f"cannot download {repo_id} from the Hugging Face Hub "
                          f"({exc.__class__.__name__}: {str(exc)[:200]})") from None
     shutil.rmtree(dest / ".cache", ignore_errors=True)  # the hub's download bookkeeping

@@ -60,7 +60,7 @@ def test_row_counts_add_up(summary):
 def test_artifacts_exist(summary):
     for key in ("fetch-base-model.model", "prepare-data.train", "prepare-data.validation",
                 "prepare-data.test", "prepare-data.rejected", "fine-tune.model",
-                "evaluate.generations", "gate.metrics", "inference.predictions"):
+                "evaluate.generations", "inference.predictions"):
         assert Path(summary["artifacts"][key]).exists(), key
     predictions = Path(summary["artifacts"]["inference.predictions"])
     preds = (predictions / "predictions.jsonl").read_text().splitlines()
