@@ -123,13 +123,15 @@ class CompileSettings(BaseModel):
 # kfp's lightweight-component command ends with this line; `sh -ec` would keep Python as its
 # child, and a container runtime's SIGTERM (Spot preemption, a shutdown) goes to PID 1 only.
 _EXECUTOR_LINE = "_KFP_RUNTIME=true python3 -m kfp.dsl.executor_main"
-_EXEC_LINE = "export _KFP_RUNTIME=true\nexec python3 -m kfp.dsl.executor_main"
+_EXEC_LINE = "export _KFP_RUNTIME=true\nexec python3 -m components.common.entrypoint"
 
 
 def exec_python(command: list[str]) -> list[str]:
     """The executor command with Python replacing the shell (`exec`), so Python is the
-    container's PID 1 and receives SIGTERM itself. Refuses a command of another shape: a kfp
-    upgrade that changed it must not silently bring back the un-signalled child."""
+    container's PID 1 and receives SIGTERM itself; it runs kfp's executor through
+    `components.common.entrypoint`, which ends the step cleanly on SIGTERM. Refuses a command of
+    another shape: a kfp upgrade that changed it must not silently bring back the un-signalled
+    child."""
     hits = [i for i, part in enumerate(command) if _EXECUTOR_LINE in part]
     if len(hits) != 1 and not any(_EXEC_LINE in part for part in command):
         raise RuntimeError(f"unexpected kfp executor command; cannot make Python PID 1: {command}")

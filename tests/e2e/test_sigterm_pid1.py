@@ -82,8 +82,8 @@ def test_sigterm_to_pid1_ends_training_with_a_complete_checkpoint(gcs, tmp_path:
     try:
         # PID 1 of the namespace is unshare's child; once it is Python, sh exec'd it.
         pid1 = wait_until(lambda: (children(proc.pid) or [None])[0], 60, "PID 1 of the namespace")
-        wait_until(lambda: "kfp.dsl.executor_main" in Path(f"/proc/{pid1}/cmdline").read_text(),
-                   60, "python3 as PID 1")
+        wait_until(lambda: "components.common.entrypoint" in Path(f"/proc/{pid1}/cmdline")
+                   .read_text(), 60, "python3 as PID 1")
         wait_until(lambda: any("'loss'" in line for line in lines), 240, "training steps")
         os.kill(pid1, signal.SIGTERM)  # what the runtime sends on a Spot preemption
         proc.wait(timeout=180)
@@ -108,3 +108,32 @@ def test_sigterm_to_pid1_ends_training_with_a_complete_checkpoint(gcs, tmp_path:
         assert (blob.size, blob.crc32c) == (meta["size"], meta["crc32c"])
     assert "adapter_model.safetensors" in manifest["files"]
     assert "optimizer.pt" in manifest["files"]
+
+
+@pytest.mark.skipif(not pid_namespaces_work(),
+                    reason="needs `unshare --pid --fork` (util-linux, root or user namespaces)")
+def test_sigterm_to_pid1_outside_training_ends_the_step_cleanly(tmp_path: Path) -> None:
+    """The kernel ignores an unhandled SIGTERM sent to PID 1: without the entry point's handler a
+    step that is not training (loading, evaluating) would run on until SIGKILL. With it, the
+    step stops at once, its `finally` blocks run, and it exits 143."""
+    code = ("import os, time\n"
+            "from components.common import entrypoint\n"
+            "import signal\n"
+            "signal.signal(signal.SIGTERM, entrypoint.terminate)\n"
+            "try:\n"
+            "    print('pid', os.getpid(), flush=True)\n"
+            "    time.sleep(600)\n"
+            "finally:\n"
+            "    print('cleaned up', flush=True)\n")
+    proc = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", sys.executable, "-c",
+                             code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=venv_env())
+    try:
+        assert proc.stdout.readline().strip() == "pid 1"
+        os.kill(children(proc.pid)[0], signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, out
+    assert "SIGTERM: stopping the step" in out and "cleaned up" in out

@@ -112,7 +112,7 @@ def test_python_replaces_the_shell(templates, target: str) -> None:
     for name, command in found.items():
         script = command[2]
         assert command[:2] == ["sh", "-ec"], name
-        assert "\nexec python3 -m kfp.dsl.executor_main" in script, name
+        assert "\nexec python3 -m components.common.entrypoint" in script, name
         assert "_KFP_RUNTIME=true python3" not in script, name
 
 

@@ -50,7 +50,7 @@ def prepared(spec: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> 
     for task in ("fetch-base-model", "prepare-data"):
         image, argv, _ = executor_invocation(spec, task, root_uri=str(root), job_name=JOB,
                                              overrides=SMALL)
-        assert argv[:2] == ["sh", "-ec"] and "exec python3 -m kfp.dsl.executor_main" in argv[2]
+        assert argv[:2] == ["sh", "-ec"] and "exec python3 -m components.common.entrypoint" in argv[2]
         done = run_argv(argv, cwd=root)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return root
