@@ -37,7 +37,6 @@ schedule_app = typer.Typer(help="Vertex AI pipeline schedules (cron).", no_args_
 app.add_typer(schedule_app, name="schedule")
 
 
-
 def _fail(message: str, code: int = 2) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
@@ -227,7 +226,7 @@ def _overrides(opts: Options) -> dict[str, Any]:
     return {k: resolved[k] for k in resolved if k in names}
 
 
-def _preflight(opts: Options, target: str) -> dict[str, Any]:
+def _preflight(opts: Options) -> dict[str, Any]:
     """Parameters the user set, checked, and the base model's access, before anything is
     compiled or sent (a gated model without a token would fail after the machines start)."""
     from cli import vertex
@@ -292,7 +291,7 @@ def _vertex_job(opts: Options) -> tuple[Any, dict[str, Any], dict[str, str]]:
     from cli import vertex
 
     settings = _vertex_settings(opts)
-    values = _preflight(opts, "vertex")
+    values = _preflight(opts)
     settings = settings.model_copy(update={"template": _template(opts, "vertex")})
     _checked_template(settings, values, opts.dry_run)
     return settings, values, vertex.job_labels(settings, vertex.template_commit(settings.template))
@@ -327,7 +326,7 @@ def _run_vertex(opts: Options, wait: bool) -> None:
 def _run_kfp(opts: Options, host: str) -> None:
     from cli import vertex
 
-    values = _preflight(opts, "kfp")
+    values = _preflight(opts)
     template = Path(_template(opts, "kfp"))
     vertex.check_parameters(vertex.load_template(str(template)), values)
     run_id = vertex.submit_kfp(

@@ -11,7 +11,8 @@
 # If fine-tune declares `required_accelerator`, it first runs as compiled and must fail fast,
 # naming CUDA (no GPU here); then it trains on CPU with required_accelerator=''.
 #
-# Slow (a cold build is ~15-20 min on 2 cores; ~30 s after a code change), so not part of CI.
+# Slow (measured on 2 cores: ~6 min cold, ~20 s after a code-only change, ~8 min for the whole
+# first run with debootstrap), so not part of CI.
 # Needs: podman (+ runc), debootstrap (first run only), uv, git; network to Debian and PyPI.
 #
 # Environment (all optional):
