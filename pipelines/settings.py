@@ -123,7 +123,8 @@ class CompileSettings(BaseModel):
 # kfp's lightweight-component command ends with this line; `sh -ec` would keep Python as its
 # child, and a container runtime's SIGTERM (Spot preemption, a shutdown) goes to PID 1 only.
 _EXECUTOR_LINE = "_KFP_RUNTIME=true python3 -m kfp.dsl.executor_main"
-_EXEC_LINE = "export _KFP_RUNTIME=true\nexec python3 -m components.common.entrypoint"
+_EXEC_LINE = ("export _KFP_RUNTIME=true\n"
+              "exec python3 -m components.common.entrypoint kfp.dsl.executor_main")
 
 
 def exec_python(command: list[str]) -> list[str]:
