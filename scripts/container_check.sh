@@ -9,7 +9,9 @@
 # executor's exact command and args run in the image: `podman run --network none`, the pipeline
 # root gs://BUCKET/... mounted at /gcs/BUCKET, the embedded tiny model and Dolly sample, 3 steps.
 # If fine-tune declares `required_accelerator`, it first runs as compiled and must fail fast,
-# naming CUDA (no GPU here); then it trains on CPU with required_accelerator=''.
+# naming CUDA (no GPU here); then it trains on CPU with required_accelerator=''. Last, a
+# training fine-tune container gets SIGTERM, as on a Spot preemption: its PID 1 must be the
+# step's Python, and it must stop (exit 143).
 #
 # Slow (measured on 2 cores: ~6 min cold, ~20 s after a code-only change, ~8 min for the whole
 # first run with debootstrap), so not part of CI.
@@ -231,9 +233,42 @@ for task in "${tasks[@]}"; do
     echo "$task: ok in ${step_s[$task]} s"
 done
 
+# ------------------------------------------------------------------ preemption
+# What a Spot preemption does to the container: SIGTERM to its PID 1. The compiled command must
+# have exec'd Python (not left it a child of sh), which then ends the step (exit 143).
+say "SIGTERM to PID 1 of a training fine-tune container (a preemption notice)"
+invocation fine-tune required_accelerator= max_steps=100000
+rm -rf "$(task_root fine-tune)"
+ctr=dolly-lora-check-sigterm
+podman rm --force --ignore "$ctr" >/dev/null
+podman run --detach --name "$ctr" --pull never --network none \
+    --volume "$WORK/gcs/$BUCKET:/gcs/$BUCKET:U" "${inv_env[@]}" \
+    --entrypoint "${inv_argv[0]}" "$inv_image" "${inv_argv[@]:1}" >/dev/null
+t0=$(now)
+until podman logs "$ctr" 2>&1 | grep -q "'loss'"; do
+    [ "$(podman inspect --format '{{.State.Running}}' "$ctr")" = true ] \
+        || { podman logs "$ctr" | tail -n 20; die "fine-tune ended before training"; }
+    awk -v s="$(since "$t0")" 'BEGIN { exit !(s < 300) }' || die "no training step within 300 s"
+    sleep 1
+done
+pid1=$(podman exec "$ctr" cat /proc/1/cmdline | tr '\0' ' ')
+case "$pid1" in
+    *components.common.entrypoint*) echo "PID 1: $pid1" | cut -c1-120 ;;
+    *) podman rm --force "$ctr" >/dev/null; die "PID 1 is not the step's Python: $pid1" ;;
+esac
+t0=$(now)
+podman kill --signal TERM "$ctr" >/dev/null
+rc=$(podman wait "$ctr")
+sigterm_s=$(since "$t0")
+podman logs "$ctr" > "$WORK/logs/fine-tune.sigterm.log" 2>&1
+podman rm --force "$ctr" >/dev/null
+[ "$rc" = 143 ] && grep -q "SIGTERM: stopping the step" "$WORK/logs/fine-tune.sigterm.log" \
+    || die "fine-tune did not stop on SIGTERM (exit $rc): $WORK/logs/fine-tune.sigterm.log"
+echo "stopped by SIGTERM in ${sigterm_s} s, exit 143"
+
 # ------------------------------------------------------------------ summary
 bytes=$(podman image inspect --format '{{.Size}}' "$IMAGE")
 steps=""
 for task in "${tasks[@]}"; do steps+="${steps:+, }$task ${step_s[$task]} s"; done
 say "All steps passed (build ${build_s} s; outputs in $WORK/gcs/$BUCKET)"
-echo "image $IMAGE: $(awk -v b="$bytes" 'BEGIN { printf "%.2f", b / 1e9 }') GB; steps: $steps$gpu_note"
+echo "image $IMAGE: $(awk -v b="$bytes" 'BEGIN { printf "%.2f", b / 1e9 }') GB; steps: $steps$gpu_note, SIGTERM stop ${sigterm_s} s"
