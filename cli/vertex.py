@@ -8,7 +8,9 @@ by `VertexSettings` and `load_template` before that import and before anything i
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import functools
 import json
 import re
 import time
@@ -155,12 +157,19 @@ def load_template(template: str) -> dict[str, Any] | None:
     path = Path(template)
     if not path.is_file():
         raise InputError(f"template {template} does not exist; run `uv run python compile.py`")
+    stat = path.stat()
+    return copy.deepcopy(_parse_template(str(path.resolve()), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_template(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    """Parsed once per file version: a submit reads its template for several checks."""
     try:  # a KFP template with platform settings (--target kfp) is two YAML documents
-        spec = next(iter(yaml.safe_load_all(path.read_text())), None)
+        spec = next(iter(yaml.safe_load_all(Path(path).read_text())), None)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise InputError(f"template {template} is not YAML ({exc.__class__.__name__})") from None
+        raise InputError(f"template {path} is not YAML ({exc.__class__.__name__})") from None
     if not isinstance(spec, dict) or not {"pipelineInfo", "root", "deploymentSpec"} <= set(spec):
-        raise InputError(f"template {template} is not a compiled KFP pipeline")
+        raise InputError(f"template {path} is not a compiled KFP pipeline")
     return spec
 
 

@@ -32,12 +32,7 @@ HUB_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.jinja", "
 def from_hub(repo_id: str, dest: Path) -> str:
     """Download `repo_id` at its current commit into `dest`; returns that commit."""
     from huggingface_hub import HfApi, constants, snapshot_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-    )
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
     # (the library reads HF_HUB_OFFLINE once, at import; the environment may have changed since)
     offline = os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
@@ -59,8 +54,7 @@ def from_hub(repo_id: str, dest: Path) -> str:
     except RepositoryNotFoundError:
         raise InputError(f"{repo_id} is not a model on the Hugging Face Hub (or it is private "
                          "and the token cannot see it); check base_model") from None
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError, Exception) as exc:  # noqa: BLE001
-        # network down, DNS, proxy, disk: one line that names the model and the cause
+    except Exception as exc:  # noqa: BLE001 - network down, DNS, proxy, disk: one clear line
         raise InputError(f"cannot download {repo_id} from the Hugging Face Hub "
                          f"({exc.__class__.__name__}: {str(exc)[:200]})") from None
     shutil.rmtree(dest / ".cache", ignore_errors=True)  # the hub's download bookkeeping
