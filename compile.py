@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from components.common.errors import InputError
-    from components.images import PLACEHOLDER_PROJECT
+    from components.common.images import PLACEHOLDER_PROJECT
     from pipelines.settings import CompileSettings
 
     overrides = {k: v for k, v in vars(args).items() if k != "out"}

@@ -265,7 +265,7 @@ def _vertex_settings(opts: Options) -> Any:
 def _checked_template(settings: Any, values: dict[str, Any], dry_run: bool) -> None:
     from cli import vertex
     from components.common.errors import InputError
-    from components.images import PLACEHOLDER_PROJECT
+    from components.common.images import PLACEHOLDER_PROJECT
 
     spec = vertex.load_template(settings.template)
     vertex.check_parameters(spec, values)

@@ -1,10 +1,14 @@
 """The pipeline: fetch the base model, prepare, fine-tune, evaluate -> gate -> register, inference,
 report.
 
-Defaults come from `components.common.config` (one place); the machine each step asks for comes
-from `pipelines.resources`; the image and the target from `pipelines.settings.CompileSettings`.
-`build_pipeline(settings)` makes the pipeline for Vertex AI or open-source KFP (`compile.py`) or
-for KFP's local runner (`lora_pipeline`, used by `submit --local`).
+Each parameter is declared once, as a field of its step's config section
+(`components.common.config`): the components' signatures are generated from the sections
+(`components.common.component`), the pipeline's flat signature and its `Args:` docstring (the
+help the Vertex console shows beside each parameter) from `PipelineConfig`, and `wire` hands
+every component exactly the pipeline parameters it declares. This module only says how the
+artifacts flow and where each step runs: the machine from `pipelines.resources`, the image and
+the target from `pipelines.settings.CompileSettings`. `build_pipeline(settings)` makes it for
+Vertex AI or open-source KFP (`compile.py`) or for KFP's local runner (`submit --local`).
 
 Cache keys: a task's inputs are its cache key, so only register-model receives the pipeline job
 name (its registry labels need it). The other steps read the job name from their output paths
@@ -13,11 +17,18 @@ fetched model, the data, and the training when nothing they depend on changed.
 """
 
 
+from collections.abc import Mapping
 from typing import Any
 
 from kfp import dsl
 
-from components.common.config import parameter_defaults
+from components.common.component import (
+    annotation_source,
+    args_docstring,
+    component_parameters,
+    define_function,
+)
+from components.common.config import PipelineConfig, parameter_defaults
 from components.evaluate.component import evaluate, gate
 from components.fetch_model.component import fetch_base_model
 from components.fine_tune.component import fine_tune
@@ -34,7 +45,11 @@ VERTEX_PLACEHOLDERS = {
     "project": "{{$.pipeline_google_cloud_project_id}}",
     "location": "{{$.pipeline_google_cloud_location}}",
 }
-D = parameter_defaults()
+COMPONENTS = {
+    "fetch-base-model": fetch_base_model, "prepare-data": prepare_data, "fine-tune": fine_tune,
+    "evaluate": evaluate, "gate": gate, "inference": inference,
+    "register-model": register_model, "report": report,
+}
 
 
 def step_op(component: Any, step: str, settings: CompileSettings) -> Any:
@@ -64,14 +79,33 @@ def place(task: Any, step: str, settings: CompileSettings) -> None:
     machine.apply(task)
 
 
+def pipeline_parameters(component: Any) -> list[str]:
+    """The pipeline parameters a component takes: those of its inputs that are fields of
+    `PipelineConfig` (the rest are artifacts and compile-time constants)."""
+    return [k for k in component_parameters(component) if k in PipelineConfig.model_fields]
+
+
+def define_pipeline_function(wire: Any) -> Any:
+    """`lora_pipeline(base_model: str = ..., ...)`: every `PipelineConfig` field as a typed
+    parameter with its default, and an `Args:` docstring from the fields' help texts."""
+    defaults = parameter_defaults()
+    fields = PipelineConfig.model_fields
+    params = "".join(
+        f"    {name}: {annotation_source(fields[name].annotation)} = {default!r},\n"
+        for name, default in defaults.items()
+    )
+    doc = args_docstring(
+        "LoRA fine-tune of an instruction model on Dolly-format data.",
+        {name: fields[name].description or "" for name in defaults},
+    )
+    doc_block = "".join(f"    {line}\n" if line else "\n" for line in f'"""{doc}\n"""'.splitlines())
+    source = f"def lora_pipeline(\n{params}):\n{doc_block}    wire(dict(locals()))\n"
+    return define_function("lora_pipeline", source, {"wire": wire}, __name__)
+
+
 def build_pipeline(settings: CompileSettings) -> Any:
     """The pipeline (a KFP GraphComponent) for one target; compiled or run as is."""
-    components = {
-        "fetch-base-model": fetch_base_model, "prepare-data": prepare_data,
-        "fine-tune": fine_tune, "evaluate": evaluate, "gate": gate, "inference": inference,
-        "register-model": register_model, "report": report,
-    }
-    ops = {step: step_op(c, step, settings) for step, c in components.items()}
+    ops = {step: step_op(c, step, settings) for step, c in COMPONENTS.items()}
     t = settings.training
     description = (
         "LoRA fine-tune of an instruction model on Dolly-format data, with evaluation of base "
@@ -80,163 +114,42 @@ def build_pipeline(settings: CompileSettings) -> Any:
            f"{t.accelerator_type} capacity={t.capacity.value}"
            if settings.target != "local" else " target=local")
     )
+    # A GPU step refuses to start without the accelerator it was compiled for.
+    gpu = {"required_accelerator": settings.required_accelerator}
 
-    @dsl.pipeline(name=PIPELINE_NAME, description=description)
-    def lora_pipeline(
-        base_model: str = D["base_model"],
-        dataset: str = D["dataset"],
-        categories: str = D["categories"],
-        val_fraction: float = D["val_fraction"],
-        test_fraction: float = D["test_fraction"],
-        max_seq_len: int = D["max_seq_len"],
-        max_bad_row_fraction: float = D["max_bad_row_fraction"],
-        system_prompt: str = D["system_prompt"],
-        seed: int = D["seed"],
-        lora_r: int = D["lora_r"],
-        lora_alpha: int = D["lora_alpha"],
-        lora_dropout: float = D["lora_dropout"],
-        target_modules: str = D["target_modules"],
-        learning_rate: float = D["learning_rate"],
-        lr_scheduler_type: str = D["lr_scheduler_type"],
-        warmup_ratio: float = D["warmup_ratio"],
-        num_train_epochs: float = D["num_train_epochs"],
-        max_steps: int = D["max_steps"],
-        per_device_train_batch_size: int = D["per_device_train_batch_size"],
-        gradient_accumulation_steps: int = D["gradient_accumulation_steps"],
-        weight_decay: float = D["weight_decay"],
-        max_grad_norm: float = D["max_grad_norm"],
-        bf16: str = D["bf16"],
-        batching: str = D["batching"],
-        logging_steps: int = D["logging_steps"],
-        eval_steps: int = D["eval_steps"],
-        max_new_tokens: int = D["max_new_tokens"],
-        temperature: float = D["temperature"],
-        top_p: float = D["top_p"],
-        generation_batch_size: int = D["generation_batch_size"],
-        eval_max_rows: int = D["eval_max_rows"],
-        prompts_uri: str = D["prompts_uri"],
-        wandb_project: str = D["wandb_project"],
-        headline_metric: str = D["headline_metric"],
-        gate_threshold: float = D["gate_threshold"],
-        bootstrap_samples: int = D["bootstrap_samples"],
-        gpu_hourly_usd: float = D["gpu_hourly_usd"],
-        checkpoint_uri: str = D["checkpoint_uri"],
-        save_steps: int = D["save_steps"],
-        save_minutes: float = D["save_minutes"],
-        save_total_limit: int = D["save_total_limit"],
-        run_name: str = D["run_name"],
-        hf_token_secret: str = D["hf_token_secret"],
-        wandb_api_key_secret: str = D["wandb_api_key_secret"],
-    ):
-        # Every step logs to W&B (the key read from Secret Manager), grouped by pipeline job.
-        tracked = dict(wandb_project=wandb_project, wandb_api_key_secret=wandb_api_key_secret)
-        # A GPU step refuses to start without the accelerator it was compiled for.
-        gpu = dict(required_accelerator=settings.required_accelerator)
+    def wire(p: Mapping[str, Any]) -> None:
+        """The DAG: which artifacts flow where. Parameters reach each step by name."""
         tasks: dict[str, Any] = {}
+
+        def task(step: str, **artifacts_and_constants: Any) -> Any:
+            op = COMPONENTS[step]
+            params = {k: p[k] for k in pipeline_parameters(op)}
+            tasks[step] = ops[step](**params, **artifacts_and_constants)
+            return tasks[step]
+
         # The only step that reads the HF token: the later ones read its folder.
-        tasks["fetch-base-model"] = fetch = ops["fetch-base-model"](
-            base_model=base_model, hf_token_secret=hf_token_secret
-        )
-        base = fetch.outputs["model"]
-        tasks["prepare-data"] = prep = ops["prepare-data"](
-            base=base,
-            dataset=dataset,
-            categories=categories,
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            max_seq_len=max_seq_len,
-            max_bad_row_fraction=max_bad_row_fraction,
-            system_prompt=system_prompt,
-            seed=seed,
-            **tracked,
-        )
-        tasks["fine-tune"] = tune = ops["fine-tune"](
-            base=base,
-            train=prep.outputs["train"],
-            validation=prep.outputs["validation"],
-            max_seq_len=max_seq_len,
-            seed=seed,
-            lora_r=lora_r,
-            lora_alpha=lora_alpha,
-            lora_dropout=lora_dropout,
-            target_modules=target_modules,
-            learning_rate=learning_rate,
-            lr_scheduler_type=lr_scheduler_type,
-            warmup_ratio=warmup_ratio,
-            num_train_epochs=num_train_epochs,
-            max_steps=max_steps,
-            per_device_train_batch_size=per_device_train_batch_size,
-            gradient_accumulation_steps=gradient_accumulation_steps,
-            weight_decay=weight_decay,
-            max_grad_norm=max_grad_norm,
-            bf16=bf16,
-            batching=batching,
-            logging_steps=logging_steps,
-            eval_steps=eval_steps,
-            checkpoint_uri=checkpoint_uri,
-            save_steps=save_steps,
-            save_minutes=save_minutes,
-            save_total_limit=save_total_limit,
-            run_name=run_name,
-            **tracked,
-            **gpu,
-        )
-        gen_args = dict(
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            generation_batch_size=generation_batch_size,
-        )
-        tasks["evaluate"] = ev = ops["evaluate"](
-            base=base,
-            test=prep.outputs["test"],
-            model=tune.outputs["model"],
-            eval_max_rows=eval_max_rows,
-            headline_metric=headline_metric,
-            gate_threshold=gate_threshold,
-            bootstrap_samples=bootstrap_samples,
-            seed=seed,
-            **gen_args,
-            **tracked,
-            **gpu,
-        )
-        tasks["gate"] = decide = ops["gate"](generations=ev.outputs["generations"])
-        tasks["inference"] = inf = ops["inference"](
-            base=base,
-            test=prep.outputs["test"],
-            model=tune.outputs["model"],
-            prompts_uri=prompts_uri,
-            system_prompt=system_prompt,
-            **gen_args,
-            **tracked,
-            **gpu,
-        )
-        tasks["report"] = ops["report"](
-            train=prep.outputs["train"],
-            validation=prep.outputs["validation"],
-            test=prep.outputs["test"],
-            rejected=prep.outputs["rejected"],
-            model=tune.outputs["model"],
-            generations=ev.outputs["generations"],
-            predictions=inf.outputs["predictions"],
-            gpu_hourly_usd=gpu_hourly_usd,
-            **tracked,
-        )
+        base = task("fetch-base-model").outputs["model"]
+        prep = task("prepare-data", base=base)
+        splits = {k: prep.outputs[k] for k in ("train", "validation", "test", "rejected")}
+        tuned = task("fine-tune", base=base, train=splits["train"],
+                     validation=splits["validation"], **gpu).outputs["model"]
+        ev = task("evaluate", base=base, test=splits["test"], model=tuned, **gpu)
+        decide = task("gate", generations=ev.outputs["generations"])
+        inf = task("inference", base=base, test=splits["test"], model=tuned, **gpu)
+        task("report", **splits, model=tuned, generations=ev.outputs["generations"],
+             predictions=inf.outputs["predictions"], gpu_steps=",".join(GPU_STEPS))
         # The registry gate: `gate` returns True when the bootstrap interval of the improvement
         # clears gate_threshold.
         with dsl.If(decide.outputs["Output"] == True, name="tuned-beats-base"):  # noqa: E712
-            tasks["register-model"] = ops["register-model"](
-                model=tune.outputs["model"],
-                display_name=settings.model_display_name,
-                serving_image=settings.image,
-                pipeline_job=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-                **(VERTEX_PLACEHOLDERS if settings.target == "vertex" else {}),
-            )
-        for step, task in tasks.items():
-            task.set_display_name(step)
-            place(task, step, settings)
+            task("register-model", model=tuned, display_name=settings.model_display_name,
+                 serving_image=settings.image, pipeline_job=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                 **(VERTEX_PLACEHOLDERS if settings.target == "vertex" else {}))
+        for step, t in tasks.items():
+            t.set_display_name(step)
+            place(t, step, settings)
 
-    return lora_pipeline
+    return dsl.pipeline(name=PIPELINE_NAME, description=description)(
+        define_pipeline_function(wire))
 
 
 # The local runner's pipeline (`submit --local`, tests): plain tasks, default image.

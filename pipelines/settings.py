@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from components.common.errors import InputError
-from components.images import DEFAULT_IMAGE
+from components.common.images import DEFAULT_IMAGE
 from pipelines.resources import TrainingJobSpec
 
 # registry-host[:port]/path[:tag][@sha256:digest], lowercase as Docker requires.

@@ -35,9 +35,9 @@ def main(spec_path: str) -> None:
 
     from components.common import storage
     from components.common.config import TrainConfig
+    from components.common.jsonl import read_rows
     from components.fine_tune import checkpointing
     from components.fine_tune.train import train
-    from components.prepare_data.prepare import read_rows
 
     if spec.get("retry_timeout") is not None:
         storage.RETRY_TIMEOUT_S = float(spec["retry_timeout"])

@@ -37,18 +37,70 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
-class CommonConfig(_Strict):
+class NoParameters(_Strict):
+    """The section of a step that takes no pipeline parameter (the gate)."""
+
+
+class BaseModelField(_Strict):
     base_model: str = Field(
         "google/gemma-3-1b-it",
         description="Hugging Face model id, local folder, gs:// folder or embedded://tiny-gemma3.",
     )
+
+
+class SeqLenField(_Strict):
     max_seq_len: int = Field(
         1024, ge=16, le=32768, description="Longest prompt+response in tokens; longer rows drop."
     )
+
+
+class SeedField(_Strict):
     seed: int = Field(42, ge=0, description="Seed for the split, LoRA init and data order.")
 
 
-class DataConfig(CommonConfig):
+class SystemPromptField(_Strict):
+    system_prompt: str = Field("", description="Optional system message put before every prompt.")
+
+
+class TrackingConfig(_Strict):
+    """Where a step reports its run: every tracked step's section includes these fields."""
+
+    wandb_project: str = Field("dolly-lora", description="W&B project (key from env/.env only).")
+    wandb_api_key_secret: str = Field(
+        "", description="Secret Manager name of the W&B API key, '' = env/.env."
+    )
+
+    @field_validator("wandb_api_key_secret")
+    @classmethod
+    def _wandb_secret_name(cls, v: str) -> str:
+        from components.common.secrets import check_secret_name
+
+        return check_secret_name(v)
+
+
+class FetchConfig(BaseModelField):
+    """fetch-base-model: the only step that reads the Hugging Face token."""
+
+    hf_token_secret: str = Field(
+        "", description="Secret Manager name of the HF token (gated Gemma), '' = env/.env."
+    )
+
+    @field_validator("hf_token_secret")
+    @classmethod
+    def _hf_secret_name(cls, v: str) -> str:
+        from components.common.secrets import check_secret_name
+
+        return check_secret_name(v)
+
+
+class CommonConfig(BaseModelField, SeqLenField, SeedField):
+    """What data preparation and training share. In the pipeline `base_model` is filled with
+    the fetched base model's folder (the `base` input), not the parameter."""
+
+
+class DataConfig(CommonConfig, SystemPromptField, TrackingConfig):
+    """prepare-data."""
+
     dataset: str = Field(
         "databricks/databricks-dolly-15k",
         description="Hugging Face dataset id, local JSONL, gs:// JSONL or embedded://dolly-15k-sample.jsonl",
@@ -62,8 +114,6 @@ class DataConfig(CommonConfig):
         le=1.0,
         description="Malformed rows are skipped and counted up to this share; above it the step fails.",
     )
-    system_prompt: str = Field("", description="Optional system message put before every prompt.")
-
     @field_validator("categories")
     @classmethod
     def _known_categories(cls, v: str) -> str:
@@ -89,7 +139,9 @@ class DataConfig(CommonConfig):
         return split_csv(self.categories)
 
 
-class TrainConfig(CommonConfig):
+class TrainConfig(CommonConfig, TrackingConfig):
+    """fine-tune."""
+
     lora_r: int = Field(16, description="LoRA rank.")
     lora_alpha: int = Field(32, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA path.")
@@ -128,6 +180,12 @@ class TrainConfig(CommonConfig):
         15.0, ge=0.0, description="Also checkpoint when this many minutes passed (0 = off)."
     )
     save_total_limit: int = Field(3, ge=1, description="Complete checkpoints kept in GCS.")
+    run_name: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="Stable run name for checkpoints ('' = the pipeline job "
+        "name). submit --local sets it to --run-id, so a rerun finds its checkpoints.",
+    )
 
     @field_validator("lora_r")
     @classmethod
@@ -163,25 +221,6 @@ class GenerationConfig(_Strict):
     temperature: float = Field(0.0, ge=0.0, le=5.0, description="0 = greedy decoding.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass (temperature > 0).")
     generation_batch_size: int = Field(16, ge=1, description="Prompts per generate() call.")
-    eval_max_rows: int = Field(0, ge=0, description="Evaluate on at most N test rows (0 = all).")
-
-
-class SecretsConfig(_Strict):
-    """Secret Manager resource names (never values) that Vertex steps read at runtime."""
-
-    hf_token_secret: str = Field(
-        "", description="Secret Manager name of the HF token (gated Gemma), '' = env/.env."
-    )
-    wandb_api_key_secret: str = Field(
-        "", description="Secret Manager name of the W&B API key, '' = env/.env."
-    )
-
-    @field_validator("hf_token_secret", "wandb_api_key_secret")
-    @classmethod
-    def _resource_name(cls, v: str) -> str:
-        from components.common.secrets import check_secret_name
-
-        return check_secret_name(v)
 
 
 # Headline metrics the gate can use: whether higher is better, and the range a threshold on the
@@ -193,9 +232,11 @@ HEADLINE_METRICS: dict[str, dict[str, Any]] = {
 }
 
 
-class EvalConfig(GenerationConfig):
-    """How evaluation decides: the headline metric, the bootstrap and the gate's threshold."""
+class EvalConfig(GenerationConfig, SeedField, TrackingConfig):
+    """evaluate: how evaluation decides: the headline metric, the bootstrap and the gate's
+    threshold."""
 
+    eval_max_rows: int = Field(0, ge=0, description="Evaluate on at most N test rows (0 = all).")
     headline_metric: Literal["loss", "rougeL"] = Field(
         "loss",
         description="Metric the gate uses: 'loss' (response-token NLL, lower is better) or "
@@ -223,7 +264,17 @@ class EvalConfig(GenerationConfig):
         return self
 
 
-class ReportConfig(_Strict):
+class InferenceConfig(GenerationConfig, SystemPromptField, TrackingConfig):
+    """inference."""
+
+    prompts_uri: str = Field(
+        "", description="JSONL of prompts ({'prompt': ...}) for inference ('' = test split)."
+    )
+
+
+class ReportConfig(TrackingConfig):
+    """report."""
+
     gpu_hourly_usd: float = Field(
         0.85,
         ge=0.0,
@@ -233,28 +284,27 @@ class ReportConfig(_Strict):
     )
 
 
-class PipelineConfig(DataConfig, TrainConfig, EvalConfig, ReportConfig, SecretsConfig):
-    """All pipeline parameters, flat, as the pipeline function takes them."""
+class PipelineConfig(FetchConfig, DataConfig, TrainConfig, EvalConfig, InferenceConfig,
+                     ReportConfig):
+    """All pipeline parameters, flat, as the pipeline function takes them: the union of the
+    steps' sections, so a field added to a section is a pipeline parameter too."""
 
-    prompts_uri: str = Field(
-        "", description="JSONL of prompts ({'prompt': ...}) for inference ('' = test split)."
-    )
-    wandb_project: str = Field("dolly-lora", description="W&B project (key from env/.env only).")
-    run_name: str = Field(
-        "",
-        pattern=r"^[A-Za-z0-9._-]*$",
-        description="Stable run name for checkpoints ('' = the pipeline job "
-        "name). submit --local sets it to --run-id, so a rerun finds its checkpoints.",
-    )
+
+SECTIONS_IN_STEP_ORDER: tuple[type[BaseModel], ...] = (
+    FetchConfig, DataConfig, TrainConfig, EvalConfig, InferenceConfig, ReportConfig,
+)
 
 
 def parameter_defaults() -> dict[str, Any]:
-    """Every pipeline parameter with its default, in declaration order."""
-    return {name: f.default for name, f in PipelineConfig.model_fields.items()}
+    """Every pipeline parameter with its default, in the order of the steps that use it."""
+    names = dict.fromkeys(n for s in SECTIONS_IN_STEP_ORDER for n in s.model_fields)
+    names.update(dict.fromkeys(PipelineConfig.model_fields))  # any section not listed above
+    return {name: PipelineConfig.model_fields[name].default for name in names}
 
 
 def parameter_help() -> dict[str, str]:
-    return {name: f.description or "" for name, f in PipelineConfig.model_fields.items()}
+    return {name: PipelineConfig.model_fields[name].description or ""
+            for name in parameter_defaults()}
 
 
 def build(model: type[BaseModel], values: dict[str, Any]) -> Any:

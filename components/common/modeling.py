@@ -207,3 +207,22 @@ def check_target_modules(ref: str, target_modules: list[str] | str) -> None:
             f"target_modules {', '.join(missing)} not found in {ref}; "
             f"its linear layers are: {', '.join(sorted(have))} (or use all-linear)"
         )
+
+
+def adapter_base_model(adapter_dir: str) -> str:
+    """The base model the adapter was trained on, from the adapter's own training config."""
+    cfg_path = Path(adapter_dir) / "training_config.json"
+    if not cfg_path.exists():
+        raise InputError(f"{adapter_dir} is not a fine-tune output (no training_config.json)")
+    return json.loads(cfg_path.read_text())["base_model"]
+
+
+def load_base_and_adapter(adapter_dir: str, base_ref: str = "") -> tuple[Any, Any]:
+    """(PeftModel, tokenizer) with the tokenizer saved next to the adapter. The base comes from
+    `base_ref` (the pipeline's fetched base model), else from the adapter's training config."""
+    from peft import PeftModel
+
+    base = load_model(base_ref or adapter_base_model(adapter_dir), bf16=bf16_enabled("auto"))
+    model = PeftModel.from_pretrained(base, adapter_dir)
+    model.eval()
+    return model, load_tokenizer(adapter_dir, padding_side="left")

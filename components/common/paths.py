@@ -39,3 +39,9 @@ def pipeline_job_name(output_path: str) -> str:
     /gcs/), so the name is the output's grandparent folder. '' when the path is too short."""
     parts = Path(output_path).parts
     return parts[-3] if len(parts) >= 4 else ""
+
+
+def storage_uri(path: str) -> str:
+    """Where an artifact lives for services outside the container: Vertex mounts gs://b/x at
+    /gcs/b/x, and the Model Registry wants the gs:// form; local paths stay as they are."""
+    return "gs://" + path[len("/gcs/"):] if path.startswith("/gcs/") else path

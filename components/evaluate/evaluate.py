@@ -8,21 +8,25 @@ over the test rows (`bootstrap.py`) turns "tuned minus base" into a 95% interval
 decision (`tuned_better`) is made from that interval, not from one number.
 
     uv run python -m components.evaluate.evaluate --test /tmp/prep/test.jsonl \
-        --adapter /tmp/adapter --base-model embedded://tiny-gemma3 --max-new-tokens 32
+        --model /tmp/adapter --base embedded://tiny-gemma3 --generations /tmp/generations.json \
+        --max_new_tokens 32
+
+(`--help` lists every setting of `EvalConfig`.)
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from components.common.config import HEADLINE_METRICS, EvalConfig, GenerationConfig, build
+from components.common.config import HEADLINE_METRICS, EvalConfig, GenerationConfig, NoParameters
 from components.common.errors import InputError
 from components.common.generation import generate, prompt_text, response_losses
+from components.common.modeling import load_base_and_adapter
+from components.common.step import StepResult
 from components.evaluate.bootstrap import paired_bootstrap
 from components.evaluate.metrics import (
     EXACT_MATCH_CATEGORIES,
@@ -32,27 +36,6 @@ from components.evaluate.metrics import (
     rouge_l,
     token_weighted_loss,
 )
-
-
-def adapter_base_model(adapter_dir: str) -> str:
-    """The base model the adapter was trained on, from the adapter's own training config."""
-    cfg_path = Path(adapter_dir) / "training_config.json"
-    if not cfg_path.exists():
-        raise InputError(f"{adapter_dir} is not a fine-tune output (no training_config.json)")
-    return json.loads(cfg_path.read_text())["base_model"]
-
-
-def load_base_and_adapter(adapter_dir: str, base_ref: str = "") -> tuple[Any, Any]:
-    """(PeftModel, tokenizer) with the tokenizer saved next to the adapter. The base comes from
-    `base_ref` (the pipeline's fetched base model), else from the adapter's training config."""
-    from peft import PeftModel
-
-    from components.common.modeling import bf16_enabled, load_model, load_tokenizer
-
-    base = load_model(base_ref or adapter_base_model(adapter_dir), bf16=bf16_enabled("auto"))
-    model = PeftModel.from_pretrained(base, adapter_dir)
-    model.eval()
-    return model, load_tokenizer(adapter_dir, padding_side="left")
 
 
 def score(
@@ -164,8 +147,8 @@ def evaluate(
     cfg = gen if isinstance(gen, EvalConfig) else EvalConfig(**gen.model_dump())
     if not rows:
         raise InputError("the test split is empty; raise test_fraction")
-    if gen.eval_max_rows:
-        rows = rows[: gen.eval_max_rows]
+    if cfg.eval_max_rows:
+        rows = rows[: cfg.eval_max_rows]
     model, tokenizer = load_base_and_adapter(adapter_dir, base_ref)
     results: dict[str, Any] = {}
     details: dict[str, list[dict[str, Any]]] = {}
@@ -187,7 +170,7 @@ def evaluate(
     results["n_rows"] = len(rows)
     results["categories"] = by_category(results["rows"], cfg, seed)
     results["headline"] = compare(results["rows"], cfg, seed)
-    results["config"] = cfg.model_dump()
+    results["config"] = cfg.model_dump(exclude={"wandb_api_key_secret"})
     return results
 
 
@@ -210,34 +193,28 @@ def scalar_metrics(results: dict[str, Any]) -> dict[str, float]:
 
 
 def run_evaluate(
-    params: dict[str, Any],
-    test_path: str,
-    adapter_dir: str,
-    generations_path: str,
-    run_id: str = "",
-    wandb_project: str = "",
-    base_ref: str = "",
-) -> dict[str, float]:
-    """Entry point of the KFP component: writes the results (per-row generations, metrics, the
-    headline interval, the step's seconds) to one JSON file, returns the scalar metrics.
+    cfg: EvalConfig, *, base: str, test: str, model: str, generations: str, run_id: str = "",
+    required_accelerator: str = "",
+) -> dict[str, dict[str, Any]]:
+    """Base (`base`, the fetched folder or any model reference) vs base + the adapter in
+    `model` on the `test` split. Writes the results (per-row generations, metrics, the headline
+    interval, the step's seconds) to the file `generations` and returns its metadata.
 
     Everything later steps need is in that file: on Vertex this step is a custom job, whose
     artifact metadata never reaches the pipeline (`gate` publishes the Metrics artifact)."""
+    from components.common.jsonl import read_rows
     from components.common.modeling import require_accelerator
-    from components.common.tracking import tracking_run
-    from components.prepare_data.prepare import read_rows
+    from components.common.step import step_run
 
-    t0 = time.perf_counter()
-    gen: EvalConfig = build(EvalConfig, params)  # bad settings fail here, before any model loads
-    require_accelerator(params.get("required_accelerator", ""), "evaluate")
-    rows = read_rows(test_path)
-    seed = int(params.get("seed", 0))
-    with tracking_run("evaluate", gen.model_dump(), wandb_project, group=run_id) as tracker:
-        results = evaluate(adapter_dir, rows, gen, seed=seed, base_ref=base_ref)
+    require_accelerator(required_accelerator, "evaluate")
+    rows = read_rows(test)
+    with step_run("evaluate", cfg, run_id) as step:
+        tracker = step.tracker
+        results = evaluate(model, rows, cfg, seed=cfg.seed, base_ref=base)
         results["wandb_url"] = tracker.url or ""
-        results["step_seconds"] = round(time.perf_counter() - t0, 2)
-        Path(generations_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(generations_path).write_text(json.dumps(results, indent=2, ensure_ascii=False))
+        results["step_seconds"] = step.seconds()
+        Path(generations).parent.mkdir(parents=True, exist_ok=True)
+        Path(generations).write_text(json.dumps(results, indent=2, ensure_ascii=False))
         scalars = scalar_metrics(results)
         tracker.log(scalars)
         tracker.summary(scalars)
@@ -263,7 +240,8 @@ def run_evaluate(
                 for cat, c in results["categories"].items()
             ],
         )
-        return scalars
+        return {"generations": {"rows": int(scalars["test_rows"]),
+                                "tuned_better": bool(scalars["tuned_better"])}}
 
 
 def gate_decision(generations_path: str) -> tuple[dict[str, float], dict[str, Any]]:
@@ -281,17 +259,19 @@ def gate_decision(generations_path: str) -> tuple[dict[str, float], dict[str, An
     return scalar_metrics(results), decision
 
 
+def run_gate(cfg: NoParameters, *, generations: str, metrics: str) -> StepResult:
+    """Publish evaluate's numbers as the Metrics artifact and return whether the tuned model
+    passes the gate (a plain bool: kfp.local cannot resolve NamedTuple outputs in a dsl.If; the
+    interval is in the Metrics artifact's metadata)."""
+    scalars, decision = gate_decision(generations)
+    return StepResult(metadata={"metrics": {**scalars, **decision}},
+                      value=decision["tuned_better"])
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Evaluate base vs base+adapter on a test split.")
-    parser.add_argument("--test", required=True)
-    parser.add_argument("--adapter", required=True)
-    parser.add_argument("--out", default="generations.json")
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    args = parser.parse_args(argv)
-    metrics = run_evaluate(
-        {"max_new_tokens": args.max_new_tokens}, args.test, args.adapter, args.out
-    )
-    print(json.dumps(metrics, indent=2))
+    from components.common.step import main as step_main
+
+    step_main(run_evaluate, argv)
 
 
 if __name__ == "__main__":

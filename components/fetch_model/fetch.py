@@ -6,12 +6,11 @@ downloaded three times within fine-tune). Fetched once on a small CPU machine in
 root, it is read from there by prepare-data (tokenizer), fine-tune, evaluate and inference, and
 with caching a resubmit does not fetch at all. Only this step needs the HF token.
 
-    uv run python -m components.fetch_model.fetch --base-model embedded://tiny-gemma3 --out /tmp/base
+    uv run python -m components.fetch_model.fetch --base_model embedded://tiny-gemma3 --model /tmp/base
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from components.common.config import FetchConfig
 from components.common.errors import InputError
 from components.common.modeling import SOURCE_FILE, is_hub_id, load_tokenizer
 from components.common.paths import resolve_embedded
@@ -100,13 +100,20 @@ def fetch_model(ref: str, dest: Path) -> dict[str, Any]:
     }
 
 
+def run_fetch(cfg: FetchConfig, *, model: str) -> dict[str, Any]:
+    """Fetch `cfg.base_model` into the folder `model` (the step's Model artifact); the HF token
+    comes from `cfg.hf_token_secret` on Vertex, from the environment elsewhere."""
+    from components.common.step import step_run
+
+    # No tracking run: nothing to plot, and the step must not need a W&B key.
+    with step_run("fetch-base-model", cfg):
+        return {"model": fetch_model(cfg.base_model, Path(model))}
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Fetch a base model into a folder.")
-    parser.add_argument("--base-model", required=True,
-                        help="Hugging Face id, gs:// folder, local folder or embedded:// name.")
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-    print(json.dumps(fetch_model(args.base_model, args.out), indent=2))
+    from components.common.step import main as step_main
+
+    step_main(run_fetch, argv)
 
 
 if __name__ == "__main__":

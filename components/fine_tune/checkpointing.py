@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from components.common import storage
-from components.common.config import TrainConfig
+from components.common.config import TrackingConfig, TrainConfig
 from components.common.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ MARKER = "COMPLETE.json"
 STEP_DIR = re.compile(r"^step-(\d{6,})$")
 # Fields that change neither the data order nor the optimisation: a resume may change them.
 RESUME_NEUTRAL_FIELDS = ("checkpoint_uri", "save_steps", "save_minutes", "save_total_limit",
-                         "logging_steps", "eval_steps")
+                         "logging_steps", "eval_steps", "run_name", *TrackingConfig.model_fields)
 
 
 def step_name(step: int) -> str:

@@ -1,16 +1,18 @@
 """Fine-tune step: LoRA (PEFT) supervised fine-tuning with TRL, loss on the response tokens only.
 
-Shaped like TRL's `trl/scripts/sft.py`: `main(config)` does the work, `make_parser()` builds the
-CLI. The KFP component calls `run_fine_tune`, which adds the artifact bookkeeping.
+Shaped like TRL's `trl/scripts/sft.py`: `train(config, ...)` does the work, the parser is built
+from `TrainConfig` (`components.common.step.make_parser`), and the KFP component calls
+`run_fine_tune`, which adds the step's bookkeeping (time, secrets, tracking, metadata).
 
     uv run python -m components.fine_tune.train --train /tmp/prep/train.jsonl \
-        --validation /tmp/prep/validation.jsonl --base-model embedded://tiny-gemma3 \
-        --max-steps 30 --learning-rate 2e-3 --out /tmp/adapter
+        --validation /tmp/prep/validation.jsonl --base_model embedded://tiny-gemma3 \
+        --max_steps 30 --learning_rate 2e-3 --model /tmp/adapter
+
+(`--help` lists every setting of `TrainConfig`.)
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.common.config import TrainConfig, build
+from components.common.config import TrainConfig
 from components.common.errors import InputError
 from components.common.modeling import (
     best_device,
@@ -198,7 +200,8 @@ def train(
         raise InputError("the train split is empty; check the prepare step's filters")
     check_target_modules(cfg.base_model, cfg.target_module_list)
     store = checkpointing.open_store(cfg, run_name)  # bad bucket/permissions fail here, early
-    torch.set_flush_denormal(True)  # avoids a late-training slowdown on CPU (FIELD-NOTES)
+    # Denormal floats make CPU training slow down several-fold late in a run; flush them to 0.
+    torch.set_flush_denormal(True)
     torch.manual_seed(cfg.seed)
 
     tokenizer = load_tokenizer(cfg.base_model, padding_side="right")
@@ -272,62 +275,42 @@ def train(
 
 
 def run_fine_tune(
-    params: dict[str, Any],
-    train_path: str,
-    val_path: str,
-    model_dir: str,
-    run_id: str = "",
-    wandb_project: str = "",
-) -> dict[str, Any]:
-    """Entry point of the KFP component. Returns the Model artifact's metadata."""
-    from components.common.tracking import tracking_run
-    from components.prepare_data.prepare import read_rows
+    cfg: TrainConfig, *, train: str, validation: str, model: str, run_id: str = "",
+    required_accelerator: str = "",
+) -> dict[str, dict[str, Any]]:
+    """Train on the `train` split (validation loss during training) into the folder `model`.
 
-    t0 = time.perf_counter()
-    cfg: TrainConfig = build(TrainConfig, params)
-    require_accelerator(params.get("required_accelerator", ""), "fine-tune")  # seconds, not hours
-    # Checkpoints are keyed by a stable run name (`submit --run-id`, or the Vertex job name, which
-    # survives worker restarts); W&B groups by the pipeline job, like every other step.
-    run_name = params.get("run_name") or run_id
-    with tracking_run("fine-tune", cfg.model_dump(), wandb_project, group=run_id) as tracker:
-        result = train(cfg, read_rows(train_path), read_rows(val_path), Path(model_dir), tracker,
-                       run_name=run_name)
+    Refuses, in seconds, to start without the accelerator it was compiled for. Checkpoints are
+    keyed by a stable run name (`cfg.run_name`: `submit --run-id`, else the pipeline job, which
+    survives worker restarts). Everything later steps need is written into `model` (on Vertex
+    this step is a custom job, whose artifact metadata never reaches the pipeline)."""
+    from components.common.jsonl import read_rows
+    from components.common.step import step_run
+
+    require_accelerator(required_accelerator, "fine-tune")  # seconds, not hours
+    with step_run("fine-tune", cfg, run_id) as step:
+        result = train(cfg, read_rows(train), read_rows(validation), Path(model), step.tracker,
+                       run_name=cfg.run_name or run_id)
         source = model_source(cfg.base_model)
-        tracker.log_reference("lora-adapter", "model", model_dir, {
+        step.tracker.log_reference("lora-adapter", "model", model, {
             "base_model": source, "eval_loss": result.metrics.get("eval_loss")})
-        # The step's own time, in the model folder: the report reads it from there, since on
-        # Vertex this step is a custom job whose artifact metadata never reaches the pipeline.
-        result.metrics.update(step_seconds=round(time.perf_counter() - t0, 2),
-                              wandb_url=tracker.url or "")
-        (Path(model_dir) / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
-        return {
+        # The step's own time, in the model folder: the report reads it from there.
+        result.metrics.update(step_seconds=step.seconds(), wandb_url=step.tracker.url or "")
+        (Path(model) / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
+        return {"model": {
             "base_model": source,
             "lora_r": cfg.lora_r,
             "lora_alpha": cfg.lora_alpha,
             "target_modules": cfg.target_modules,
-            "wandb_url": tracker.url or "",
+            "wandb_url": step.tracker.url or "",
             **{k: v for k, v in result.metrics.items() if v is not None},
-        }
-
-
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="LoRA fine-tune on prepared chat JSONL.")
-    parser.add_argument("--train", required=True)
-    parser.add_argument("--validation", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--run-name", default="", help="Names the checkpoint folder (resume key).")
-    for name, f in TrainConfig.model_fields.items():
-        parser.add_argument(
-            "--" + name.replace("_", "-"), type=type(f.default), default=f.default,
-            help=f.description,
-        )
-    return parser
+        }}
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = vars(make_parser().parse_args(argv))
-    meta = run_fine_tune(args, args.pop("train"), args.pop("validation"), args.pop("out"))
-    print(json.dumps(meta, indent=2))
+    from components.common.step import main as step_main
+
+    step_main(run_fine_tune, argv)
 
 
 if __name__ == "__main__":

@@ -3,23 +3,24 @@
 Prompts are the test split's instructions (with their context) by default, or a JSONL file of
 `{"prompt": ...}` objects (local or gs://). Each prediction records its token counts and latency.
 
-    uv run python -m components.inference.infer --adapter /tmp/adapter \
-        --test /tmp/prep/test.jsonl --out /tmp/predictions.jsonl
+    uv run python -m components.inference.infer --model /tmp/adapter \
+        --base embedded://tiny-gemma3 --test /tmp/prep/test.jsonl --predictions /tmp/predictions
+
+(`--help` lists every setting of `InferenceConfig`.)
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 from typing import Any
 
-from components.common.config import GenerationConfig, build
+from components.common.config import GenerationConfig, InferenceConfig
+from components.common.dolly import user_content
 from components.common.errors import InputError
 from components.common.generation import generate
 from components.common.storage import read_bytes
-from components.prepare_data.dolly import user_content
 
 
 def load_prompts(prompts_uri: str, test_rows: list[dict[str, Any]]) -> list[str]:
@@ -52,7 +53,7 @@ def infer(
     adapter_dir: str, prompts: list[str], gen: GenerationConfig, system_prompt: str = "",
     base_ref: str = "",
 ) -> list[dict[str, Any]]:
-    from components.evaluate.evaluate import load_base_and_adapter
+    from components.common.modeling import load_base_and_adapter
 
     model, tokenizer = load_base_and_adapter(adapter_dir, base_ref)
     system = [{"role": "system", "content": system_prompt}] if system_prompt else []
@@ -89,27 +90,26 @@ SUMMARY_FILE = "summary.json"
 
 
 def run_inference(
-    params: dict[str, Any], test_path: str, adapter_dir: str, predictions_dir: str,
-    run_id: str = "", wandb_project: str = "", base_ref: str = "",
-) -> dict[str, Any]:
-    """Entry point of the KFP component: `predictions_dir` gets `predictions.jsonl` and
-    `summary.json` (throughput, latency, the step's seconds: on Vertex this step is a custom job,
-    whose artifact metadata never reaches the pipeline). Returns that summary.
+    cfg: InferenceConfig, *, base: str, test: str, model: str, predictions: str,
+    run_id: str = "", required_accelerator: str = "",
+) -> dict[str, dict[str, Any]]:
+    """Generate with base + the adapter in `model` for the test split's prompts or
+    `cfg.prompts_uri`. The folder `predictions` gets `predictions.jsonl` and `summary.json`
+    (throughput, latency, the step's seconds: on Vertex this step is a custom job, whose artifact
+    metadata never reaches the pipeline). Returns that summary as the artifact's metadata.
 
     Settings and the prompts file are checked before any model is loaded."""
+    from components.common.jsonl import read_rows, write_jsonl
     from components.common.modeling import require_accelerator
-    from components.common.tracking import tracking_run
-    from components.prepare_data.prepare import read_rows, write_jsonl
+    from components.common.step import step_run
 
-    start = time.perf_counter()
-    gen: GenerationConfig = build(GenerationConfig, params)
-    require_accelerator(params.get("required_accelerator", ""), "inference")
-    prompts = load_prompts(params.get("prompts_uri", ""), read_rows(test_path))
-    config = {**gen.model_dump(), "prompts_uri": params.get("prompts_uri", "")}
-    out = Path(predictions_dir)
-    with tracking_run("inference", config, wandb_project, group=run_id) as tracker:
+    require_accelerator(required_accelerator, "inference")
+    prompts = load_prompts(cfg.prompts_uri, read_rows(test))
+    out = Path(predictions)
+    with step_run("inference", cfg, run_id) as step:
+        tracker = step.tracker
         t0 = time.perf_counter()
-        rows = infer(adapter_dir, prompts, gen, params.get("system_prompt", ""), base_ref)
+        rows = infer(model, prompts, cfg, cfg.system_prompt, base)
         seconds = time.perf_counter() - t0
         write_jsonl(out / PREDICTIONS_FILE, rows)
         completion = sum(r["completion_tokens"] for r in rows)
@@ -119,7 +119,7 @@ def run_inference(
             "completion_tokens": completion,
             "seconds": round(seconds, 3),
             "tokens_per_second": round(completion / seconds, 1) if seconds else 0.0,
-            "generation_batch_size": gen.generation_batch_size,
+            "generation_batch_size": cfg.generation_batch_size,
             "latency_p50_s": latencies[len(latencies) // 2],
             "latency_p95_s": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))],
         }
@@ -129,21 +129,15 @@ def run_inference(
             [[r["prompt"], r["response"], r["completion_tokens"], r["latency_s"]] for r in rows],
         )
         tracker.log_reference("predictions", "dataset", str(out), {"rows": len(rows)})
-        meta.update(wandb_url=tracker.url or "", step_seconds=round(time.perf_counter() - start, 2))
+        meta.update(wandb_url=tracker.url or "", step_seconds=step.seconds())
         (out / SUMMARY_FILE).write_text(json.dumps(meta, indent=2))
-        return meta
+        return {"predictions": meta}
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Generate with a tuned adapter.")
-    parser.add_argument("--adapter", required=True)
-    parser.add_argument("--test", required=True)
-    parser.add_argument("--prompts", default="")
-    parser.add_argument("--out", default="predictions", help="folder for predictions.jsonl")
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    args = parser.parse_args(argv)
-    params = {"max_new_tokens": args.max_new_tokens, "prompts_uri": args.prompts}
-    print(json.dumps(run_inference(params, args.test, args.adapter, args.out), indent=2))
+    from components.common.step import main as step_main
+
+    step_main(run_inference, argv)
 
 
 if __name__ == "__main__":

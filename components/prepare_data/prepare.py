@@ -7,12 +7,15 @@ split) returned as metadata for the KFP artifacts.
 Run it alone:
 
     uv run python -m components.prepare_data.prepare --dataset embedded://dolly-15k-sample.jsonl \
-        --base-model embedded://tiny-gemma3 --out /tmp/prep
+        --base_model embedded://tiny-gemma3 --train /tmp/prep/train.jsonl \
+        --validation /tmp/prep/validation.jsonl --test /tmp/prep/test.jsonl \
+        --rejected /tmp/prep/rejected.jsonl
+
+(`--help` lists every setting of `DataConfig`.)
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import random
@@ -22,11 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.common.config import DataConfig, build
+from components.common.config import DataConfig
+from components.common.dolly import dedup_key, row_problem, to_messages
 from components.common.errors import InputError
+from components.common.jsonl import write_jsonl
 from components.common.paths import resolve_embedded
 from components.common.storage import is_gcs, read_bytes
-from components.prepare_data.dolly import dedup_key, row_problem, to_messages
 
 SPLITS = ("train", "validation", "test")
 
@@ -252,63 +256,45 @@ def prepare(cfg: DataConfig, tokenizer: Any) -> Prepared:
     return Prepared(splits, rejected, total, len(valid) - len(filtered), stats)
 
 
-def write_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    with Path(path).open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def run_prepare(
-    params: dict[str, Any], out_paths: dict[str, str], run_id: str = "", wandb_project: str = ""
-) -> dict[str, Any]:
-    """Entry point of the KFP component: validate, prepare, then write all four files.
+    cfg: DataConfig, *, train: str, validation: str, test: str, rejected: str, run_id: str = ""
+) -> dict[str, dict[str, Any]]:
+    """Validate, prepare, then write the four JSONL files; returns each one's metadata.
 
-    `out_paths` maps train/validation/test/rejected to file paths. Nothing is written unless the
-    whole preparation succeeded. Returns the stats for the artifacts' metadata (with the data
-    config and the W&B run URL); each file is logged to W&B as a reference artifact.
-    """
+    Nothing is written unless the whole preparation succeeded. The metadata holds the stats
+    (row counts, categories, token lengths, split hash) and the data config; each file is logged
+    to the trackers as a reference artifact."""
     from components.common.modeling import load_tokenizer, model_source
-    from components.common.tracking import tracking_run
+    from components.common.step import step_run
 
-    cfg: DataConfig = build(DataConfig, params)
-    with tracking_run("prepare-data", cfg.model_dump(), wandb_project, group=run_id) as tracker:
+    out_paths = {"train": train, "validation": validation, "test": test, "rejected": rejected}
+    with step_run("prepare-data", cfg, run_id) as step:
         prepared = prepare(cfg, load_tokenizer(cfg.base_model))
         for name in SPLITS:
             write_jsonl(out_paths[name], prepared.splits[name])
-        write_jsonl(out_paths["rejected"], prepared.rejected)
+        write_jsonl(rejected, prepared.rejected)
         flat = {k: v for k, v in prepared.stats.items() if isinstance(v, int | float | str)}
-        tracker.summary(flat)
+        step.tracker.summary(flat)
         for name, path in out_paths.items():
-            tracker.log_reference(f"{name}-split", "dataset", path, {
+            step.tracker.log_reference(f"{name}-split", "dataset", path, {
                 "rows": len(prepared.splits.get(name, prepared.rejected)),
                 "split_hash": prepared.stats["split_hash"], "source": cfg.dataset})
-        config = {**cfg.model_dump(), "base_model": model_source(cfg.base_model)}
-        return {**prepared.stats, "config": config, "wandb_url": tracker.url or ""}
+        config = {**cfg.model_dump(exclude={"wandb_api_key_secret"}),
+                  "base_model": model_source(cfg.base_model)}
+        stats = {**prepared.stats, "config": config, "wandb_url": step.tracker.url or "",
+                 "step_seconds": step.seconds()}
+    shared = {k: v for k, v in stats.items() if k != "categories"}
+    return {
+        name: {**shared, "rows": stats.get(f"{name}_rows", stats["rejected_rows"]),
+               "categories": stats["categories"].get(name, {})}
+        for name in out_paths
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Prepare Dolly-format data into chat splits.")
-    parser.add_argument("--dataset", default=DataConfig.model_fields["dataset"].default)
-    parser.add_argument("--base-model", default=DataConfig.model_fields["base_model"].default)
-    parser.add_argument("--max-seq-len", type=int, default=1024)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-    paths = {n: str(args.out / f"{n}.jsonl") for n in (*SPLITS, "rejected")}
-    params = {
-        "dataset": args.dataset,
-        "base_model": args.base_model,
-        "max_seq_len": args.max_seq_len,
-        "seed": args.seed,
-    }
-    print(json.dumps(run_prepare(params, paths), indent=2))
+    from components.common.step import main as step_main
+
+    step_main(run_prepare, argv)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from components.common.config import NoParameters
+
 
 def _label(value: str) -> str:
     """Vertex label values: lowercase letters, digits, '-', '_', at most 63 characters."""
@@ -77,3 +79,23 @@ def register_model(
     Path(record_path).parent.mkdir(parents=True, exist_ok=True)
     Path(record_path).write_text(json.dumps(record, indent=2, default=str))
     return record
+
+
+def run_register(
+    cfg: NoParameters, *, model: str, registered_model: str, display_name: str,
+    serving_image: str, pipeline_job: str, project: str = "", location: str = "",
+) -> dict[str, dict[str, Any]]:
+    """The registry step: `model` is the adapter folder, `registered_model` the record file.
+    `project`/`location` are Vertex's run-time placeholders on Vertex and '' locally."""
+    from components.common.paths import storage_uri
+
+    record = register_model(
+        model_uri=storage_uri(model), model_metadata={}, project=project, location=location,
+        display_name=display_name, serving_image=serving_image, pipeline_job=pipeline_job,
+        record_path=registered_model, model_dir=model,
+    )
+    meta = dict(record)
+    if record.get("resourceName"):
+        meta["artifact_uri"] = (
+            f"https://{location}-aiplatform.googleapis.com/v1/{record['resourceName']}")
+    return {"registered_model": meta}

@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from components.common.config import HEADLINE_METRICS
+from components.common.config import HEADLINE_METRICS, ReportConfig
 
 SAMPLE_PROMPTS = 12
 TEMPLATE = Path(__file__).with_name("template.html.j2")
@@ -110,10 +110,10 @@ def collect(
     predictions_meta: dict[str, Any],
     gpu_hourly_usd: float,
     run_id: str = "",
+    gpu_steps: set[str] | None = None,
 ) -> dict[str, Any]:
-    """Everything the report shows, as plain data (also what the tests inspect)."""
-    from pipelines.resources import STEP_MACHINES
-
+    """Everything the report shows, as plain data (also what the tests inspect). `gpu_steps`:
+    the steps that ran on a GPU machine (the pipeline passes what it compiled)."""
     model = Path(model_dir)
     results = _read_json(Path(eval_path), {})
     history = _read_json(model / "log_history.json", [])
@@ -130,7 +130,7 @@ def collect(
         "evaluate": results.get("step_seconds", eval_meta.get("step_seconds")),
         "inference": predictions_meta.get("step_seconds"),
     }
-    gpu_steps = {s for s, m in STEP_MACHINES.items() if m.accelerator_type}
+    gpu_steps = set(gpu_steps if gpu_steps is not None else ("fine-tune", "evaluate", "inference"))
     preds = _read_jsonl(predictions_path)
     training_config = _read_json(model / "training_config.json", {})
     return {
@@ -349,3 +349,33 @@ def write_report(data: dict[str, Any], html_path: str, markdown_path: str) -> No
     for path, text in ((html_path, render_html(data)), (markdown_path, render_markdown(data))):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text, encoding="utf-8")
+
+
+def run_report(
+    cfg: ReportConfig, *, train: str, validation: str, test: str, rejected: str, model: str,
+    generations: str, predictions: str, html: str, markdown: str, gpu_steps: str = "",
+    rejected_metadata: dict[str, Any] | None = None, model_metadata: dict[str, Any] | None = None,
+    generations_metadata: dict[str, Any] | None = None,
+    predictions_metadata: dict[str, Any] | None = None, run_id: str = "",
+) -> dict[str, dict[str, Any]]:
+    """Collect the run's data, write the HTML and Markdown reports, log the HTML to the
+    trackers. `gpu_steps`: comma-separated steps that ran on GPU machines (for the cost)."""
+    from components.common.config import split_csv
+    from components.common.step import step_run
+
+    with step_run("report", cfg, run_id) as step:
+        data = collect(
+            splits={"train": train, "validation": validation, "test": test, "rejected": rejected},
+            split_meta=rejected_metadata or {}, model_dir=model, model_meta=model_metadata or {},
+            eval_path=generations, eval_meta=generations_metadata or {},
+            predictions_path=predictions, predictions_meta=predictions_metadata or {},
+            gpu_hourly_usd=cfg.gpu_hourly_usd, run_id=run_id, gpu_steps=set(split_csv(gpu_steps)),
+        )
+        write_report(data, html, markdown)
+        step.tracker.log_html("report", Path(html).read_text(encoding="utf-8"))
+        step.tracker.summary({"gpu_cost_usd": data["cost"]["gpu_cost_usd"],
+                              "pipeline_seconds": data["cost"]["total_seconds"]})
+        url = step.tracker.url or ""
+    tuned_better = bool(data["headline"].get("tuned_better", False))
+    return {"html": {"wandb_url": url, "tuned_better": tuned_better},
+            "markdown": {"wandb_url": url}}

@@ -155,11 +155,16 @@ def test_gpu_steps_refuse_before_reading_anything(step: str, tmp_path: Path,
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     missing = str(tmp_path / "missing")
-    params = {"required_accelerator": "NVIDIA_L4", "base_model": missing}
+    from components.common.config import EvalConfig, InferenceConfig, TrainConfig
+
+    acc = {"required_accelerator": "NVIDIA_L4"}
     run = {
-        "fine-tune": lambda: run_fine_tune(params, missing, missing, str(tmp_path / "out")),
-        "evaluate": lambda: run_evaluate(params, missing, missing, str(tmp_path / "g.json")),
-        "inference": lambda: run_inference(params, missing, missing, str(tmp_path / "p")),
+        "fine-tune": lambda: run_fine_tune(TrainConfig(base_model=missing), train=missing,
+                                           validation=missing, model=str(tmp_path / "out"), **acc),
+        "evaluate": lambda: run_evaluate(EvalConfig(), base=missing, test=missing, model=missing,
+                                         generations=str(tmp_path / "g.json"), **acc),
+        "inference": lambda: run_inference(InferenceConfig(), base=missing, test=missing,
+                                           model=missing, predictions=str(tmp_path / "p"), **acc),
     }[step]
     with pytest.raises(AcceleratorUnavailable, match=f"{step} was compiled to run on NVIDIA_L4"):
         run()

@@ -1,6 +1,6 @@
 """Row transforms: Dolly row -> validated chat messages (small dict fixtures)."""
 
-from components.prepare_data.dolly import dedup_key, row_problem, to_messages, user_content
+from components.common.dolly import dedup_key, row_problem, to_messages, user_content
 
 ROW = {"instruction": "Who wrote it?", "context": "It was written by Ann.", "response": "Ann.",
        "category": "closed_qa"}

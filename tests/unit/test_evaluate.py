@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from components.common.config import DataConfig
+from components.common.config import DataConfig, EvalConfig
 from components.common.errors import InputError
+from components.common.jsonl import write_jsonl
 from components.evaluate import evaluate as ev
-from components.prepare_data.prepare import prepare, write_jsonl
+from components.prepare_data.prepare import prepare
 
 
 @pytest.fixture(scope="module")
@@ -52,15 +53,17 @@ def wandb_dir(tmp_path_factory) -> Path:
 def result(adapter, test_file, tmp_path_factory, wandb_dir):
     """One evaluation for the module (module fixtures run outside the per-test W&B dir)."""
     out = tmp_path_factory.mktemp("eval") / "generations.json"
-    params = {"max_new_tokens": 6, "generation_batch_size": 6, "bootstrap_samples": 300,
-              "seed": 3}
+    cfg = EvalConfig(max_new_tokens=6, generation_batch_size=6, bootstrap_samples=300, seed=3,
+                     wandb_project="test-project")
     with pytest.MonkeyPatch.context() as mp:
         for var in ("WANDB_DIR", "WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_ARTIFACT_DIR",
                     "WANDB_CONFIG_DIR"):
             mp.setenv(var, str(wandb_dir))
         mp.setenv("WANDB_MODE", "offline")
-        scalars = ev.run_evaluate(params, str(test_file), str(adapter), str(out), run_id="grp-1",
-                                  wandb_project="test-project")
+        meta = ev.run_evaluate(cfg, base="", test=str(test_file), model=str(adapter),
+                               generations=str(out), run_id="grp-1")
+        scalars = ev.scalar_metrics(json.loads(out.read_text()))
+        assert meta["generations"]["rows"] == int(scalars["test_rows"])
         import wandb
 
         wandb.teardown()
@@ -117,4 +120,13 @@ def test_bad_settings_fail_before_any_model_loads(monkeypatch, tmp_path, test_fi
 
     monkeypatch.setattr(ev, "load_base_and_adapter", boom)
     with pytest.raises(InputError, match=match):
-        ev.run_evaluate(params, str(test_file), "no-adapter", str(tmp_path / "g.json"))
+        # As the component runs it: the config is built from the task's parameters first.
+        from types import SimpleNamespace
+
+        from components.common.step import call
+
+        arts = {"base": "b", "test": str(test_file), "model": "no-adapter",
+                "generations": str(tmp_path / "x" / "y" / "g.json")}
+        arts = {k: SimpleNamespace(path=v, metadata={}) for k, v in arts.items()}
+        call(ev.run_evaluate, {**arts, **params, "required_accelerator": ""},
+             outputs=("generations",))

@@ -23,6 +23,19 @@ def test_split(tmp_path):
     return path
 
 
+def run(tmp_path, test_split, params):
+    """Inference as its component runs it: the config built from the task's parameters."""
+    from types import SimpleNamespace
+
+    from components.common.step import call
+
+    arts = {"base": "b", "test": str(test_split), "model": "adapter",
+            "predictions": str(tmp_path / "job" / "inference" / "predictions")}
+    arts = {k: SimpleNamespace(path=v, metadata={}) for k, v in arts.items()}
+    return call(infer.run_inference, {**arts, **params, "required_accelerator": ""},
+                outputs=("predictions",))
+
+
 @pytest.mark.parametrize(
     ("content", "match"),
     [
@@ -36,8 +49,7 @@ def test_bad_prompt_files(tmp_path, test_split, no_model, content, match):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(content)
     with pytest.raises(InputError, match=match):
-        infer.run_inference({"prompts_uri": str(prompts)}, str(test_split), "adapter",
-                            str(tmp_path / "out.jsonl"))
+        run(tmp_path, test_split, {"prompts_uri": str(prompts)})
 
 
 @pytest.mark.parametrize(
@@ -47,10 +59,9 @@ def test_bad_prompt_files(tmp_path, test_split, no_model, content, match):
 )
 def test_generation_settings_out_of_range(tmp_path, test_split, no_model, params, match):
     with pytest.raises(InputError, match=match):
-        infer.run_inference(params, str(test_split), "adapter", str(tmp_path / "out.jsonl"))
+        run(tmp_path, test_split, params)
 
 
 def test_missing_prompt_file(tmp_path, test_split, no_model):
     with pytest.raises(InputError, match="does not exist"):
-        infer.run_inference({"prompts_uri": str(tmp_path / "nope.jsonl")}, str(test_split),
-                            "adapter", str(tmp_path / "out.jsonl"))
+        run(tmp_path, test_split, {"prompts_uri": str(tmp_path / "nope.jsonl")})

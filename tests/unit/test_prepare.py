@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from components.common.config import DataConfig
+from components.common.config import DataConfig, build
 from components.common.errors import InputError
 from components.prepare_data.prepare import prepare, run_prepare, split_rows
 from tests.conftest import write_jsonl
@@ -65,8 +65,10 @@ def test_category_filter_keeps_only_those(tokenizer):
 
 def test_run_prepare_writes_all_four_files(tmp_path):
     outs = {n: str(tmp_path / n) for n in ("train", "validation", "test", "rejected")}
-    stats = run_prepare({"dataset": "embedded://dolly-15k-sample.jsonl",
-                         "base_model": "embedded://tiny-gemma3", "max_seq_len": 512}, outs)
+    meta = run_prepare(DataConfig(dataset="embedded://dolly-15k-sample.jsonl",
+                                  base_model="embedded://tiny-gemma3", max_seq_len=512,
+                                  wandb_project=""), **outs)
+    stats = {f"{n}_rows": meta[n]["rows"] for n in outs}
     lines = {n: Path(p).read_text().splitlines() for n, p in outs.items()}
     assert len(lines["train"]) == stats["train_rows"]
     assert len(lines["rejected"]) == stats["rejected_rows"]
@@ -79,8 +81,9 @@ def test_run_prepare_writes_all_four_files(tmp_path):
 def _error(tmp_path, tokenizer, path, **kw) -> str:
     outs = {n: str(tmp_path / "out" / n) for n in ("train", "validation", "test", "rejected")}
     with pytest.raises(InputError) as exc:
-        run_prepare({"dataset": str(path), "base_model": "embedded://tiny-gemma3",
-                     "max_seq_len": kw.pop("max_seq_len", 512), **kw}, outs)
+        run_prepare(build(DataConfig, {"dataset": str(path), "base_model": "embedded://tiny-gemma3",
+                                       "max_seq_len": kw.pop("max_seq_len", 512),
+                                       "wandb_project": "", **kw}), **outs)
     assert not (tmp_path / "out").exists(), "a failed prepare must leave no partial outputs"
     msg = str(exc.value)
     assert "\n" not in msg

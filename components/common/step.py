@@ -1,0 +1,197 @@
+"""The one shape of every step, at run time: typed config in, file paths in and out, metadata back.
+
+Why: each step's logic is a plain function `run_<step>(cfg: <Section>, *, <input>: str, ...,
+<output>: str, ...) -> metadata`, written once and reachable three ways with the same settings:
+- a KFP component body calls `call(run_<step>, arguments, ...)` (generated from the section, see
+  `components.common.component`), which builds the config from the task's parameters and passes
+  the artifacts' paths;
+- `python -m components.<step>.<module> --<field> ... --<input> PATH` runs it alone, through
+  `main(run_<step>)`, a parser built from the same section (as TRL's `TrlParser` does from its
+  dataclasses);
+- tests call it directly with a built config.
+`step_run` is what every run function wraps its work in: the step's time, its secrets (Secret
+Manager names in the config become environment variables) and its tracking run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+import time
+import typing
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from components.common.config import build
+from components.common.errors import InputError
+from components.common.tracking import DummyRun
+
+SECRET_SUFFIX = "_secret"
+
+
+@dataclass
+class StepResult:
+    """Metadata per output artifact, and the value a component returns (the gate's verdict)."""
+
+    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+    value: Any = None
+
+
+@dataclass
+class StepContext:
+    step: str
+    run_id: str
+    tracker: DummyRun
+    started: float = field(default_factory=time.perf_counter)
+
+    def seconds(self) -> float:
+        """Seconds since the step started (secrets and tracking setup included)."""
+        return round(time.perf_counter() - self.started, 2)
+
+
+def secret_fields(cfg: BaseModel) -> dict[str, str]:
+    return {k: v for k, v in cfg.model_dump().items() if k.endswith(SECRET_SUFFIX)}
+
+
+@contextmanager
+def step_run(
+    step: str, cfg: BaseModel, run_id: str = "", config: Mapping[str, Any] | None = None
+) -> Iterator[StepContext]:
+    """Time the step, load its secrets and open its tracking run (grouped by `run_id`, the
+    pipeline job). `config` is what the tracker records (default: the section, secret names
+    left out)."""
+    from components.common.secrets import load_secrets
+    from components.common.tracking import tracking_run
+
+    started = time.perf_counter()
+    load_secrets(secret_fields(cfg))
+    public = dict(config) if config is not None else cfg.model_dump(
+        exclude=set(secret_fields(cfg)))
+    project = getattr(cfg, "wandb_project", "")
+    with tracking_run(step, public, project, group=run_id) as tracker:
+        yield StepContext(step=step, run_id=run_id, tracker=tracker, started=started)
+
+
+def section_of(run: Callable[..., Any]) -> type[BaseModel]:
+    """The config section a run function takes: the annotation of its first parameter."""
+    first = next(iter(inspect.signature(run).parameters))
+    section = typing.get_type_hints(run)[first]
+    if not (isinstance(section, type) and issubclass(section, BaseModel)):
+        raise TypeError(f"{run.__qualname__}: first parameter must be a config section")
+    return section
+
+
+def keyword_names(run: Callable[..., Any]) -> list[str]:
+    """The run function's keyword-only parameters: artifact paths and compile-time settings."""
+    return [p.name for p in inspect.signature(run).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def call(
+    run: Callable[..., Any],
+    arguments: Mapping[str, Any],
+    outputs: Sequence[str],
+    from_artifacts: Mapping[str, str] | None = None,
+) -> Any:
+    """Run a step inside a KFP component: what every component body does, and all it does.
+
+    `arguments` are the component's arguments (`locals()`): artifacts (anything with `.path`)
+    are passed to `run` as paths under their own names (and their metadata as `<name>_metadata`
+    where `run` takes it); parameters that are fields of the
+    run's section build its config (one readable InputError if any is bad); the rest are passed
+    by name. `from_artifacts` fills a field with an input's path (`base_model` <- the fetched
+    base folder). The returned metadata lands on the output artifacts; `StepResult.value` is
+    the component's return value."""
+    from components.common.paths import pipeline_job_name
+
+    section = section_of(run)
+    artifacts = {k: v for k, v in arguments.items() if hasattr(v, "path")}
+    params = {k: v for k, v in arguments.items() if k not in artifacts}
+    values = {k: v for k, v in params.items() if k in section.model_fields}
+    for name, source in (from_artifacts or {}).items():
+        values[name] = artifacts[source].path
+    consumed = set((from_artifacts or {}).values())
+    kwargs: dict[str, Any] = {k: v.path for k, v in artifacts.items() if k not in consumed}
+    kwargs.update({k: v for k, v in params.items() if k not in section.model_fields})
+    accepted = set(keyword_names(run))
+    for name, art in artifacts.items():  # an input's metadata, for the runs that ask for it
+        if f"{name}_metadata" in accepted:
+            kwargs[f"{name}_metadata"] = dict(art.metadata)
+    if "run_id" in accepted:
+        # From an output's path, not an input's: a cached input may come from an earlier job.
+        kwargs["run_id"] = pipeline_job_name(artifacts[outputs[0]].path) if outputs else ""
+    unknown = set(kwargs) - accepted
+    if unknown:
+        raise TypeError(f"{run.__qualname__} does not take {sorted(unknown)}")
+    result = run(build(section, values), **kwargs)
+    if not isinstance(result, StepResult):
+        result = StepResult(metadata=result or {})
+    for name, meta in result.metadata.items():
+        meta = dict(meta)
+        uri = meta.pop("artifact_uri", None)
+        artifacts[name].metadata.update(meta)
+        if uri:
+            artifacts[name].uri = uri
+    return result.value
+
+
+# ------------------------------------------------------------------ running a step on its own
+
+
+def _python_type(annotation: Any) -> Any:
+    """int/float/str/bool for a field's annotation (a Literal counts as its values' type)."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return type(typing.get_args(annotation)[0])
+    return annotation
+
+
+def make_parser(run: Callable[..., Any]) -> argparse.ArgumentParser:
+    """Every field of the run's section as `--field` (or `--field-name`) with its default and
+    help, and each artifact path / setting the run takes as its own flag."""
+    section = section_of(run)
+    doc = (inspect.getdoc(run) or "").split("\n\n")[0]
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {run.__module__}", description=doc,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    settings = parser.add_argument_group(f"settings ({section.__name__})")
+    for name, f in section.model_fields.items():
+        kind = _python_type(f.annotation)
+        flags = {f"--{name}", f"--{name.replace('_', '-')}"}
+        extra: dict[str, Any] = {}
+        if typing.get_origin(f.annotation) is typing.Literal:
+            extra["choices"] = typing.get_args(f.annotation)
+        settings.add_argument(*sorted(flags), dest=name, default=f.default, help=f.description,
+                              type=(lambda v: v.lower() in ("1", "true", "yes"))
+                              if kind is bool else kind, **extra)
+    files = parser.add_argument_group("files and run settings")
+    for p in inspect.signature(run).parameters.values():
+        if p.kind is not inspect.Parameter.KEYWORD_ONLY:
+            continue
+        required = p.default is inspect.Parameter.empty
+        files.add_argument(f"--{p.name}", dest=p.name, required=required,
+                           default=None if required else p.default,
+                           help="path" if required else None)
+    return parser
+
+
+def main(run: Callable[..., Any], argv: list[str] | None = None) -> None:
+    """`python -m components.<step>.<module> ...`: parse, run, print the metadata as JSON.
+    Bad input is one line on stderr and exit 2, as in the CLI."""
+    args = vars(make_parser(run).parse_args(argv))
+    section = section_of(run)
+    values = {k: args.pop(k) for k in list(args) if k in section.model_fields}
+    try:
+        result = run(build(section, values), **{k: v for k, v in args.items() if v is not None})
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if isinstance(result, StepResult):
+        result = {"metadata": result.metadata, "value": result.value}
+    print(json.dumps(result, indent=2, default=str))
