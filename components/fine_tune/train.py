@@ -287,9 +287,12 @@ def run_fine_tune(
     from components.common.jsonl import read_rows
     from components.common.step import step_run
 
+    # `train` is the train split's path here (the artifact's name), so the function gets another.
+    from components.fine_tune.train import train as train_adapter
+
     require_accelerator(required_accelerator, "fine-tune")  # seconds, not hours
     with step_run("fine-tune", cfg, run_id) as step:
-        result = train(cfg, read_rows(train), read_rows(validation), Path(model), step.tracker,
+        result = train_adapter(cfg, read_rows(train), read_rows(validation), Path(model), step.tracker,
                        run_name=cfg.run_name or run_id)
         source = model_source(cfg.base_model)
         step.tracker.log_reference("lora-adapter", "model", model, {
