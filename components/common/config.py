@@ -9,9 +9,17 @@ LoRA on Dolly-15k, one NVIDIA L4.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from components.common.errors import InputError
 
@@ -31,6 +39,16 @@ def split_csv(value: str) -> list[str]:
     """`"a, b,,c"` -> `["a", "b", "c"]`: list-valued parameters travel as comma-separated strings
     so they stay plain `str` pipeline parameters (easy to pass with `--param`)."""
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _secret_name(value: str) -> str:
+    from components.common.secrets import check_secret_name  # (imports this module)
+
+    return check_secret_name(value)
+
+
+# A Secret Manager resource name, never a value: checked wherever such a field is declared.
+SecretName = Annotated[str, AfterValidator(_secret_name)]
 
 
 class _Strict(BaseModel):
@@ -66,31 +84,17 @@ class TrackingConfig(_Strict):
     """Where a step reports its run: every tracked step's section includes these fields."""
 
     wandb_project: str = Field("dolly-lora", description="W&B project (key from env/.env only).")
-    wandb_api_key_secret: str = Field(
+    wandb_api_key_secret: SecretName = Field(
         "", description="Secret Manager name of the W&B API key, '' = env/.env."
     )
-
-    @field_validator("wandb_api_key_secret")
-    @classmethod
-    def _wandb_secret_name(cls, v: str) -> str:
-        from components.common.secrets import check_secret_name
-
-        return check_secret_name(v)
 
 
 class FetchConfig(BaseModelField):
     """fetch-base-model: the only step that reads the Hugging Face token."""
 
-    hf_token_secret: str = Field(
+    hf_token_secret: SecretName = Field(
         "", description="Secret Manager name of the HF token (gated Gemma), '' = env/.env."
     )
-
-    @field_validator("hf_token_secret")
-    @classmethod
-    def _hf_secret_name(cls, v: str) -> str:
-        from components.common.secrets import check_secret_name
-
-        return check_secret_name(v)
 
 
 class CommonConfig(BaseModelField, SeqLenField, SeedField):
