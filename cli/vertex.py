@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from components.common.errors import InputError
+from components.common.errors import InputError, validation_error
 from pipelines.compiler import DEFAULT_TEMPLATE, DEFAULT_TEMPLATES, git_commit, read_stamp
 
 __all__ = ["DEFAULT_TEMPLATE", "git_commit"]
@@ -132,10 +132,7 @@ class VertexSettings(BaseModel):
         try:
             return cls(**{k: v for k, v in values.items() if v is not None})
         except ValidationError as exc:
-            raise InputError("; ".join(
-                f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
-                for e in exc.errors()
-            )) from None
+            raise validation_error(exc, "settings") from None
 
     @property
     def is_registry_template(self) -> bool:
