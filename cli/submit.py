@@ -18,7 +18,6 @@ from the environment/.env locally and from Secret Manager on Vertex (by resource
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
 from dataclasses import dataclass, field
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from pipelines.compiler import DEFAULT_TEMPLATE, RUN_ID_PREFIX, default_run_id
 
 app = typer.Typer(
     add_completion=False,
@@ -94,7 +95,7 @@ def submit(
     ] = False,
     run_id: Annotated[
         str | None, typer.Option(help="Name of this run / Vertex job id (default: "
-                                 "dolly-lora-<timestamp>).")
+                                 f"{RUN_ID_PREFIX}-<timestamp>).")
     ] = None,
     output_dir: Annotated[
         Path, typer.Option(help="Where local runs write their outputs and summary.json.")
@@ -129,7 +130,7 @@ def submit(
     ] = None,
     template: Annotated[str | None, typer.Option(
         help="Compiled YAML or Artifact Registry template URL "
-        "(https://REGION-kfp.pkg.dev/PROJECT/REPO/PACKAGE/TAG) [build/dolly-lora.yaml].",
+        f"(https://REGION-kfp.pkg.dev/PROJECT/REPO/PACKAGE/TAG) [{DEFAULT_TEMPLATE}].",
         envvar="DOLLY_LORA_TEMPLATE")
     ] = None,
     hf_token_secret: Annotated[str, typer.Option(
@@ -191,7 +192,7 @@ def submit(
         from cli.params import resolve_parameters
         from components.common.config import EMBEDDED_DEFAULT
 
-        run_id = run_id or _default_run_id()
+        run_id = run_id or default_run_id()
         # The run id names the checkpoint folder, so the same --run-id finds it again.
         profile = {**({} if real_defaults else EMBEDDED_DEFAULT), "run_name": run_id}
         params = resolve_parameters(profile, _param_pairs(opts))
@@ -203,10 +204,6 @@ def submit(
     print(summary)
     if json.loads(summary.read_text())["status"] != "SUCCESS":
         raise typer.Exit(1)
-
-
-def _default_run_id() -> str:
-    return "dolly-lora-" + dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
 def _param_pairs(opts: Options) -> list[str]:
@@ -257,7 +254,7 @@ def _vertex_settings(opts: Options) -> Any:
         project=opts.project, region=opts.region, pipeline_root=opts.pipeline_root,
         service_account=opts.service_account, network=opts.network,
         labels=vertex.parse_labels(opts.labels), experiment=opts.experiment,
-        enable_caching=opts.cache, template=opts.template or str(vertex.DEFAULT_TEMPLATE),
+        enable_caching=opts.cache, template=opts.template or str(DEFAULT_TEMPLATE),
         job_id=opts.run_id or "",
     )
 
@@ -330,7 +327,7 @@ def _run_kfp(opts: Options, host: str) -> None:
     template = Path(_template(opts, "kfp"))
     vertex.check_parameters(vertex.load_template(str(template)), values)
     run_id = vertex.submit_kfp(
-        host, template, values, run_name=opts.run_id or _default_run_id(),
+        host, template, values, run_name=opts.run_id or default_run_id(),
         experiment=opts.experiment, enable_caching=opts.cache,
         service_account=opts.service_account,
     )

@@ -22,10 +22,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from components.common.errors import InputError, validation_error
-from pipelines.compiler import DEFAULT_TEMPLATE, DEFAULT_TEMPLATES, git_commit, read_stamp
+from pipelines.compiler import (
+    DEFAULT_TEMPLATE,
+    DEFAULT_TEMPLATES,
+    RUN_ID_PREFIX,
+    default_run_id,
+    git_commit,
+    read_stamp,
+)
 
-__all__ = ["DEFAULT_TEMPLATE", "git_commit"]
-PIPELINE_LABEL = "dolly-lora"
+PIPELINE_LABEL = RUN_ID_PREFIX
 
 # Regions where Vertex AI Pipelines runs (a subset of aiplatform's SUPPORTED_REGIONS; a test
 # keeps it so). Checked here so a typo fails in a second, not after a 17 s import.
@@ -292,10 +298,6 @@ def custom_jobs(spec: dict[str, Any] | None, settings: VertexSettings) -> dict[s
     return jobs
 
 
-def default_job_id(now: dt.datetime | None = None) -> str:
-    return f"{PIPELINE_LABEL}-{(now or dt.datetime.now()).strftime('%Y%m%d-%H%M%S')}"
-
-
 def build_job(
     settings: VertexSettings, parameter_values: dict[str, Any], labels: dict[str, str],
     credentials: Any = None,
@@ -306,7 +308,7 @@ def build_job(
     return aiplatform.PipelineJob(
         display_name=PIPELINE_LABEL,
         template_path=settings.template,
-        job_id=settings.job_id or default_job_id(),
+        job_id=settings.job_id or default_run_id(),
         pipeline_root=settings.pipeline_root,
         parameter_values=parameter_values,
         enable_caching=settings.enable_caching,

@@ -31,7 +31,7 @@ class Captured:
 @pytest.fixture(scope="session")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A compiled Vertex template with a real-looking image (compiled once per session)."""
-    from compile import compile_pipeline
+    from pipelines.compiler import compile_pipeline
     from pipelines.settings import CompileSettings
 
     out = tmp_path_factory.mktemp("tpl") / "dolly-lora.yaml"

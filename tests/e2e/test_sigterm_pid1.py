@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from compile import compile_pipeline
+from pipelines.compiler import compile_pipeline
 from scripts.compiled_step import executor_env, executor_invocation, load_spec
 from tests.gcs_emulator import wait_until
 
