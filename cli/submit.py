@@ -299,16 +299,7 @@ def _run_vertex(opts: Options, wait: bool) -> None:
 
     settings, values, labels = _vertex_job(opts)
     if opts.dry_run:
-        job = vertex.build_job(settings, values, labels, credentials=vertex.dry_run_credentials())
-        request = vertex.prepare_request(job, settings)
-        out = {"method": "google.cloud.aiplatform.v1.PipelineService.CreatePipelineJob",
-               "request": vertex.request_json(request),
-               # What Vertex resolves the custom jobs' run-time placeholders to.
-               "custom_jobs": vertex.custom_jobs(vertex.load_template(settings.template),
-                                                 settings)}
-        if settings.experiment:
-            out["experiment"] = settings.experiment
-        print(json.dumps(out, indent=2, sort_keys=True))
+        print(json.dumps(vertex.dry_run(settings, values, labels), indent=2, sort_keys=True))
         return
     job = vertex.build_job(settings, values, labels)
     link = vertex.submit(job, settings)
@@ -396,22 +387,16 @@ def schedule_create(
         labels = {**labels, "schedule": vertex.re.sub(r"[^a-z0-9_-]", "-", name.lower())[:63]}
         creds = vertex.dry_run_credentials() if opts.dry_run else None
         job = vertex.build_job(settings, values, labels, credentials=creds)
-        schedule = schedules.build_schedule(
-            job, name, labels, credentials=job.credentials, project=settings.project,
-            location=settings.region,
+        request = schedules.create_request(
+            job, name, labels, cron_spec, max_runs, max_concurrent, settings.service_account,
+            settings.network, settings.project, settings.region,
         )
         if opts.dry_run:
-            request = schedules.prepare_request(
-                schedule, cron_spec, max_runs, max_concurrent, settings.service_account,
-                settings.network,
-            )
             print(json.dumps({
                 "method": "google.cloud.aiplatform.v1.ScheduleService.CreateSchedule",
                 "request": vertex.request_json(request)}, indent=2, sort_keys=True))
             return
-        schedules.create(schedule, cron_spec, max_runs, max_concurrent,
-                         settings.service_account, settings.network)
-        print(schedule.resource_name)
+        print(schedules.create(request, settings.region, credentials=job.credentials))
 
     _guard(body)
 
