@@ -164,8 +164,8 @@ def submit(
         "--hf-token-secret.", envvar="DOLLY_LORA_PUBLIC_MODEL")
     ] = False,
     verbose: Annotated[bool, typer.Option(
-        "--verbose", help="--local: also print kfp's executor-input dumps (always in "
-        "<output-dir>/<run-id>/steps.log).")
+        "--verbose", help="--local: also print every step's output and kfp's logs as they "
+        "come (always in <output-dir>/<run-id>/steps.log).")
     ] = False,
 ) -> None:
     secrets = {k: v for k, v in (("hf_token_secret", hf_token_secret),
