@@ -1,67 +1,25 @@
 """`submit --local`: the same pipeline, run by KFP's own local runner (no executor of our own).
 
 Before anything runs, every parameter and the data itself are checked (the same code the prepare
-step runs), so bad input leaves no partial outputs. While it runs, a filter on the root logger
-reads kfp.local's own task messages to time each step. Afterwards `summary.json` gathers what a
-person or a script wants to know: row counts, base vs tuned metrics, per-step seconds and the
-path of every artifact.
+step runs), so bad input leaves no partial outputs. While it runs, kfp's output goes to
+`steps.log` and the terminal shows a line per step (`cli.run_output`). Afterwards `summary.json`
+gathers what a person or a script wants to know: row counts, base vs tuned metrics, per-step
+seconds and the path of every artifact.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
 import os
-import re
 import sys
 import time
-import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from cli.report_outputs import add_evaluation, publish_reports
+from cli.run_output import ANSI, StepLog, StepTimer, results_table, runner_output_to, terminal_console
 from components.common.errors import InputError
-
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-console = Console(stderr=True)
-
-
-@dataclass
-class StepTimer(logging.Filter):
-    """Observes kfp.local's "Executing task 'x'" / "Task 'x' finished with status S" records."""
-
-    started: dict[str, float] = field(default_factory=dict)
-    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        logging.Filter.__init__(self)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        msg = ANSI.sub("", str(record.getMessage()))
-        if m := re.match(r"Executing task '([^']+)'", msg):
-            self.started[m.group(1)] = time.perf_counter()
-            self.steps[m.group(1)] = {"status": "RUNNING", "seconds": None}
-            console.print(f"[bold cyan]▶ {m.group(1)}[/] started")
-        elif m := re.match(r"Task '([^']+)' finished with status (\w+)", msg):
-            self._finish(m.group(1), m.group(2))
-        return True
-
-    def _finish(self, name: str, status: str) -> None:
-        seconds = round(time.perf_counter() - self.started.get(name, time.perf_counter()), 2)
-        self.steps[name] = {"status": status, "seconds": seconds}
-        style = "green" if status == "SUCCESS" else "red"
-        console.print(f"[bold {style}]■ {name}[/] {status} in {seconds:.1f} s")
-
-    def close_running(self) -> None:
-        for name, info in self.steps.items():
-            if info["status"] == "RUNNING":
-                self._finish(name, "FAILURE")
 
 
 def preflight(params: dict[str, Any]) -> dict[str, Any]:
@@ -161,85 +119,11 @@ def build_summary(
     return summary
 
 
-class StepLogFilter(io.TextIOBase):
-    """Stands in for stdout while kfp.local streams each step's output.
-
-    Why: kfp's executor prints every step's whole executor input (hundreds of lines of JSON per
-    step) before the step's own output; that buries the training log and any error. The block
-    is dropped from the terminal; every line, the block included, still goes to `log_path`.
-    """
-
-    START = "Got executor_input:"
-    END = re.compile(r"^ {0,4}\}\s*$")  # the JSON's closing brace (kfp indents step output by 4)
-    NEXT = re.compile(r"^\s*\[KFP Executor ")
-
-    def __init__(self, terminal: Any, log_path: Path) -> None:
-        self.terminal = terminal
-        self.log = log_path.open("a", encoding="utf-8")
-        self.pending = ""
-        self.hiding = False
-        self.hidden_lines = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        self.log.write(text)
-        self.pending += text
-        *lines, self.pending = self.pending.split("\n")
-        for line in lines:
-            self._line(line + "\n")
-        return len(text)
-
-    def _line(self, line: str) -> None:
-        if self.hiding and self.NEXT.match(line):
-            self.hiding = False  # never hide past the block, whatever it looked like
-        if self.hiding:
-            self.hidden_lines += 1
-            if self.END.match(line):
-                self.hiding = False
-            return
-        if self.START in line:
-            self.hiding = True
-            line = line.replace(self.START, "executor input (in the step log)")
-        self.terminal.write(line)
-
-    def flush(self) -> None:
-        if self.pending and not self.hiding:
-            self.terminal.write(self.pending)
-            self.pending = ""
-        self.terminal.flush()
-        self.log.flush()
-
-    def close(self) -> None:
-        if not self.closed:
-            super().close()  # flushes
-            self.log.close()
-
-
-@contextlib.contextmanager
-def quiet_runner_output(log_path: Path, verbose: bool = False) -> Iterator[None]:
-    """kfp.local without its noise: executor-input dumps go to `log_path` only, and its warnings
-    that Vertex-only settings (machine type, accelerator, CUDA image) do nothing locally, which
-    is expected here, are silenced."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Task '.*': settings \[.*no effect")
-        warnings.filterwarnings("ignore", message=r"You may be attempt?ing to run a task")
-        if verbose:
-            yield
-            return
-        out = StepLogFilter(sys.stdout, log_path)
-        try:
-            with contextlib.redirect_stdout(out):
-                yield
-        finally:
-            out.close()
-
-
 def run_local(
     params: dict[str, Any], output_dir: Path, run_id: str, verbose: bool = False
 ) -> Path:
     """Run the pipeline locally; returns the path of summary.json (written even on failure)."""
+    console = terminal_console()
     console.print(f"[bold]Checking parameters and data[/] ({params['dataset']})")
     stats = preflight(params)
     console.print(
@@ -266,20 +150,23 @@ def run_local(
         pipeline_root=str(pipeline_root),
         raise_on_error=True,
     )
-    timer = StepTimer()
+    log = StepLog(run_root / "steps.log", echo=sys.stdout if verbose else None)
+    console.print(f"Running the pipeline; every step's output: {log.path}")
+    timer = StepTimer(console, pipeline_root, log)
     root = logging.getLogger()
     root.addFilter(timer)
     start = time.perf_counter()
     status = "SUCCESS"
     error: str | None = None
     try:
-        with quiet_runner_output(run_root / "steps.log", verbose):
+        with runner_output_to(log):
             lora_pipeline(**params)
     except RuntimeError as exc:
         status, error = "FAILURE", ANSI.sub("", str(exc))
     finally:
         root.removeFilter(timer)
         timer.close_running()
+        log.close()
     wall = time.perf_counter() - start
     run_dirs = sorted(pipeline_root.glob("*/")) if pipeline_root.exists() else []
     summary = build_summary(
@@ -291,12 +178,10 @@ def run_local(
     path = run_root / "summary.json"
     path.write_text(json.dumps(summary, indent=2, default=str))
     if status != "SUCCESS":
-        console.print(f"[bold red]Pipeline failed:[/] {error}")
+        console.print(f"[bold red]Pipeline failed:[/] {error}", soft_wrap=True)
+        console.print(f"Every step's output: {log.path}")
     else:
-        e = summary["eval"]
-        console.print(
-            f"[bold green]Done[/] in {wall:.0f} s. test loss base {e['base']['loss']:.3f} -> "
-            f"tuned {e['tuned']['loss']:.3f}; ROUGE-L {e['base']['rougeL']:.3f} -> "
-            f"{e['tuned']['rougeL']:.3f}"
-        )
+        console.print(results_table(summary))
+        console.print(f"[bold green]Done[/] in {wall:.0f} s. Report: "
+                      f"{summary['report'].get('html', '-')}")
     return path

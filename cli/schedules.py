@@ -2,15 +2,17 @@
 
 Two client pitfalls are handled here rather than trusted to the SDK:
 - python-aiplatform#4039: `PipelineJob.create_schedule` has ignored the job's credentials and
-  location in some releases, creating the schedule in the default project/region. We build
-  `PipelineJobSchedule` ourselves and pass credentials, project and location explicitly.
-- python-aiplatform#2929: the labels of scheduled runs have been overwritten/dropped. We write
-  our labels (pipeline, git commit, user labels, schedule name) into the schedule's
-  `create_pipeline_job_request` right before sending, so every scheduled run carries them.
+  location in some releases, creating the schedule in the default project/region.
+- python-aiplatform#2929: the labels of scheduled runs have been overwritten/dropped.
+So the CreateScheduleRequest is built here, from the job's public `to_dict()` and the public
+`aiplatform_v1` types, with the project, location and our labels (pipeline, git commit, user
+labels, schedule name) written in, and sent with the public ScheduleServiceClient: no private
+attribute of the SDK is read or written.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -61,55 +63,54 @@ def schedule_cron(cron: str, time_zone: str = "") -> str:
     return f"TZ={check_time_zone(time_zone)} {cron}" if time_zone else cron
 
 
-def build_schedule(
-    job: Any, display_name: str, labels: dict[str, str], credentials: Any, project: str,
+# The parts of a PipelineJob a scheduled run is created from (as PipelineJobSchedule copies them).
+_SCHEDULED_JOB_FIELDS = ("runtimeConfig", "pipelineSpec", "templateUri", "encryptionSpec",
+                         "reservedIpRanges")
+
+
+def create_request(
+    job: Any, display_name: str, labels: dict[str, str], cron: str, max_run_count: int | None,
+    max_concurrent_run_count: int, service_account: str, network: str, project: str,
     location: str,
 ) -> Any:
-    """A PipelineJobSchedule for `job`, in the job's project/location with the job's labels."""
-    from google.cloud import aiplatform
-
-    schedule = aiplatform.PipelineJobSchedule(
-        pipeline_job=job, display_name=display_name, credentials=credentials,
-        project=project, location=location,
+    """The CreateScheduleRequest for `job` on `cron`, built from the job's public `to_dict()`
+    with the public v1 types: in the given project/location (#4039) and with our labels on
+    every scheduled run (#2929). `--dry-run` prints it; `create` sends it."""
+    from google.cloud.aiplatform_v1.types import (
+        CreatePipelineJobRequest,
+        CreateScheduleRequest,
+        PipelineJob,
+        Schedule,
     )
-    request_job = schedule._gca_resource.create_pipeline_job_request.pipeline_job
-    request_job.labels.clear()
-    request_job.labels.update(labels)
-    return schedule
 
-
-def prepare_request(
-    schedule: Any, cron: str, max_run_count: int | None, max_concurrent_run_count: int,
-    service_account: str, network: str,
-) -> Any:
-    """Fill the schedule as `PipelineJobSchedule.create` would; return the CreateScheduleRequest."""
-    from google.cloud.aiplatform.compat.types import schedule_service
-
-    res = schedule._gca_resource
-    res.cron = cron
-    if max_run_count:
-        res.max_run_count = max_run_count
-    res.max_concurrent_run_count = max_concurrent_run_count
+    parent = f"projects/{project}/locations/{location}"
+    built = job.to_dict()
+    pipeline_job = PipelineJob.from_json(json.dumps(
+        {k: built[k] for k in _SCHEDULED_JOB_FIELDS if k in built}))
+    pipeline_job.labels.update(labels)
     if service_account:
-        res.create_pipeline_job_request.pipeline_job.service_account = service_account
+        pipeline_job.service_account = service_account
     if network:
-        res.create_pipeline_job_request.pipeline_job.network = network
-    return schedule_service.CreateScheduleRequest(parent=schedule._parent, schedule=res)
-
-
-def create(
-    schedule: Any, cron: str, max_run_count: int | None, max_concurrent_run_count: int,
-    service_account: str, network: str,
-) -> Any:
-    """Send the schedule; its run labels were set in `build_schedule` (#2929)."""
-    schedule._create(
-        cron=cron,
-        max_run_count=max_run_count,
-        max_concurrent_run_count=max_concurrent_run_count,
-        service_account=service_account or None,
-        network=network or None,
+        pipeline_job.network = network
+    schedule = Schedule(
+        display_name=display_name, cron=cron, max_concurrent_run_count=max_concurrent_run_count,
+        create_pipeline_job_request=CreatePipelineJobRequest(parent=parent,
+                                                             pipeline_job=pipeline_job),
     )
-    return schedule
+    if max_run_count:
+        schedule.max_run_count = max_run_count
+    return CreateScheduleRequest(parent=parent, schedule=schedule)
+
+
+def create(request: Any, location: str, credentials: Any = None) -> str:
+    """Send a CreateScheduleRequest to the region's endpoint; returns the schedule's name."""
+    from google.cloud.aiplatform_v1 import ScheduleServiceClient
+
+    client = ScheduleServiceClient(
+        credentials=credentials,
+        client_options={"api_endpoint": f"{location}-aiplatform.googleapis.com"},
+    )
+    return client.create_schedule(parent=request.parent, schedule=request.schedule).name
 
 
 def _get(schedule_id: str, project: str, location: str, credentials: Any = None) -> Any:
@@ -127,7 +128,7 @@ def list_schedules(project: str, location: str, credentials: Any = None) -> list
     for s in aiplatform.PipelineJobSchedule.list(
         project=project, location=location, credentials=credentials
     ):
-        r = s._gca_resource
+        r = s.gca_resource
         rows.append({"name": r.name, "display_name": r.display_name, "state": r.state.name,
                      "cron": r.cron, "started_runs": r.started_run_count})
     return rows

@@ -18,7 +18,6 @@ from the environment/.env locally and from Secret Manager on Vertex (by resource
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
 from dataclasses import dataclass, field
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from pipelines.compiler import DEFAULT_TEMPLATE, RUN_ID_PREFIX, default_run_id
 
 app = typer.Typer(
     add_completion=False,
@@ -94,7 +95,7 @@ def submit(
     ] = False,
     run_id: Annotated[
         str | None, typer.Option(help="Name of this run / Vertex job id (default: "
-                                 "dolly-lora-<timestamp>).")
+                                 f"{RUN_ID_PREFIX}-<timestamp>).")
     ] = None,
     output_dir: Annotated[
         Path, typer.Option(help="Where local runs write their outputs and summary.json.")
@@ -129,7 +130,7 @@ def submit(
     ] = None,
     template: Annotated[str | None, typer.Option(
         help="Compiled YAML or Artifact Registry template URL "
-        "(https://REGION-kfp.pkg.dev/PROJECT/REPO/PACKAGE/TAG) [build/dolly-lora.yaml].",
+        f"(https://REGION-kfp.pkg.dev/PROJECT/REPO/PACKAGE/TAG) [{DEFAULT_TEMPLATE}].",
         envvar="DOLLY_LORA_TEMPLATE")
     ] = None,
     hf_token_secret: Annotated[str, typer.Option(
@@ -163,8 +164,8 @@ def submit(
         "--hf-token-secret.", envvar="DOLLY_LORA_PUBLIC_MODEL")
     ] = False,
     verbose: Annotated[bool, typer.Option(
-        "--verbose", help="--local: also print kfp's executor-input dumps (always in "
-        "<output-dir>/<run-id>/steps.log).")
+        "--verbose", help="--local: also print every step's output and kfp's logs as they "
+        "come (always in <output-dir>/<run-id>/steps.log).")
     ] = False,
 ) -> None:
     secrets = {k: v for k, v in (("hf_token_secret", hf_token_secret),
@@ -191,7 +192,7 @@ def submit(
         from cli.params import resolve_parameters
         from components.common.config import EMBEDDED_DEFAULT
 
-        run_id = run_id or _default_run_id()
+        run_id = run_id or default_run_id()
         # The run id names the checkpoint folder, so the same --run-id finds it again.
         profile = {**({} if real_defaults else EMBEDDED_DEFAULT), "run_name": run_id}
         params = resolve_parameters(profile, _param_pairs(opts))
@@ -203,10 +204,6 @@ def submit(
     print(summary)
     if json.loads(summary.read_text())["status"] != "SUCCESS":
         raise typer.Exit(1)
-
-
-def _default_run_id() -> str:
-    return "dolly-lora-" + dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
 def _param_pairs(opts: Options) -> list[str]:
@@ -257,7 +254,7 @@ def _vertex_settings(opts: Options) -> Any:
         project=opts.project, region=opts.region, pipeline_root=opts.pipeline_root,
         service_account=opts.service_account, network=opts.network,
         labels=vertex.parse_labels(opts.labels), experiment=opts.experiment,
-        enable_caching=opts.cache, template=opts.template or str(vertex.DEFAULT_TEMPLATE),
+        enable_caching=opts.cache, template=opts.template or str(DEFAULT_TEMPLATE),
         job_id=opts.run_id or "",
     )
 
@@ -302,16 +299,7 @@ def _run_vertex(opts: Options, wait: bool) -> None:
 
     settings, values, labels = _vertex_job(opts)
     if opts.dry_run:
-        job = vertex.build_job(settings, values, labels, credentials=vertex.dry_run_credentials())
-        request = vertex.prepare_request(job, settings)
-        out = {"method": "google.cloud.aiplatform.v1.PipelineService.CreatePipelineJob",
-               "request": vertex.request_json(request),
-               # What Vertex resolves the custom jobs' run-time placeholders to.
-               "custom_jobs": vertex.custom_jobs(vertex.load_template(settings.template),
-                                                 settings)}
-        if settings.experiment:
-            out["experiment"] = settings.experiment
-        print(json.dumps(out, indent=2, sort_keys=True))
+        print(json.dumps(vertex.dry_run(settings, values, labels), indent=2, sort_keys=True))
         return
     job = vertex.build_job(settings, values, labels)
     link = vertex.submit(job, settings)
@@ -330,7 +318,7 @@ def _run_kfp(opts: Options, host: str) -> None:
     template = Path(_template(opts, "kfp"))
     vertex.check_parameters(vertex.load_template(str(template)), values)
     run_id = vertex.submit_kfp(
-        host, template, values, run_name=opts.run_id or _default_run_id(),
+        host, template, values, run_name=opts.run_id or default_run_id(),
         experiment=opts.experiment, enable_caching=opts.cache,
         service_account=opts.service_account,
     )
@@ -399,22 +387,16 @@ def schedule_create(
         labels = {**labels, "schedule": vertex.re.sub(r"[^a-z0-9_-]", "-", name.lower())[:63]}
         creds = vertex.dry_run_credentials() if opts.dry_run else None
         job = vertex.build_job(settings, values, labels, credentials=creds)
-        schedule = schedules.build_schedule(
-            job, name, labels, credentials=job.credentials, project=settings.project,
-            location=settings.region,
+        request = schedules.create_request(
+            job, name, labels, cron_spec, max_runs, max_concurrent, settings.service_account,
+            settings.network, settings.project, settings.region,
         )
         if opts.dry_run:
-            request = schedules.prepare_request(
-                schedule, cron_spec, max_runs, max_concurrent, settings.service_account,
-                settings.network,
-            )
             print(json.dumps({
                 "method": "google.cloud.aiplatform.v1.ScheduleService.CreateSchedule",
                 "request": vertex.request_json(request)}, indent=2, sort_keys=True))
             return
-        schedules.create(schedule, cron_spec, max_runs, max_concurrent,
-                         settings.service_account, settings.network)
-        print(schedule.resource_name)
+        print(schedules.create(request, settings.region, credentials=job.credentials))
 
     _guard(body)
 

@@ -21,11 +21,17 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from components.common.errors import InputError
-from pipelines.compiler import DEFAULT_TEMPLATE, DEFAULT_TEMPLATES, git_commit, read_stamp
+from components.common.errors import InputError, validation_error
+from pipelines.compiler import (
+    DEFAULT_TEMPLATE,
+    DEFAULT_TEMPLATES,
+    RUN_ID_PREFIX,
+    default_run_id,
+    git_commit,
+    read_stamp,
+)
 
-__all__ = ["DEFAULT_TEMPLATE", "git_commit"]
-PIPELINE_LABEL = "dolly-lora"
+PIPELINE_LABEL = RUN_ID_PREFIX
 
 # Regions where Vertex AI Pipelines runs (a subset of aiplatform's SUPPORTED_REGIONS; a test
 # keeps it so). Checked here so a typo fails in a second, not after a 17 s import.
@@ -132,10 +138,7 @@ class VertexSettings(BaseModel):
         try:
             return cls(**{k: v for k, v in values.items() if v is not None})
         except ValidationError as exc:
-            raise InputError("; ".join(
-                f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
-                for e in exc.errors()
-            )) from None
+            raise validation_error(exc, "settings") from None
 
     @property
     def is_registry_template(self) -> bool:
@@ -295,10 +298,6 @@ def custom_jobs(spec: dict[str, Any] | None, settings: VertexSettings) -> dict[s
     return jobs
 
 
-def default_job_id(now: dt.datetime | None = None) -> str:
-    return f"{PIPELINE_LABEL}-{(now or dt.datetime.now()).strftime('%Y%m%d-%H%M%S')}"
-
-
 def build_job(
     settings: VertexSettings, parameter_values: dict[str, Any], labels: dict[str, str],
     credentials: Any = None,
@@ -309,7 +308,7 @@ def build_job(
     return aiplatform.PipelineJob(
         display_name=PIPELINE_LABEL,
         template_path=settings.template,
-        job_id=settings.job_id or default_job_id(),
+        job_id=settings.job_id or default_run_id(),
         pipeline_root=settings.pipeline_root,
         parameter_values=parameter_values,
         enable_caching=settings.enable_caching,
@@ -320,17 +319,37 @@ def build_job(
     )
 
 
-def prepare_request(job: Any, settings: VertexSettings) -> Any:
-    """Set what `PipelineJob.submit` sets; return the CreatePipelineJobRequest it will send."""
-    from google.cloud.aiplatform.compat.types import pipeline_service
+def parent(settings: VertexSettings) -> str:
+    """The location every request of this submission goes to."""
+    return f"projects/{settings.project}/locations/{settings.region}"
 
+
+def create_request(job: Any, settings: VertexSettings) -> Any:
+    """The CreatePipelineJobRequest `submit` sends for `job`: the job as built (its public
+    `to_dict()`), with the identity and network `PipelineJob.submit` sets. `job` is unchanged."""
+    from google.cloud.aiplatform_v1.types import CreatePipelineJobRequest, PipelineJob
+
+    resource = PipelineJob.from_json(json.dumps(job.to_dict()))
     if settings.service_account:
-        job._gca_resource.service_account = settings.service_account
+        resource.service_account = settings.service_account
     if settings.network:
-        job._gca_resource.network = settings.network
-    return pipeline_service.CreatePipelineJobRequest(
-        parent=job._parent, pipeline_job=job._gca_resource, pipeline_job_id=job.job_id
-    )
+        resource.network = settings.network
+    return CreatePipelineJobRequest(parent=parent(settings), pipeline_job=resource,
+                                    pipeline_job_id=job.job_id)
+
+
+def dry_run(settings: VertexSettings, parameter_values: dict[str, Any],
+            labels: dict[str, str]) -> dict[str, Any]:
+    """Everything `submit --dry-run` prints: the exact request, built offline by the real client
+    with anonymous credentials (nothing is sent), and each custom job as it will run."""
+    job = build_job(settings, parameter_values, labels, credentials=dry_run_credentials())
+    out = {"method": "google.cloud.aiplatform.v1.PipelineService.CreatePipelineJob",
+           "request": request_json(create_request(job, settings)),
+           # What Vertex resolves the custom jobs' run-time placeholders to.
+           "custom_jobs": custom_jobs(load_template(settings.template), settings)}
+    if settings.experiment:
+        out["experiment"] = settings.experiment
+    return out
 
 
 def request_json(request: Any) -> dict[str, Any]:
@@ -344,6 +363,15 @@ def dry_run_credentials() -> Any:
     return AnonymousCredentials()
 
 
+def console_link(resource_name: str) -> str:
+    """The Vertex console page of a pipeline job, from its resource name
+    (projects/P/locations/L/pipelineJobs/ID)."""
+    parts = resource_name.split("/")
+    fields = dict(zip(parts[::2], parts[1::2], strict=False))
+    return (f"https://console.cloud.google.com/vertex-ai/locations/{fields['locations']}"
+            f"/pipelines/runs/{fields['pipelineJobs']}?project={fields['projects']}")
+
+
 def submit(job: Any, settings: VertexSettings) -> str:
     """Create the job on Vertex AI; returns its console link."""
     job.submit(
@@ -351,13 +379,13 @@ def submit(job: Any, settings: VertexSettings) -> str:
         network=settings.network or None,
         experiment=settings.experiment or None,
     )
-    return job._dashboard_uri()
+    return console_link(job.resource_name)
 
 
-def failed_tasks(job_resource: Any) -> list[str]:
-    """Names of the tasks that failed in a PipelineJob resource."""
-    details = getattr(getattr(job_resource, "job_detail", None), "task_details", []) or []
-    return [t.task_name for t in details if getattr(t.state, "name", str(t.state)) == "FAILED"]
+def failed_tasks(task_details: list[Any]) -> list[str]:
+    """Names of the tasks that failed, from `PipelineJob.task_details`."""
+    return [t.task_name for t in task_details or []
+            if getattr(t.state, "name", str(t.state)) == "FAILED"]
 
 
 def _sleep(seconds: float) -> None:
@@ -366,11 +394,12 @@ def _sleep(seconds: float) -> None:
 
 
 def wait(job: Any, poll_seconds: float = 30.0, echo: Callable[[str], None] = print) -> str:
-    """Follow the job until it ends; returns the final state name, raises if it did not succeed."""
+    """Follow the job until it ends, echoing each state change; returns the final state name,
+    raises if it did not succeed. Polls the public `state` (each read fetches the job) rather
+    than `PipelineJob.wait()`, which logs nothing on a state change and sleeps on its own."""
     last = None
     while True:
-        job._sync_gca_resource()
-        state = job._gca_resource.state.name
+        state = job.state.name
         if state != last:
             echo(f"{dt.datetime.now():%H:%M:%S} {job.job_id}: {state}")
             last = state
@@ -378,8 +407,8 @@ def wait(job: Any, poll_seconds: float = 30.0, echo: Callable[[str], None] = pri
             break
         _sleep(poll_seconds)
     if state != "PIPELINE_STATE_SUCCEEDED":
-        tasks = failed_tasks(job._gca_resource)
-        error = job._gca_resource.error.message if job._gca_resource.error else ""
+        error = job.gca_resource.error.message  # the resource `state` just fetched
+        tasks = failed_tasks(job.task_details)
         raise RuntimeError(
             f"pipeline job {job.job_id} ended {state.removeprefix('PIPELINE_STATE_')}"
             + (f"; failed task: {', '.join(tasks)}" if tasks else "")

@@ -1,4 +1,15 @@
-"""Compile the pipeline to a YAML template that says what it was built from.
+"""Compile the pipeline to a YAML template that says what it was built from (`main` is the
+command line; the root `compile.py` only calls it, since the root script is not in the wheel).
+
+    uv run python compile.py                                  # -> build/dolly-lora.yaml
+    uv run python compile.py --image REGION-docker.pkg.dev/P/dolly-lora/trainer@sha256:...
+    uv run python compile.py --capacity SPOT --timeout 21600s
+    DOLLY_LORA_IMAGE=... uv run python compile.py             # the same, from the environment
+    uv run python compile.py --target kfp        # -> build/dolly-lora-kfp.yaml (open-source KFP)
+
+The image and the GPU machine are compile-time settings (`pipelines.settings`): flags win over
+DOLLY_LORA_* variables, which win over the defaults (g2-standard-8, 1 x NVIDIA_L4). The written
+path is the last line printed. Compiling twice gives byte-identical files.
 
 Why a stamp: `submit` must never send a template that no longer matches the code or the
 settings the user asked for (another image, a changed component). The first line of every
@@ -9,9 +20,12 @@ Artifact Registry upload and do not change the PipelineSpec; `read_stamp` reads 
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import hashlib
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +36,14 @@ DEFAULT_TEMPLATES: dict[str, Path] = {
     "local": Path("build") / "dolly-lora-local.yaml",
 }
 DEFAULT_TEMPLATE = DEFAULT_TEMPLATES["vertex"]
+RUN_ID_PREFIX = "dolly-lora"
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_run_id(now: dt.datetime | None = None) -> str:
+    """The run id (local run folder, Vertex job id, KFP run name) when none is given:
+    dolly-lora-YYYYMMDD-HHMMSS, valid as a Vertex job id and a checkpoint folder name."""
+    return f"{RUN_ID_PREFIX}-{(now or dt.datetime.now()):%Y%m%d-%H%M%S}"
 
 
 def git_commit(cwd: Path | None = None) -> str:
@@ -100,3 +121,39 @@ def stale_reasons(found: dict[str, Any] | None, wanted: dict[str, Any]) -> list[
         if str(have.get(key)) != str(wanted[key]):
             reasons.append(f"{key} is {have.get(key)!r} in it, {wanted[key]!r} wanted")
     return reasons
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python compile.py [flags]`: compile, print the written path; bad settings exit 2."""
+    parser = argparse.ArgumentParser(prog="compile.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, help="YAML file to write [the target's file: " +
+                        ", ".join(f"{t}: {p}" for t, p in DEFAULT_TEMPLATES.items()) + "]")
+    parser.add_argument("--image", help="image for every step, tag or @sha256 digest "
+                        "[env DOLLY_LORA_IMAGE]")
+    parser.add_argument("--target", choices=["vertex", "kfp", "local"], help="vertex "
+                        "(default): GPU steps as Vertex custom jobs; kfp: open-source Kubeflow "
+                        "Pipelines on GKE; local: plain tasks (kfp.local)")
+    parser.add_argument("--machine-type", help="training machine [g2-standard-8]")
+    parser.add_argument("--accelerator-type", help="training GPU [NVIDIA_L4]")
+    parser.add_argument("--accelerator-count", type=int, help="GPUs [1]")
+    parser.add_argument("--boot-disk-gb", dest="boot_disk_size_gb", type=int, help="[200]")
+    parser.add_argument("--timeout", help="training job timeout, e.g. 21600s [86400s]")
+    parser.add_argument("--capacity", choices=["STANDARD", "SPOT", "FLEX_START"],
+                        help="on-demand, Spot (preemptible) or FLEX_START (queued) [STANDARD]")
+    parser.add_argument("--max-wait-duration", help="FLEX_START: wait for capacity [3600s]")
+    args = parser.parse_args(argv)
+
+    from components.common.errors import InputError
+    from components.common.images import PLACEHOLDER_PROJECT
+    from pipelines.settings import CompileSettings
+
+    overrides = {k: v for k, v in vars(args).items() if k != "out"}
+    try:
+        settings = CompileSettings.load(overrides)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    if PLACEHOLDER_PROJECT in settings.image:
+        print(f"note: placeholder image {settings.image}; pass --image (or DOLLY_LORA_IMAGE) "
+              "before submitting to Vertex", file=sys.stderr)
+    print(compile_pipeline(args.out, settings).resolve())

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from components.common.errors import InputError
+from components.common.errors import validation_error
 from components.common.images import DEFAULT_IMAGE
 from pipelines.resources import TrainingJobSpec
 
@@ -111,13 +111,7 @@ class CompileSettings(BaseModel):
         try:
             return cls(**top, training=TrainingJobSpec(**training))
         except ValidationError as exc:
-            raise InputError(
-                "; ".join(
-                    f"{'.'.join(map(str, e['loc'])) or 'settings'}: "
-                    f"{e['msg'].removeprefix('Value error, ')}"
-                    for e in exc.errors()
-                )
-            ) from None
+            raise validation_error(exc, "settings") from None
 
 
 # kfp's lightweight-component command ends with this line; `sh -ec` would keep Python as its

@@ -4,7 +4,9 @@
 Why not the wrapper's own class: it always uses a filesystem backend and sets
 STORAGE_EMULATOR_HOST process-wide; tests need the in-memory backend by default, a restartable
 server on the same port (to test retries across an outage) and the environment set per test.
-Why fake-gcs-server: it enforces generation preconditions and returns real 404s (FIELD-NOTES).
+Why fake-gcs-server: it enforces `if_generation_match` preconditions (the checkpoint marker's
+create-once write relies on them) and returns real 404s; gcp-storage-emulator, the other
+candidate, silently ignores generation preconditions, so atomicity cannot be tested against it.
 """
 
 from __future__ import annotations

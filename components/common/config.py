@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from components.common.errors import InputError
+from components.common.errors import validation_error
 
 DOLLY_CATEGORIES: tuple[str, ...] = (
     "brainstorming",
@@ -317,12 +317,7 @@ def build(model: type[BaseModel], values: dict[str, Any]) -> Any:
     try:
         return model(**{k: v for k, v in values.items() if k in fields})
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "parameters"
-            msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{where}: {msg}")
-        raise InputError("; ".join(problems)) from None
+        raise validation_error(exc) from None
 
 
 # The embedded default: what `submit --local` runs with no cloud, GPU or network. A tiny Gemma 3

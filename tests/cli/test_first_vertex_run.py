@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import compile as compile_mod
 from cli.submit import app
 from pipelines import compiler
 from pipelines.resources import GPU_STEPS, NETWORK_PLACEHOLDER, SERVICE_ACCOUNT_PLACEHOLDER
@@ -154,7 +153,7 @@ def test_recompiling_keeps_the_compile_flags(vertex: Captured, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """`compile.py --image X --capacity SPOT`, then the code changes: submit recompiles with X
     and SPOT, not the defaults."""
-    compile_mod.main(["--image", IMAGE, "--capacity", "SPOT"])
+    compiler.main(["--image", IMAGE, "--capacity", "SPOT"])
     monkeypatch.setattr(compiler, "source_digest", lambda root=None: "changed-code")
     r = invoke(*WHERE, "--public-model", "--checkpoint-uri", "gs://my-bucket/c", "--dry-run")
     assert r.exit_code == 0, r.output

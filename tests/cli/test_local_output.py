@@ -1,62 +1,128 @@
-"""`submit --local` output: kfp's executor-input dumps leave the terminal but stay in steps.log,
-and nothing else is hidden (a step's own output and errors always show)."""
+"""`submit --local` output: a line per step as it starts and ends with the figure that matters,
+everything kfp.local and the steps print in steps.log (and on the terminal with --verbose), the
+tail of a failed step's output under its line. The whole-run check is in tests/e2e/test_local_run.
+"""
 
 from __future__ import annotations
 
 import io
 import json
+import logging
+import sys
 import warnings
+from pathlib import Path
 
-from cli.local_run import StepLogFilter, quiet_runner_output
+from rich.console import Console
 
-EXECUTOR_INPUT = json.dumps({"inputs": {"parameterValues": {"seed": 42, "nested": {"a": [1, 2]}}},
-                             "outputs": {"outputFile": "/x/executor_output.json"}}, indent=4)
+from cli.run_output import StepLog, StepTimer, results_table, runner_output_to, step_figure
+
+# Artifact metadata as the steps write it (values from a run of the embedded default).
+METADATA = {
+    "fetch-base-model": {"model": {"files": 7, "size_mb": 5.0}},
+    "prepare-data": {name: {"train_rows": 161, "validation_rows": 20, "test_rows": 20,
+                            "rejected_rows": 27} for name in ("train", "test")},
+    "fine-tune": {"model": {"first_logged_loss": 6.134, "last_logged_loss": 5.454,
+                            "eval_loss": 6.118, "tokens_per_second": 2032.1, "global_step": 60}},
+    "evaluate": {"generations": {"rows": 20, "tuned_better": True}},
+    "gate": {"metrics": {"tuned_better": True}},
+    "inference": {"predictions": {"rows": 20, "tokens_per_second": 4.5, "latency_p95_s": 83.79}},
+    "register-model": {"registered_model": {"registry": "local",
+                                            "display_name": "dolly-lora-gemma3-1b"}},
+}
+EVALUATION = {"base": {"loss": 6.4968}, "tuned": {"loss": 5.9934},
+              "headline": {"metric": "loss", "diff": -0.5034, "diff_low": -0.7109,
+                           "diff_high": -0.3378}}
 
 
-def stream(step_output: str) -> list[str]:
-    """What kfp.local prints for one step: its lines, indented by 4."""
-    lines = ["[KFP Executor 2026 INFO]: Loading KFP component \"fine_tune\"",
-             "[KFP Executor 2026 INFO]: Got executor_input:", *EXECUTOR_INPUT.splitlines(),
-             *step_output.splitlines(), "[KFP Executor 2026 INFO]: Wrote executor output file"]
-    return ["    " + line + "\n" for line in lines]
+def task_dir(root: Path, task: str) -> Path:
+    """A task's output folder as kfp.local writes it, with its executor_output.json."""
+    d = root / "dolly-lora-2026-11-28-08-52-53" / task
+    d.mkdir(parents=True)
+    arts = {name: {"artifacts": [{"name": name, "metadata": md}]}
+            for name, md in METADATA.get(task, {}).items()}
+    (d / "executor_output.json").write_text(json.dumps({"artifacts": arts}))
+    if task == "evaluate":
+        (d / "generations").write_text(json.dumps(EVALUATION))
+    return d
 
 
-def run_filter(lines: list[str], tmp_path) -> tuple[str, str]:
+def test_each_step_has_its_figure(tmp_path: Path) -> None:
+    figures = {t: step_figure(t, task_dir(tmp_path, t)) for t in METADATA}
+    assert figures == {
+        "fetch-base-model": "5.0 MB, 7 files",
+        "prepare-data": "rows: train 161, validation 20, test 20, rejected 27",
+        "fine-tune": "loss 6.134 -> 5.454, eval loss 6.118, 2,032 tokens/s, 60 steps",
+        "evaluate": "test loss 6.497 -> 5.993, change -0.503 (95%: -0.711 to -0.338)",
+        "gate": "tuned beats base beyond noise: register",
+        "inference": "20 rows, 4.5 tokens/s, latency p95 83.8 s",
+        "register-model": "dolly-lora-gemma3-1b: local record",
+    }
+    assert step_figure("fine-tune", tmp_path / "missing") == ""  # no output: no figure, no error
+
+
+def kfp_record(message: str) -> logging.LogRecord:
+    """A record as kfp.local logs it: task names in colour codes."""
+    return logging.LogRecord("root", logging.INFO, __file__, 0, message, None, None)
+
+
+def test_start_and_end_lines_and_a_failed_steps_tail(tmp_path: Path) -> None:
+    out = io.StringIO()
+    console = Console(file=out, width=200, color_system=None)
+    log = StepLog(tmp_path / "steps.log")
+    task_dir(tmp_path / "pipeline", "fine-tune")
+    ticks = iter([0.0, 12.5, 20.0, 21.0])
+    timer = StepTimer(console, tmp_path / "pipeline", log, clock=lambda: next(ticks))
+    log.write("before the step\n")
+    timer.filter(kfp_record("Executing task \x1b[96m'fine-tune'\x1b[0m"))
+    log.write("{'loss': '6.134'}\n")
+    timer.filter(kfp_record("Task \x1b[96m'fine-tune'\x1b[0m finished with status "
+                            "\x1b[92mSUCCESS\x1b[0m"))
+    timer.filter(kfp_record("Executing task 'evaluate'"))
+    log.write("Traceback (most recent call last):\n\nValueError: boom\n")
+    timer.filter(kfp_record("Task 'evaluate' finished with status FAILURE"))
+    log.close()
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith("▶ fine-tune")
+    assert lines[1].endswith("■ fine-tune           12.5 s  loss 6.134 -> 5.454, eval loss 6.118, "
+                             "2,032 tokens/s, 60 steps")
+    assert lines[2].endswith("▶ evaluate")
+    assert lines[3].endswith("■ evaluate         FAILURE after 1.0 s")
+    assert lines[4:] == ["    Traceback (most recent call last):", "    ValueError: boom"]
+    assert timer.steps == {"fine-tune": {"status": "SUCCESS", "seconds": 12.5},
+                           "evaluate": {"status": "FAILURE", "seconds": 1.0}}
+
+
+def test_everything_the_runner_prints_goes_to_the_log(tmp_path: Path, capsys) -> None:
+    from kfp.local import logging_utils  # how kfp.local logs: a handler on the sys.stdout of the moment
+
+    log = StepLog(tmp_path / "steps.log")
+    with runner_output_to(log):
+        with logging_utils.local_logger_context():
+            logging.info("Executing task \x1b[96m'prepare-data'\x1b[0m")
+        print("    [KFP Executor 2026 INFO]: Got executor_input:")  # a step's streamed line
+        print("a warning from a library", file=sys.stderr)
+    log.close()
+    shown = capsys.readouterr()
+    assert shown.out == "" and shown.err == ""
+    text = (tmp_path / "steps.log").read_text()
+    assert "Executing task 'prepare-data'" in text and "\x1b[" not in text
+    assert "Got executor_input" in text and "a warning from a library" in text
+
+
+def test_verbose_echoes_the_log_as_it_comes(tmp_path: Path) -> None:
     terminal = io.StringIO()
-    f = StepLogFilter(terminal, tmp_path / "steps.log")
-    for line in lines:  # kfp prints line by line; split one in two to check buffering too
-        f.write(line[:7])
-        f.write(line[7:])
-    f.close()
-    return terminal.getvalue(), (tmp_path / "steps.log").read_text()
+    log = StepLog(tmp_path / "steps.log", echo=terminal)
+    with runner_output_to(log):
+        print("\x1b[92mSUCCESS\x1b[0m step output")
+    log.close()
+    assert terminal.getvalue() == "\x1b[92mSUCCESS\x1b[0m step output\n"
+    assert (tmp_path / "steps.log").read_text() == "SUCCESS step output\n"
 
 
-def test_executor_input_goes_to_the_log_only(tmp_path):
-    lines = stream("{'loss': '6.67', 'grad_norm': '0.48'}\n}\n")
-    shown, log = run_filter(lines, tmp_path)
-    assert '"parameterValues"' not in shown and '"seed": 42' not in shown
-    assert "executor input (in the step log)" in shown
-    assert "{'loss': '6.67'" in shown and "Wrote executor output file" in shown
-    assert "    }\n" in shown  # a step's own lone brace after the block is not swallowed
-    assert log == "".join(lines)  # the log is every byte, the dump included
-
-
-def test_a_cut_off_dump_never_hides_what_follows(tmp_path):
-    broken = ["    [KFP Executor 2026 INFO]: Got executor_input:\n", "    {\n",
-              '        "inputs": {\n', "    [KFP Executor 2026 ERROR]: Traceback: boom\n",
-              "    ValueError: boom\n"]
-    shown, _ = run_filter(broken, tmp_path)
-    assert "Traceback: boom" in shown and "ValueError: boom" in shown
-    assert '"inputs"' not in shown
-
-
-def test_verbose_and_kfp_local_only_warnings(tmp_path, capsys):
-    with quiet_runner_output(tmp_path / "steps.log", verbose=True):
-        print("    [KFP Executor 2026 INFO]: Got executor_input:\n    {\n    }")
-    assert "Got executor_input" in capsys.readouterr().out
+def test_kfp_local_only_warnings_are_silenced(tmp_path: Path) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with quiet_runner_output(tmp_path / "steps.log"):
+        with runner_output_to(StepLog(tmp_path / "steps.log")):
             warnings.warn("Task 'fine-tune': settings ['accelerator'] have no effect in the "
                           "current local runner and will be ignored.", stacklevel=1)
             warnings.warn('You may be attemping to run a task that uses custom or non-Python '
@@ -64,3 +130,20 @@ def test_verbose_and_kfp_local_only_warnings(tmp_path, capsys):
                           stacklevel=1)
             warnings.warn("something else", stacklevel=1)
     assert [str(w.message) for w in caught] == ["something else"]
+
+
+def test_results_table(tmp_path: Path) -> None:
+    out = io.StringIO()
+    summary = {"test_rows": 20, "eval": {
+        "base": {"loss": 6.4968, "perplexity": 663.02, "rougeL": 0.0652},
+        "tuned": {"loss": 5.9934, "perplexity": 400.78, "rougeL": 0.0154},
+        "interval": {"metric": "loss", "diff_low": -0.7109, "diff_high": -0.3378,
+                     "tuned_better": True}}}
+    Console(file=out, width=100, color_system=None).print(results_table(summary))
+    text = out.getvalue()
+    assert "test split, 20 rows" in text
+    rows = {ln.split()[0]: ln.split()[1:] for ln in text.splitlines()[:8] if ln.strip()}
+    assert rows["loss"] == ["6.497", "5.993", "-0.503"]
+    assert rows["ROUGE-L"] == ["0.065", "0.015", "-0.050"]
+    assert "loss change, 95% interval -0.711 to -0.338: tuned passes the gate" in text
+    assert len(text.splitlines()) < 12

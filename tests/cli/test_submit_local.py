@@ -32,12 +32,3 @@ def test_params_lists_defaults():
     assert result.exit_code == 0
     assert "base_model = 'google/gemma-3-1b-it'" in result.output
     assert "[local: 'embedded://tiny-gemma3']" in result.output
-
-
-def test_missing_checkpoint_bucket_fails_before_any_step(tmp_path, gcs):
-    result = CliRunner().invoke(app, ["--local", "--output-dir", str(tmp_path / "runs"),
-                                      "--checkpoint-uri", "gs://no-such-bucket/ckpt"])
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "bucket gs://no-such-bucket does not exist" in lines[0]
-    assert not (tmp_path / "runs").exists()

@@ -154,7 +154,7 @@ def test_options_from_environment(vertex: Captured, template: Path,
 
 
 def test_placeholder_image_is_refused_for_a_real_submit(vertex: Captured, tmp_path: Path) -> None:
-    from compile import compile_pipeline
+    from pipelines.compiler import compile_pipeline
 
     tpl = compile_pipeline(tmp_path / "placeholder.yaml")
     r = invoke(*BASE, "--template", str(tpl))
@@ -215,13 +215,13 @@ def test_kfp_host_submits_a_kfp_template(
     one compiled with --target kfp is sent."""
     import kfp
 
-    import compile as compile_mod
+    from pipelines import compiler
 
     r = invoke("--kfp-host", "http://kfp.local:8080", "--template", str(template),
                "--public-model")
     assert r.exit_code == 2 and "target is 'vertex' in it, 'kfp' wanted" in r.output
     kfp_template = tmp_path / "kfp.yaml"
-    compile_mod.main(["--out", str(kfp_template), "--target", "kfp", "--image", IMAGE])
+    compiler.main(["--out", str(kfp_template), "--target", "kfp", "--image", IMAGE])
     seen: dict[str, Any] = {}
 
     class FakeClient:
@@ -268,10 +268,10 @@ def test_upload_tags_commit_and_latest(template: Path, monkeypatch: pytest.Monke
 
 def test_spot_training_needs_a_checkpoint_uri(vertex: Captured, tmp_path: Path) -> None:
     """Preemptible capacity without checkpoints would restart from zero: refuse before sending."""
-    import compile as compile_mod
+    from pipelines import compiler
 
     spot = tmp_path / "spot.yaml"
-    compile_mod.main(["--out", str(spot), "--image", IMAGE, "--capacity", "SPOT"])
+    compiler.main(["--out", str(spot), "--image", IMAGE, "--capacity", "SPOT"])
     r = invoke(*BASE, "--template", str(spot))
     assert r.exit_code == 2
     assert "--checkpoint-uri" in r.output and "SPOT" in r.output

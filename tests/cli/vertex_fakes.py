@@ -1,8 +1,8 @@
 """Offline Vertex AI: the real google-cloud-aiplatform client, with its GAPIC calls captured.
 
 Nothing leaves the machine: credentials are anonymous, the pipeline-root bucket check (which
-otherwise retries ~110 s offline) is stubbed, and the PipelineService / ScheduleService methods
-record the request they were given and answer like the service would.
+otherwise retries ~110 s offline) is stubbed, and the PipelineService / ScheduleService /
+ModelService methods record the request they were given and answer like the service would.
 """
 
 from __future__ import annotations
@@ -26,12 +26,15 @@ class Captured:
     calls: list[tuple[str, str]] = field(default_factory=list)
     job_states: list[str] = field(default_factory=list)
     failed_task: str = "fine-tune"
+    model_lists: list[Any] = field(default_factory=list)  # ListModelsRequest as sent
+    model_uploads: list[Any] = field(default_factory=list)  # UploadModelRequest as sent
+    existing_models: list[str] = field(default_factory=list)  # resource names list_models finds
 
 
 @pytest.fixture(scope="session")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A compiled Vertex template with a real-looking image (compiled once per session)."""
-    from compile import compile_pipeline
+    from pipelines.compiler import compile_pipeline
     from pipelines.settings import CompileSettings
 
     out = tmp_path_factory.mktemp("tpl") / "dolly-lora.yaml"
@@ -45,9 +48,17 @@ def vertex(monkeypatch: pytest.MonkeyPatch) -> Iterator[Captured]:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import aiplatform
     from google.cloud.aiplatform import initializer, pipeline_jobs
+    from google.cloud.aiplatform_v1.services.model_service import ModelServiceClient
     from google.cloud.aiplatform_v1.services.pipeline_service import PipelineServiceClient
     from google.cloud.aiplatform_v1.services.schedule_service import ScheduleServiceClient
-    from google.cloud.aiplatform_v1.types import PipelineJob, PipelineTaskDetail, Schedule
+    from google.cloud.aiplatform_v1.types import (
+        ListModelsRequest,
+        Model,
+        PipelineJob,
+        PipelineTaskDetail,
+        Schedule,
+        UploadModelResponse,
+    )
 
     for name, value in zip(("HF_TOKEN", "WANDB_API_KEY"), SECRET_VALUES, strict=True):
         monkeypatch.setenv(name, value)  # present in the environment: must never be sent
@@ -67,7 +78,9 @@ def vertex(monkeypatch: pytest.MonkeyPatch) -> Iterator[Captured]:
         return job
 
     def get_pipeline_job(self: Any, request: Any = None, **kw: Any) -> PipelineJob:
-        state = cap.job_states.pop(0) if cap.job_states else "PIPELINE_STATE_SUCCEEDED"
+        # each read takes the next state; the last one stays, as a finished job's does
+        state = (cap.job_states.pop(0) if len(cap.job_states) > 1 else
+                 cap.job_states[0] if cap.job_states else "PIPELINE_STATE_SUCCEEDED")
         job = PipelineJob(name=kw.get("name") or request.name, state=state)
         if state == "PIPELINE_STATE_FAILED":
             job.job_detail.task_details.append(PipelineTaskDetail(
@@ -92,6 +105,25 @@ def vertex(monkeypatch: pytest.MonkeyPatch) -> Iterator[Captured]:
             return Schedule(name=name, display_name="s", cron="0 3 * * 1")
         return call
 
+    def list_models(self: Any, request: Any = None, **kw: Any) -> list[Any]:
+        cap.model_lists.append(ListModelsRequest(request))
+        return [Model(name=name, display_name="existing") for name in cap.existing_models]
+
+    def upload_model(self: Any, request: Any = None, **kw: Any) -> Any:
+        cap.model_uploads.append(request)
+        name = request.parent_model or f"{request.parent}/models/4242"
+        version = str(len(cap.existing_models) + 1)
+        response = UploadModelResponse(model=name, model_version_id=version)
+        return SimpleNamespace(operation=SimpleNamespace(name=f"{name}/operations/1"),
+                               result=lambda: response)
+
+    def get_model(self: Any, request: Any = None, **kw: Any) -> Any:
+        name, _, version = (kw.get("name") or request.name).partition("@")
+        return Model(name=name, version_id=version or "1")
+
+    monkeypatch.setattr(ModelServiceClient, "list_models", list_models)
+    monkeypatch.setattr(ModelServiceClient, "upload_model", upload_model)
+    monkeypatch.setattr(ModelServiceClient, "get_model", get_model)
     monkeypatch.setattr(PipelineServiceClient, "create_pipeline_job", create_pipeline_job)
     monkeypatch.setattr(PipelineServiceClient, "get_pipeline_job", get_pipeline_job)
     monkeypatch.setattr(ScheduleServiceClient, "create_schedule", create_schedule)

@@ -24,7 +24,9 @@ def run_out(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def summary(run_out) -> dict:
+def run(run_out) -> subprocess.CompletedProcess:
+    """One `submit --local` of the embedded default (shortened) through the CLI, as a person
+    runs it: its terminal output and the run folder are what the tests below read."""
     out = run_out
     env = {**os.environ, "WANDB_MODE": "offline"}
     for var in ("WANDB_DIR", "WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_ARTIFACT_DIR",
@@ -37,9 +39,40 @@ def summary(run_out) -> dict:
         cwd=Path(__file__).resolve().parents[2],
     )
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
-    last = proc.stdout.strip().splitlines()[-1]
-    assert last == str(out / "e2e" / "summary.json")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def summary(run, run_out) -> dict:
+    last = run.stdout.strip().splitlines()[-1]
+    assert last == str(run_out / "e2e" / "summary.json")
     return json.loads(Path(last).read_text())
+
+
+STEPS = ("fetch-base-model", "prepare-data", "fine-tune", "evaluate", "gate", "inference",
+         "register-model", "report")
+
+
+def test_terminal_output_fits_one_screen_and_steps_log_has_the_rest(run, run_out):
+    shown = run.stderr + run.stdout
+    lines = shown.splitlines()
+    assert len(lines) < 60, shown
+    assert lines[-1] == str(run_out / "e2e" / "summary.json")  # the summary path is last
+    for step in STEPS:  # a line as each step starts and one as it ends
+        assert sum(re.search(rf"\d\d:\d\d:\d\d ▶ {step}$", ln) is not None
+                   for ln in lines) == 1, step
+        assert sum(re.search(rf"\d\d:\d\d:\d\d ■ {step} +[\d.]+ s", ln) is not None
+                   for ln in lines) == 1, step
+    figures = {step: next(ln for ln in lines if f"■ {step} " in ln) for step in STEPS}
+    assert "rows: train " in figures["prepare-data"]
+    assert "tokens/s" in figures["fine-tune"] and "loss " in figures["fine-tune"]
+    assert "95%" in figures["evaluate"] and "tokens/s" in figures["inference"]
+    assert re.search(r"^\s*loss\s+\d+\.\d{3}\s+\d+\.\d{3}", shown, re.M)  # the final table
+    assert "Got executor_input" not in shown and "'train_runtime'" not in shown
+    log = (run_out / "e2e" / "steps.log").read_text()
+    assert "Got executor_input" in log and "'train_runtime'" in log  # kfp's and a step's own
+    for step in STEPS:
+        assert f"Task '{step}' finished with status SUCCESS" in log  # colour codes removed
 
 
 def test_every_step_succeeded_and_was_timed(summary):

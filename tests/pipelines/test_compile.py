@@ -9,8 +9,8 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from compile import compile_pipeline
 from components.common.config import parameter_defaults
+from pipelines.compiler import compile_pipeline
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-import compile as compile_mod
 from components.common.errors import InputError
+from pipelines import compiler
 from pipelines.resources import TrainingJobSpec
 from pipelines.settings import CompileSettings
 
@@ -18,7 +18,7 @@ DIGEST_IMAGE = "europe-west4-docker.pkg.dev/p-1/repo/trainer@sha256:" + "0f" * 3
 
 def compiled(tmp_path: Path, argv: list[str], name: str = "p.yaml") -> dict[str, Any]:
     out = tmp_path / name
-    compile_mod.main(["--out", str(out), *argv])
+    compiler.main(["--out", str(out), *argv])
     return next(yaml.safe_load_all(out.read_text()))
 
 

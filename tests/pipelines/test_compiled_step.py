@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from compile import compile_pipeline
+from pipelines.compiler import compile_pipeline
 from scripts.compiled_step import (
     StepError,
     executor_env,

@@ -50,27 +50,6 @@ def test_identity_ignores_where_the_weights_were_fetched_to(tmp_path: Path) -> N
         TrainConfig(base_model=str(b)), rows)
 
 
-def test_gcs_model_is_fetched_and_downloaded_once_per_process(gcs, tmp_path: Path,
-                                                              monkeypatch) -> None:
-    from components.common import storage
-
-    storage.upload_folder(EMBEDDED_MODEL, "gs://ckpt/models/tiny")
-    fetch_model("gs://ckpt/models/tiny", tmp_path / "base")
-    assert (tmp_path / "base" / "model.safetensors").read_bytes() == (
-        EMBEDDED_MODEL / "model.safetensors").read_bytes()
-    assert model_source(str(tmp_path / "base")) == "gs://ckpt/models/tiny"
-    calls: list[str] = []
-    real = modeling.download_folder
-    monkeypatch.setattr(modeling, "download_folder",
-                        lambda uri, dest: calls.append(uri) or real(uri, dest))
-    modeling._download_once.cache_clear()
-    first = modeling.resolve_model_ref("gs://ckpt/models/tiny")
-    assert modeling.resolve_model_ref("gs://ckpt/models/tiny") == first
-    modeling.check_target_modules("gs://ckpt/models/tiny", ["q_proj"])
-    modeling.load_tokenizer("gs://ckpt/models/tiny")
-    assert calls == ["gs://ckpt/models/tiny"]  # was three downloads in fine-tune alone
-
-
 @pytest.mark.parametrize(("ref", "message"), [
     ("embedded://no-such-model", "unknown embedded asset"),
     ("google/gemma-3-1b-it", "cannot download google/gemma-3-1b-it"),  # HF_HUB_OFFLINE here

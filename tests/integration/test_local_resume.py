@@ -15,7 +15,7 @@ import pytest
 from components.fine_tune.checkpointing import CheckpointStore, task_prefix
 from tests.gcs_emulator import wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 
 

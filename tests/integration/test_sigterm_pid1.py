@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from compile import compile_pipeline
+from pipelines.compiler import compile_pipeline
 from scripts.compiled_step import executor_env, executor_invocation, load_spec
 from tests.gcs_emulator import wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 JOB = "preempted-job"
 SMALL = {"base_model": "embedded://tiny-gemma3", "dataset": "embedded://dolly-15k-sample.jsonl",
          "max_seq_len": "256"}

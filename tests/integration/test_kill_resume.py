@@ -26,6 +26,7 @@ from tests.conftest import write_jsonl
 from tests.gcs_emulator import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
 RUN = "kill-test"
 # Small enough for ~1 s steps on a busy 2-core machine; dropout on, so RNG restore matters.
 CFG = dict(

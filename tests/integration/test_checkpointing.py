@@ -17,6 +17,8 @@ from components.fine_tune import checkpointing
 from components.fine_tune.checkpointing import MARKER, CheckpointStore
 from tests.gcs_emulator import GcsEmulator, wait_until
 
+pytestmark = pytest.mark.integration
+
 PREFIX = "gs://ckpt/root/run-1/fine-tune"
 
 

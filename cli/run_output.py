@@ -1,0 +1,261 @@
+"""What `submit --local` prints while the pipeline runs, and where everything else goes.
+
+Why: kfp.local prints every step's streamed output and every output artifact with its whole
+metadata (~225 lines for the embedded default, more with executor-input dumps), which buries what
+a person wants: which step runs, how long it took, and the one figure that says it went well.
+So, for the run's duration, stdout and stderr go to `steps.log` in the run folder (kfp.local logs
+through the root logger to the `sys.stdout` of the moment and prints each subprocess line with
+`print`, so redirecting the streams captures all of it without touching kfp). The terminal gets
+one line as each step starts and one as it ends (time, seconds, its figure: rows, loss,
+tokens/s, the interval), the tail of a failed step's output, and a final table. `--verbose`
+also copies the log to the terminal as it is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import json
+import logging
+import re
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+FAILED_TAIL_LINES = 20  # of a failed step's own output, shown under its line
+
+
+class StepLog(io.TextIOBase):
+    """Stands in for stdout and stderr while kfp.local runs: every line goes to `path` without
+    colour codes; with `echo` (--verbose) also, unchanged, to the terminal."""
+
+    def __init__(self, path: Path, echo: TextIO | None = None) -> None:
+        self.path = path
+        self.file = path.open("a", encoding="utf-8")
+        self.echo = echo
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.file.write(ANSI.sub("", text))
+        if self.echo is not None:
+            self.echo.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.file.flush()
+        if self.echo is not None:
+            self.echo.flush()
+
+    def position(self) -> int:
+        self.file.flush()
+        return self.file.tell()
+
+    def tail_since(self, offset: int, lines: int = FAILED_TAIL_LINES) -> list[str]:
+        """The last `lines` non-blank lines written since `offset` (a failed step's output)."""
+        self.file.flush()
+        with self.path.open(encoding="utf-8", errors="replace") as f:
+            f.seek(offset)
+            text = f.read()
+        return [line.rstrip() for line in text.splitlines() if line.strip()][-lines:]
+
+    def close(self) -> None:
+        if not self.closed:
+            super().close()
+            self.file.close()
+
+
+@contextlib.contextmanager
+def runner_output_to(log: StepLog) -> Iterator[None]:
+    """stdout and stderr into `log` for the run; kfp.local's warnings that Vertex-only settings
+    (machine type, accelerator, CUDA image) do nothing locally, which is expected here, are
+    silenced even there."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Task '.*': settings \[.*no effect")
+        warnings.filterwarnings("ignore", message=r"You may be attempt?ing to run a task")
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            yield
+
+
+def _num(value: Any, fmt: str) -> str:
+    try:
+        return format(float(value), fmt)
+    except (TypeError, ValueError):
+        return "?"
+
+
+def _fetch(outs: dict[str, dict[str, Any]], task_dir: Path) -> str:
+    m = outs.get("model", {})
+    return f"{_num(m.get('size_mb'), '.1f')} MB, {_num(m.get('files'), '.0f')} files"
+
+
+def _prepare(outs: dict[str, dict[str, Any]], task_dir: Path) -> str:
+    m = outs.get("train", {})
+    counts = [f"{name} {_num(m.get(key), '.0f')}" for name, key in (
+        ("train", "train_rows"), ("validation", "validation_rows"), ("test", "test_rows"),
+        ("rejected", "rejected_rows"))]
+    return "rows: " + ", ".join(counts)
+
+
+def _fine_tune(outs: dict[str, dict[str, Any]], task_dir: Path) -> str:
+    m = outs.get("model", {})
+    text = (f"loss {_num(m.get('first_logged_loss'), '.3f')} -> "
+            f"{_num(m.get('last_logged_loss'), '.3f')}, eval loss "
+            f"{_num(m.get('eval_loss'), '.3f')}, {_num(m.get('tokens_per_second'), ',.0f')} "
+            f"tokens/s, {_num(m.get('global_step'), '.0f')} steps")
+    if m.get("resumed_from_step") is not None:
+        text += f" (resumed at {_num(m['resumed_from_step'], '.0f')})"
+    return text
+
+
+def _evaluate(outs: dict[str, dict[str, Any]], task_dir: Path) -> str:
+    path = task_dir / "generations"
+    if not path.is_file():
+        return ""
+    results = json.loads(path.read_text())
+    h = results.get("headline", {})
+    metric = h.get("metric", "loss")
+    base, tuned = results.get("base", {}).get(metric), results.get("tuned", {}).get(metric)
+    return (f"test {metric} {_num(base, '.3f')} -> {_num(tuned, '.3f')}, change "
+            f"{_num(h.get('diff'), '+.3f')} (95%: {_num(h.get('diff_low'), '+.3f')} to "
+            f"{_num(h.get('diff_high'), '+.3f')})")
+
+
+def _gate(outs: dict[str, dict[str, Any]], task_dir: Path) -> str:
+    passed = outs.get("metrics", {}).get("tuned_better")
+    if passed is None:
+        return ""
+    return ("tuned beats base beyond noise: register" if passed
+            else "tuned does not beat base beyond noise: not registered")
+
+
+def _inference(outs: dict[str, dict[str, Any]], task_dir: Path) -> str:
+    m = outs.get("predictions", {})
+    return (f"{_num(m.get('rows'), '.0f')} rows, {_num(m.get('tokens_per_second'), ',.1f')} "
+            f"tokens/s, latency p95 {_num(m.get('latency_p95_s'), '.1f')} s")
+
+
+def _register(outs: dict[str, dict[str, Any]], task_dir: Path) -> str:
+    m = outs.get("registered_model", {})
+    where = m.get("resourceName") or f"{m.get('registry', '?')} record"
+    return f"{m.get('display_name', '?')}: {where}"
+
+
+def _report(outs: dict[str, dict[str, Any]], task_dir: Path) -> str:
+    return "HTML report and Markdown summary"
+
+
+FIGURES: dict[str, Callable[[dict[str, dict[str, Any]], Path], str]] = {
+    "fetch-base-model": _fetch, "prepare-data": _prepare, "fine-tune": _fine_tune,
+    "evaluate": _evaluate, "gate": _gate, "inference": _inference, "register-model": _register,
+    "report": _report,
+}
+
+
+def step_figure(task: str, task_dir: Path | None) -> str:
+    """The figure that says how step `task` went, from its executor_output.json ('' if none)."""
+    if task_dir is None or task not in FIGURES:
+        return ""
+    try:
+        executor = json.loads((task_dir / "executor_output.json").read_text())
+        outs = {name: arts["artifacts"][0].get("metadata", {})
+                for name, arts in executor.get("artifacts", {}).items()}
+        return FIGURES[task](outs, task_dir)
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return ""  # a figure is a courtesy: never let it break the run's output
+
+
+class StepTimer(logging.Filter):
+    """Reads kfp.local's "Executing task 'x'" / "Task 'x' finished with status S" records on the
+    root logger: times each step and prints its start and end lines."""
+
+    def __init__(self, console: Console, pipeline_root: Path, log: StepLog | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        super().__init__()
+        self.console = console
+        self.pipeline_root = pipeline_root
+        self.log = log
+        self.clock = clock
+        self.started: dict[str, float] = {}
+        self.offsets: dict[str, int] = {}
+        self.steps: dict[str, dict[str, Any]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = ANSI.sub("", str(record.getMessage()))
+        if m := re.match(r"Executing task '([^']+)'", msg):
+            self._start(m.group(1))
+        elif m := re.match(r"Task '([^']+)' finished with status (\w+)", msg):
+            self._finish(m.group(1), m.group(2))
+        return True
+
+    def _line(self, mark: str, name: str, rest: str = "") -> None:
+        label = f"{name:<16}" if rest else name
+        self.console.print(f"{dt.datetime.now():%H:%M:%S} {mark} [bold]{label}[/]{rest}",
+                           soft_wrap=True, highlight=False)
+
+    def _start(self, name: str) -> None:
+        self.started[name] = self.clock()
+        self.offsets[name] = self.log.position() if self.log else 0
+        self.steps[name] = {"status": "RUNNING", "seconds": None}
+        self._line("[cyan]▶[/]", name)
+
+    def task_dir(self, name: str) -> Path | None:
+        """The task's output folder in the newest pipeline run that has it."""
+        found = [p.parent for p in self.pipeline_root.glob(f"*/{name}/executor_output.json")]
+        return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+    def _finish(self, name: str, status: str) -> None:
+        now = self.clock()
+        seconds = round(now - self.started.get(name, now), 2)
+        self.steps[name] = {"status": status, "seconds": seconds}
+        if status == "SUCCESS":
+            figure = step_figure(name, self.task_dir(name))
+            self._line("[green]■[/]", name, f" {seconds:7.1f} s  {figure}".rstrip())
+            return
+        self._line("[red]■[/]", name, f" {status} after {seconds:.1f} s")
+        if self.log is not None:
+            for line in self.log.tail_since(self.offsets.get(name, 0)):
+                self.console.print(f"    {line}", style="dim", soft_wrap=True, markup=False,
+                                   highlight=False)
+
+    def close_running(self) -> None:
+        for name, info in list(self.steps.items()):
+            if info["status"] == "RUNNING":
+                self._finish(name, "FAILURE")
+
+
+def results_table(summary: dict[str, Any]) -> RenderableType:
+    """Base vs tuned on the test split, and the headline interval the gate read."""
+    ev = summary.get("eval", {})
+    base, tuned, iv = ev.get("base", {}), ev.get("tuned", {}), ev.get("interval", {})
+    table = Table(box=box.SIMPLE, title=f"test split, {summary.get('test_rows')} rows",
+                  title_justify="left")
+    for col in ("", "base", "tuned", "change"):
+        table.add_column(col, justify="left" if not col else "right")
+    for label, key, fmt in (("loss", "loss", ".3f"), ("perplexity", "perplexity", ".1f"),
+                            ("ROUGE-L", "rougeL", ".3f")):
+        b, t = base.get(key), tuned.get(key)
+        change = _num(t - b, "+" + fmt) if b is not None and t is not None else ""
+        table.add_row(label, _num(b, fmt), _num(t, fmt), change)
+    if not iv:
+        return table
+    verdict = "passes the gate" if iv.get("tuned_better") else "does not pass the gate"
+    return Group(table, Text(f"{iv.get('metric')} change, 95% interval "
+                             f"{_num(iv.get('diff_low'), '+.3f')} to "
+                             f"{_num(iv.get('diff_high'), '+.3f')}: tuned {verdict}"))
+
+
+def terminal_console() -> Console:
+    """A console on the stderr of this moment (before the run redirects it to steps.log)."""
+    return Console(file=sys.stderr, soft_wrap=True)
