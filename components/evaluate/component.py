@@ -29,6 +29,7 @@ def evaluate(
     headline_metric: str,
     gate_threshold: float,
     bootstrap_samples: int,
+    gate_min_rows: int,
     seed: int,
     wandb_project: str,
     wandb_api_key_secret: str,
