@@ -222,6 +222,7 @@ def build_pipeline(settings: CompileSettings) -> Any:
             generations=ev.outputs["generations"],
             predictions=inf.outputs["predictions"],
             gpu_hourly_usd=gpu_hourly_usd,
+            run_name=run_name,
             **tracked,
         )
         # The registry gate: `gate` returns True when the bootstrap interval of the improvement

@@ -215,8 +215,8 @@ HEADLINE_METRICS: dict[str, dict[str, Any]] = {
 
 
 # Below this many test rows the paired bootstrap's 95% interval is too narrow to trust: with no
-# real effect, the gate would pass 7-13% of the time at 10 rows instead of 2.5%
-# (benchmarks/gate_min_rows.py; docs/evaluation.md, "How many test rows").
+# real effect the gate passes 25-40% of the time at 2 rows and 6-13% at 10, against 4-8% at 30
+# (nominal 2.5%; benchmarks/gate_min_rows.py, docs/evaluation.md "How many test rows").
 GATE_MIN_ROWS = 30
 
 
