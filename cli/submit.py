@@ -332,8 +332,11 @@ def _run_kfp(opts: Options, host: str) -> None:
 
     vertex.check_kfp_host(host)
     values = _preflight(opts)
-    client = vertex.kfp_client(host)  # answers, or one line: before build/ is written
-    template = Path(_template(opts, "kfp"))
+    # A named template is only read and checked; the default one may be (re)compiled into
+    # build/, so that waits until the host has answered.
+    named = Path(_template(opts, "kfp")) if opts.template else None
+    client = vertex.kfp_client(host)  # answers, or one line naming the host
+    template = named or Path(_template(opts, "kfp"))
     vertex.check_parameters(vertex.load_template(str(template)), values)
     run_id = vertex.submit_kfp(
         host, template, values, run_name=opts.run_id or _default_run_id(),

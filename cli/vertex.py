@@ -416,15 +416,22 @@ def check_kfp_host(host: str) -> str:
 def kfp_client(host: str, client_factory: Callable[..., Any] | None = None) -> Any:
     """A kfp.Client for `host`; creating it asks the endpoint's health, so a host that does not
     answer fails here (as one line, `cli.failures`), before anything is compiled or sent."""
+    import logging
     import warnings
 
     if client_factory is None:
         import kfp
 
         client_factory = kfp.Client
-    with warnings.catch_warnings():  # "This client only works with ... v2.0.0-beta.2 and later"
-        warnings.simplefilter("ignore", FutureWarning)
-        return client_factory(host=host)
+    retries = logging.getLogger("urllib3.connectionpool")
+    level = retries.level
+    retries.setLevel(logging.ERROR)  # its "Retrying ..." lines: the one error line says it all
+    try:
+        with warnings.catch_warnings():  # "This client only works with ... v2.0.0-beta.2 ..."
+            warnings.simplefilter("ignore", FutureWarning)
+            return client_factory(host=host)
+    finally:
+        retries.setLevel(level)
 
 
 def check_remote_inputs(values: dict[str, Any]) -> None:
