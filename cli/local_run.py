@@ -9,6 +9,7 @@ seconds and the path of every artifact.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,19 +24,115 @@ from components.common.errors import InputError
 
 
 def preflight(params: dict[str, Any]) -> dict[str, Any]:
-    """Run every check the steps would, without writing anything. Returns the data stats."""
+    """Run every check the steps would, without writing anything. Returns the data stats.
+
+    Cheapest first: settings, names and small files, then the data file's format and rows
+    (before any tokenizer or torch import, so a bad file is refused in about a second), then
+    what needs the model's tokenizer or config."""
     from components.common.config import DataConfig, TrainConfig, build
     from components.common.modeling import check_target_modules, load_tokenizer
+    from components.common.paths import resolve_embedded
     from components.prepare_data.prepare import prepare
 
     data_cfg = build(DataConfig, params)
     train_cfg = build(TrainConfig, params)
-    check_target_modules(train_cfg.base_model, train_cfg.target_module_list)
+    resolve_embedded(train_cfg.base_model)  # an unknown embedded:// name
+    if train_cfg.bf16 == "true":  # the steps run on this machine: it must have bf16
+        from components.common.modeling import bf16_enabled
+
+        bf16_enabled(train_cfg.bf16)
+    if params.get("prompts_uri"):  # inference reads it two minutes in: check it now
+        from components.inference.infer import load_prompts
+
+        load_prompts(params["prompts_uri"], [])
     if train_cfg.checkpoint_uri:  # no bucket / no permission: fail here, before any step runs
         from components.fine_tune.checkpointing import CheckpointStore, task_prefix
 
         CheckpointStore(task_prefix(train_cfg.checkpoint_uri, params["run_name"])).check_access()
-    return prepare(data_cfg, load_tokenizer(data_cfg.base_model)).stats
+    stats = prepare(data_cfg, tokenizer_loader=lambda: load_tokenizer(data_cfg.base_model)).stats
+    check_target_modules(train_cfg.base_model, train_cfg.target_module_list)
+    return stats
+
+
+class RunFolder:
+    """`<output-dir>/<run-id>`, claimed before anything else happens.
+
+    Why: two `submit --local --run-id X` started together used to pass the "already exists"
+    check (it came after the 13 s data check) and overwrite each other's summary and report.
+    `os.mkdir` is atomic: exactly one run creates the folder. A run resuming from checkpoints
+    may reuse an existing folder; an exclusive `flock` on `<folder>/.lock`, held for the whole
+    run and released by the kernel if the process dies, keeps two such runs apart. If the
+    checks then fail, `abandon` removes everything the claim created: bad input writes nothing.
+    """
+
+    LOCK = ".lock"
+
+    def __init__(self, root: Path, resume: bool) -> None:
+        self.root, self.resume = root, resume
+        self.created: list[Path] = []
+        self.lock: Any = None
+
+    @staticmethod
+    def check_location(root: Path, flag: str = "--output-dir") -> None:
+        for p in (root, *root.parents):
+            if p.exists() and not p.is_dir():
+                raise InputError(f"{flag} {root.parent}: {p} is a file, not a folder; give a "
+                                 "folder path (it is created if missing)")
+
+    def claim(self) -> None:
+        import fcntl
+
+        self.check_location(self.root)
+        missing, q = [], self.root.parent
+        while not q.exists():
+            missing.append(q)
+            q = q.parent
+        for d in reversed(missing):
+            try:
+                d.mkdir()
+                self.created.append(d)
+            except FileExistsError:
+                pass  # made by a concurrent run: not ours to remove
+            except OSError as exc:
+                self.abandon()
+                raise InputError(f"cannot create {d} ({exc.strerror}); give an --output-dir "
+                                 "you can write to") from None
+        try:
+            os.mkdir(self.root)
+            self.created.append(self.root)
+        except FileExistsError:
+            if not self.root.is_dir() or (any(self.root.iterdir()) and not self.resume):
+                self.abandon()
+                raise InputError(
+                    f"{self.root} already exists (a finished run, or one still running with "
+                    "this --run-id); pick another --run-id, remove it, or give --checkpoint-uri "
+                    "to resume that run from its checkpoints"
+                ) from None
+        lock = (self.root / self.LOCK).open("a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            self.abandon()
+            raise InputError(
+                f"another submit --local is running in {self.root} right now (it holds "
+                f"{self.LOCK}); wait for it to finish or pick another --run-id"
+            ) from None
+        self.lock = lock
+
+    def abandon(self) -> None:
+        """Undo the claim: remove the folders it created (only if still empty)."""
+        self.release()
+        for d in reversed(self.created):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        self.created = []
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.close()  # closing drops the flock
+            self.lock = None
+            (self.root / self.LOCK).unlink(missing_ok=True)
 
 
 def _read_executor_output(task_dir: Path) -> dict[str, Any]:
@@ -60,6 +157,19 @@ def collect_outputs(run_dir: Path) -> dict[str, dict[str, Any]]:
                 outs[out.name] = {"path": str(out), "metadata": {}}
         tasks[task_dir.name] = outs
     return tasks
+
+
+def written_artifacts(outputs: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """`task.output` -> local path, only for outputs that exist on disk: a Metrics artifact
+    (gate.metrics) lives in executor_output.json and never gets a file of its own."""
+    return {
+        f"{task}.{name}": info["path"] for task, outs in outputs.items()
+        for name, info in outs.items() if Path(info["path"]).exists()
+    }
+
+
+# Metadata values KFP hands back as floats although they count something.
+INT_KEYS = frozenset({"global_step", "kept_step", "checkpoints_saved"})
 
 
 def _int(value: Any) -> int | None:
@@ -99,19 +209,16 @@ def build_summary(
         }
         if metrics
         else {},
-        "training": {k: tuned.get(k) for k in (
-            "train_loss", "eval_loss", "global_step", "train_seconds", "tokens_per_second",
-            "base_weights_digest_before", "base_weights_digest_after", "wandb_url",
-            "checkpoint_prefix", "checkpoints_saved", "checkpoint_seconds",
-            "checkpoint_seconds_each", "checkpoint_share",
+        "training": {k: _int(tuned.get(k)) if k in INT_KEYS else tuned.get(k) for k in (
+            "train_loss", "eval_loss", "final_eval_loss", "kept_step", "epochs", "global_step",
+            "train_seconds", "tokens_per_second", "base_weights_digest_before",
+            "base_weights_digest_after", "wandb_url", "checkpoint_prefix", "checkpoints_saved",
+            "checkpoint_seconds", "checkpoint_seconds_each", "checkpoint_share",
         )} if tuned else {},
         # null when fine-tune started fresh (metadata drops None; integers come back as floats)
         "resumed_from_step": _int(tuned.get("resumed_from_step")),
         "final_step": _int(tuned.get("global_step")),
-        "artifacts": {
-            f"{task}.{name}": info["path"] for task, outs in outputs.items()
-            for name, info in outs.items()
-        },
+        "artifacts": written_artifacts(outputs),
         "parameters": params,
         "pipeline_root": str(run_dir.parent) if run_dir else None,
     }
@@ -119,25 +226,71 @@ def build_summary(
     return summary
 
 
-def run_local(
-    params: dict[str, Any], output_dir: Path, run_id: str, verbose: bool = False
-) -> Path:
-    """Run the pipeline locally; returns the path of summary.json (written even on failure)."""
+def _checked(params: dict[str, Any], stats: dict[str, Any], defaults: dict[str, Any]) -> None:
+    """What the checks found, printed only once they all passed (bad input: one line only)."""
     console = terminal_console()
-    console.print(f"[bold]Checking parameters and data[/] ({params['dataset']})")
-    stats = preflight(params)
-    console.print(
-        f"  {stats['kept_rows']} rows kept of {stats['source_rows']} "
-        f"({stats['rejected_rows']} rejected), split {stats['split_hash']}"
-    )
-
-    run_root = (output_dir / run_id).resolve()
-    if run_root.exists() and any(run_root.iterdir()) and not params.get("checkpoint_uri"):
-        raise InputError(
-            f"{run_root} already exists; pick another --run-id, remove it, or give "
-            "--checkpoint-uri to resume that run from its checkpoints"
+    if defaults:
+        console.print(
+            f"[yellow]base_model {params['base_model']} is not the embedded tiny model: using "
+            "the real defaults " + ", ".join(f"{k}={v}" for k, v in defaults.items())
+            + " (the embedded values suit the tiny model only); --param overrides any of them[/]"
         )
-    run_root.mkdir(parents=True, exist_ok=True)
+    console.print(
+        f"[bold]Checked parameters and data[/] ({params['dataset']}): {stats['kept_rows']} rows "
+        f"kept of {stats['source_rows']} ({stats['rejected_rows']} rejected), split "
+        f"{stats['split_hash']}"
+    )
+    if stats.get("categories_without_test_rows"):
+        console.print("  [yellow]no test rows for categor"
+                      f"{'y' if len(stats['categories_without_test_rows']) == 1 else 'ies'} "
+                      f"{', '.join(stats['categories_without_test_rows'])}[/]")
+    if stats.get("renamed_categories"):
+        console.print("  category names normalised: " + ", ".join(
+            f"{k} ({v} rows)" for k, v in stats["renamed_categories"].items()))
+
+
+def run_local(
+    params: dict[str, Any], output_dir: Path, run_id: str, verbose: bool = False,
+    dry_run: bool = False, defaults: dict[str, Any] | None = None,
+) -> Path | None:
+    """Run the pipeline locally; returns the path of summary.json (written even on failure).
+
+    The run folder is claimed first, then every check runs; bad input leaves nothing behind.
+    With `dry_run`, only the checks run and nothing is written (returns None)."""
+    console = terminal_console()
+    run_root = (output_dir / run_id).resolve()
+    if dry_run:
+        RunFolder.check_location(run_root)
+        _checked(params, preflight(params), defaults or {})
+        console.print(f"dry run: every check passed; nothing written (the run would go to "
+                      f"{run_root})")
+        return None
+    folder = RunFolder(run_root, resume=bool(params.get("checkpoint_uri")))
+    folder.claim()
+    try:
+        stats = preflight(params)
+    except BaseException:
+        folder.abandon()
+        raise
+    _checked(params, stats, defaults or {})
+    if note := _go_offline_if_unreachable():
+        console.print(f"[yellow]{note}[/]")
+    try:
+        return _run_claimed(params, run_root, run_id, verbose, defaults or {})
+    finally:
+        folder.release()
+
+
+def _go_offline_if_unreachable() -> str | None:
+    from components.common.tracking import go_offline_if_unreachable
+
+    return go_offline_if_unreachable()
+
+
+def _run_claimed(
+    params: dict[str, Any], run_root: Path, run_id: str, verbose: bool, defaults: dict[str, Any]
+) -> Path:
+    console = terminal_console()
     os.environ.setdefault("WANDB_DIR", str(run_root))
 
     from kfp import local
@@ -174,6 +327,8 @@ def run_local(
     )
     if error:
         summary["error"] = error
+    if defaults:
+        summary["real_defaults_used"] = defaults
     summary["report"] = publish_reports(summary, run_root)
     path = run_root / "summary.json"
     path.write_text(json.dumps(summary, indent=2, default=str))

@@ -35,3 +35,20 @@ def resolve_parameters(profile: dict[str, Any], overrides: list[str]) -> dict[st
     values = {**parameter_defaults(), **profile, **parse_overrides(overrides)}
     cfg = build(PipelineConfig, values)  # coerces "20" -> 20 and checks every rule
     return cfg.model_dump()
+
+
+def local_parameters(
+    real_defaults: bool, pairs: list[str], run_id: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(`submit --local` parameters, the real defaults used in place of the tiny model's).
+
+    The embedded default is tuned for the tiny model; with another base_model its learning rate,
+    lengths and batch shape come from the real defaults (`local_profile`), unless given with
+    --param. The second value names those, so the CLI can say which were used."""
+    from components.common.config import local_profile
+
+    overrides = parse_overrides(pairs)
+    profile, real = ({}, {}) if real_defaults else local_profile(overrides.get("base_model"))
+    real = {k: v for k, v in real.items() if k not in overrides}
+    # The run id names the checkpoint folder, so the same --run-id finds it again.
+    return resolve_parameters({**profile, "run_name": run_id}, pairs), real

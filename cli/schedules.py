@@ -19,6 +19,7 @@ from typing import Any
 from components.common.errors import InputError
 
 _CRON_ITEM = r"(\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?"
+_STEP = re.compile(r"/([0-9]+)")
 _CRON_FIELD = re.compile(rf"^{_CRON_ITEM}(,{_CRON_ITEM})*$")
 _CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
 _NAMES = {
@@ -40,6 +41,10 @@ def check_cron(cron: str) -> str:
         bad = f"cron {cron!r}: field {i + 1} ({what.split()[i]}) {field!r}"
         if not _CRON_FIELD.match(field):
             raise InputError(f"{bad} is not valid")
+        for step in _STEP.findall(field):
+            if not 1 <= int(step) <= hi:
+                raise InputError(f"{bad}: step /{step} must be between 1 and {hi} "
+                                 f"(e.g. */15 for every 15)")
         for token in re.findall(r"[0-9A-Za-z]+", re.sub(r"/[0-9]+", "", field)):
             value = _NAMES.get(i, {}).get(token.lower()) if not token.isdigit() else int(token)
             if value is None or not lo <= value <= hi:
@@ -111,6 +116,23 @@ def create(request: Any, location: str, credentials: Any = None) -> str:
         client_options={"api_endpoint": f"{location}-aiplatform.googleapis.com"},
     )
     return client.create_schedule(parent=request.parent, schedule=request.schedule).name
+
+
+def schedule_name(schedule_id: str, project: str, location: str) -> str:
+    """`123` -> `projects/P/locations/R/schedules/123`; a full resource name stays as it is."""
+    if schedule_id.startswith("projects/"):
+        return schedule_id
+    if not re.fullmatch(r"[0-9]+", schedule_id):
+        raise InputError(f"schedule id {schedule_id!r} is neither a number nor "
+                         "projects/P/locations/R/schedules/ID; see `submit schedule list`")
+    return f"projects/{project}/locations/{location}/schedules/{schedule_id}"
+
+
+def action_request(action: str, schedule_id: str, project: str, location: str) -> dict[str, Any]:
+    """What `pause`/`resume`/`delete` would send, for --dry-run (no credentials needed)."""
+    method = {"pause": "PauseSchedule", "resume": "ResumeSchedule", "delete": "DeleteSchedule"}
+    return {"method": f"google.cloud.aiplatform.v1.ScheduleService.{method[action]}",
+            "request": {"name": schedule_name(schedule_id, project, location)}}
 
 
 def _get(schedule_id: str, project: str, location: str, credentials: Any = None) -> Any:

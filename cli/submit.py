@@ -144,7 +144,8 @@ def submit(
         "--wait", help="Follow the job until it ends; exit 1 if it failed.")
     ] = False,
     dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Print the exact request as JSON; send nothing, need no credentials.")
+        "--dry-run", help="Print the exact request as JSON; send nothing, need no credentials. "
+        "With --local: run every check on the parameters and data, write nothing.")
     ] = False,
     kfp_host: Annotated[str | None, typer.Option(
         help="Submit to this Kubeflow Pipelines endpoint with kfp.Client instead of Vertex.",
@@ -179,31 +180,29 @@ def submit(
     ctx.obj = opts
     if ctx.invoked_subcommand is not None:
         return
-    from components.common.errors import InputError
-
     _load_dotenv()
-    try:
-        if kfp_host:
-            _run_kfp(opts, kfp_host)
-            return
-        if not local:
-            _run_vertex(opts, wait=wait)
-            return
-        from cli.params import resolve_parameters
-        from components.common.config import EMBEDDED_DEFAULT
-
-        run_id = run_id or default_run_id()
-        # The run id names the checkpoint folder, so the same --run-id finds it again.
-        profile = {**({} if real_defaults else EMBEDDED_DEFAULT), "run_name": run_id}
-        params = resolve_parameters(profile, _param_pairs(opts))
-        from cli.local_run import run_local
-
-        summary = run_local(params, output_dir, run_id, verbose=verbose)
-    except InputError as exc:
-        _fail(str(exc))
+    if kfp_host:
+        _guard(lambda: _run_kfp(opts, kfp_host), f"Kubeflow Pipelines at {kfp_host}")
+        return
+    if not local:
+        _guard(lambda: _run_vertex(opts, wait=wait), "Vertex AI")
+        return
+    summary = _guard(lambda: _run_local(opts, real_defaults, output_dir, verbose), "GCS")
+    if summary is None:  # --dry-run: checked, nothing written
+        return
     print(summary)
     if json.loads(summary.read_text())["status"] != "SUCCESS":
         raise typer.Exit(1)
+
+
+def _run_local(opts: Options, real_defaults: bool, output_dir: Path, verbose: bool) -> Path | None:
+    from cli.local_run import run_local
+    from cli.params import local_parameters
+
+    run_id = opts.run_id or default_run_id()
+    params, real = local_parameters(real_defaults, _param_pairs(opts), run_id)
+    return run_local(params, output_dir, run_id, verbose=verbose, dry_run=opts.dry_run,
+                     defaults=real)
 
 
 def _param_pairs(opts: Options) -> list[str]:
@@ -233,6 +232,7 @@ def _preflight(opts: Options) -> dict[str, Any]:
         vertex.effective_parameter("base_model", values, opts.template),
         values.get("hf_token_secret", ""), opts.public_model,
     )
+    vertex.check_remote_inputs(values)
     return values
 
 
@@ -289,6 +289,10 @@ def _vertex_job(opts: Options) -> tuple[Any, dict[str, Any], dict[str, str]]:
 
     settings = _vertex_settings(opts)
     values = _preflight(opts)
+    if not opts.dry_run:  # in a second, before build/ is written and aiplatform imported
+        from cli.failures import require_credentials
+
+        require_credentials("Vertex AI")
     settings = settings.model_copy(update={"template": _template(opts, "vertex")})
     _checked_template(settings, values, opts.dry_run)
     return settings, values, vertex.job_labels(settings, vertex.template_commit(settings.template))
@@ -314,25 +318,40 @@ def _run_vertex(opts: Options, wait: bool) -> None:
 def _run_kfp(opts: Options, host: str) -> None:
     from cli import vertex
 
+    vertex.check_kfp_host(host)
     values = _preflight(opts)
-    template = Path(_template(opts, "kfp"))
+    # A named template is only read and checked; the default one may be (re)compiled into
+    # build/, so that waits until the host has answered.
+    named = Path(_template(opts, "kfp")) if opts.template else None
+    client = vertex.kfp_client(host)  # answers, or one line naming the host
+    template = named or Path(_template(opts, "kfp"))
     vertex.check_parameters(vertex.load_template(str(template)), values)
     run_id = vertex.submit_kfp(
         host, template, values, run_name=opts.run_id or default_run_id(),
         experiment=opts.experiment, enable_caching=opts.cache,
-        service_account=opts.service_account,
+        service_account=opts.service_account, client_factory=lambda host: client,
     )
     print(f"{host.rstrip('/')}/#/runs/details/{run_id}")
 
 
-def _guard(fn: Any) -> Any:
-    """Run a subcommand body, turning InputError into a one-line error."""
+def _guard(fn: Any, service: str = "Google Cloud") -> Any:
+    """Run a command body; bad input, missing credentials and unreachable services become one
+    line on stderr and exit 2 (`cli.failures` names what is missing and how to provide it)."""
     from components.common.errors import InputError
 
     try:
         return fn()
     except InputError as exc:
         _fail(str(exc))
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        from cli.failures import problem
+
+        message = problem(exc, service)
+        if message is None:
+            raise
+        _fail(message)
 
 
 def _location(opts: Options) -> tuple[str, str]:
@@ -355,8 +374,11 @@ def upload(
 
     def body() -> None:
         from cli import vertex
+        from cli.failures import require_credentials, require_reachable
 
         project, region = _location(opts)
+        require_credentials("Artifact Registry")  # in a second, before kfp's import
+        require_reachable(f"https://{region}-kfp.pkg.dev", "Artifact Registry")
         template = Path(_template(opts))
         commit = vertex.template_commit(str(template))
         tags = [commit, "latest", *(tag or [])]
@@ -364,7 +386,7 @@ def upload(
         print(f"https://{region}-kfp.pkg.dev/{project}/{repo}/{package}/{commit}")
         _note(f"uploaded {package} version {version} tags {', '.join(tags)}")
 
-    _guard(body)
+    _guard(body, "Artifact Registry")
 
 
 @schedule_app.command("create")
@@ -398,7 +420,7 @@ def schedule_create(
             return
         print(schedules.create(request, settings.region, credentials=job.credentials))
 
-    _guard(body)
+    _guard(body, "Vertex AI")
 
 
 @schedule_app.command("list")
@@ -408,11 +430,14 @@ def schedule_list(ctx: typer.Context) -> None:
 
     def body() -> None:
         from cli import schedules
+        from cli.failures import require_credentials
 
-        for row in schedules.list_schedules(*_location(opts)):
+        location = _location(opts)
+        require_credentials("Vertex AI")
+        for row in schedules.list_schedules(*location):
             print(json.dumps(row))
 
-    _guard(body)
+    _guard(body, "Vertex AI")
 
 
 def _schedule_action(ctx: typer.Context, schedule_id: str, action: str) -> None:
@@ -420,11 +445,18 @@ def _schedule_action(ctx: typer.Context, schedule_id: str, action: str) -> None:
 
     def body() -> None:
         from cli import schedules
+        from cli.failures import require_credentials
 
-        name = getattr(schedules, action)(schedule_id, *_location(opts))
+        project, region = _location(opts)
+        if opts.dry_run:  # the request it would send; no credentials, nothing sent
+            print(json.dumps(schedules.action_request(action, schedule_id, project, region),
+                             indent=2, sort_keys=True))
+            return
+        require_credentials("Vertex AI")  # in a second, before aiplatform's 17 s import
+        name = getattr(schedules, action)(schedule_id, project, region)
         print(f"{action}: {name}")
 
-    _guard(body)
+    _guard(body, "Vertex AI")
 
 
 @schedule_app.command("pause")

@@ -428,6 +428,54 @@ def upload_template(
     return client.upload_pipeline(file_name=str(template), tags=tags)
 
 
+def check_kfp_host(host: str) -> str:
+    """An http(s) URL with a host, or one line saying what a KFP endpoint looks like."""
+    from urllib.parse import urlparse
+
+    url = urlparse(host)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise InputError(
+            f"--kfp-host {host!r} is not a URL; give the Kubeflow Pipelines endpoint as "
+            "http(s)://HOST[:PORT], e.g. http://localhost:8080 after `kubectl port-forward "
+            "-n kubeflow svc/ml-pipeline-ui 8080:80`"
+        )
+    return host
+
+
+def kfp_client(host: str, client_factory: Callable[..., Any] | None = None) -> Any:
+    """A kfp.Client for `host`; creating it asks the endpoint's health, so a host that does not
+    answer fails here (as one line, `cli.failures`), before anything is compiled or sent."""
+    import logging
+    import warnings
+
+    if client_factory is None:
+        import kfp
+
+        client_factory = kfp.Client
+    retries = logging.getLogger("urllib3.connectionpool")
+    level = retries.level
+    retries.setLevel(logging.ERROR)  # its "Retrying ..." lines: the one error line says it all
+    try:
+        with warnings.catch_warnings():  # "This client only works with ... v2.0.0-beta.2 ..."
+            warnings.simplefilter("ignore", FutureWarning)
+            return client_factory(host=host)
+    finally:
+        retries.setLevel(level)
+
+
+def check_remote_inputs(values: dict[str, Any]) -> None:
+    """A local file given as dataset, prompts_uri or base_model cannot be read by a step running
+    on Vertex or a KFP cluster: say so now, with the upload that fixes it."""
+    for name in ("dataset", "prompts_uri", "base_model"):
+        value = str(values.get(name) or "")
+        if value and "://" not in value and Path(value).expanduser().exists():
+            raise InputError(
+                f"{name}={value} is a file on this machine, which the pipeline's steps cannot "
+                f"read; upload it (gcloud storage cp -r {value} gs://BUCKET/PATH) and pass "
+                "its gs:// URI"
+            )
+
+
 def submit_kfp(
     host: str, template: Path, parameter_values: dict[str, Any], run_name: str,
     experiment: str, enable_caching: bool | None, service_account: str,

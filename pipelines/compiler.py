@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--capacity", choices=["STANDARD", "SPOT", "FLEX_START"],
                         help="on-demand, Spot (preemptible) or FLEX_START (queued) [STANDARD]")
     parser.add_argument("--max-wait-duration", help="FLEX_START: wait for capacity [3600s]")
+    parser.add_argument("--model-display-name", help="Model Registry model that gets the new "
+                        "versions [named after the run's base model: dolly-lora-<model>]")
     args = parser.parse_args(argv)
 
     from components.common.errors import InputError
@@ -153,7 +155,18 @@ def main(argv: list[str] | None = None) -> None:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    out = args.out
+    if out is not None and (out.is_dir() or (out.parent.exists() and not out.parent.is_dir())):
+        print(f"error: --out {out} is {'a folder' if out.is_dir() else 'under a file'}; give "
+              "the path of the YAML file to write, e.g. build/dolly-lora.yaml", file=sys.stderr)
+        sys.exit(2)
     if PLACEHOLDER_PROJECT in settings.image:
         print(f"note: placeholder image {settings.image}; pass --image (or DOLLY_LORA_IMAGE) "
               "before submitting to Vertex", file=sys.stderr)
-    print(compile_pipeline(args.out, settings).resolve())
+    try:
+        written = compile_pipeline(out, settings)
+    except OSError as exc:
+        print(f"error: cannot write {exc.filename or out}: {exc.strerror}; give an --out "
+              "path you can write to", file=sys.stderr)
+        sys.exit(2)
+    print(written.resolve())

@@ -52,16 +52,29 @@ class CompileSettings(BaseModel):
     image: str = Field(DEFAULT_IMAGE, description="Image for every component; tag or digest.")
     training: TrainingJobSpec = Field(default_factory=TrainingJobSpec)
     model_display_name: str = Field(
-        "dolly-lora-gemma3-1b", description="Vertex Model Registry model that gets new versions."
+        "",
+        description="Vertex Model Registry model that gets new versions ('' = named after the "
+        "base model of the run, e.g. dolly-lora-gemma-3-1b-it).",
     )
 
     @field_validator("image")
     @classmethod
     def _image_ref(cls, v: str) -> str:
-        if not IMAGE_REF.match(v):
+        m = IMAGE_REF.match(v)
+        if not m:
             raise ValueError(
                 f"{v!r} is not an image reference like "
                 "REGION-docker.pkg.dev/PROJECT/REPO/IMAGE:TAG or ...IMAGE@sha256:<64 hex>"
+            )
+        # An image without a tag or digest is whatever `latest` points to when each step pulls
+        # it: two steps of one run could run different code. (The placeholder default is
+        # refused by `submit` anyway.)
+        if v != DEFAULT_IMAGE and not m.group("digest") and m.group("tag") in (None, "latest"):
+            what = "the moving tag 'latest'" if m.group("tag") else "no tag or digest"
+            raise ValueError(
+                f"image {v!r} has {what}, so each step could pull different code; pin it with "
+                f"a version tag ({m.group('repo')}:GIT_SHA, as cloudbuild.yaml tags it) or a "
+                f"digest ({m.group('repo')}@sha256:...)"
             )
         return v
 

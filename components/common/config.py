@@ -9,6 +9,7 @@ LoRA on Dolly-15k, one NVIDIA L4.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -33,6 +34,14 @@ DOLLY_CATEGORIES: tuple[str, ...] = (
     "open_qa",
     "summarization",
 )
+
+
+def normalize_category(name: str) -> str:
+    """`"Closed_QA"`, `" closed-qa "`, `"Closed QA"` -> `"closed_qa"`: Dolly's spelling.
+
+    Why: the category decides per-category metrics, exact match and `categories=` selection; a
+    mis-cased copy of a Dolly category must count as that category, not as a new one."""
+    return re.sub(r"[\s-]+", "_", name.strip()).lower()
 
 
 def split_csv(value: str) -> list[str]:
@@ -80,6 +89,15 @@ class SystemPromptField(_Strict):
     system_prompt: str = Field("", description="Optional system message put before every prompt.")
 
 
+class RunNameField(_Strict):
+    run_name: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="Stable run name for checkpoints ('' = the pipeline job "
+        "name). submit --local sets it to --run-id, so a rerun finds its checkpoints.",
+    )
+
+
 class TrackingConfig(_Strict):
     """Where a step reports its run: every tracked step's section includes these fields."""
 
@@ -121,13 +139,13 @@ class DataConfig(CommonConfig, SystemPromptField, TrackingConfig):
     @field_validator("categories")
     @classmethod
     def _known_categories(cls, v: str) -> str:
-        unknown = [c for c in split_csv(v) if c not in DOLLY_CATEGORIES]
+        unknown = [c for c in split_csv(v) if normalize_category(c) not in DOLLY_CATEGORIES]
         if unknown:
             raise ValueError(
                 f"unknown categor{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; "
                 f"choose from {', '.join(DOLLY_CATEGORIES)}"
             )
-        return v
+        return ",".join(normalize_category(c) for c in split_csv(v))
 
     @model_validator(mode="after")
     def _fractions(self) -> DataConfig:
@@ -143,7 +161,7 @@ class DataConfig(CommonConfig, SystemPromptField, TrackingConfig):
         return split_csv(self.categories)
 
 
-class TrainConfig(CommonConfig, TrackingConfig):
+class TrainConfig(CommonConfig, RunNameField, TrackingConfig):
     """fine-tune."""
 
     lora_r: int = Field(16, description="LoRA rank.")
@@ -159,7 +177,9 @@ class TrainConfig(CommonConfig, TrackingConfig):
     )
     warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0, description="Share of steps for warmup.")
     num_train_epochs: float = Field(1.0, gt=0.0, description="Epochs (ignored if max_steps > 0).")
-    max_steps: int = Field(-1, ge=-1, description="Stop after this many optimizer steps (-1: epochs).")
+    max_steps: int = Field(
+        -1, ge=-1, description="Stop after this many optimizer steps (-1: num_train_epochs)."
+    )
     per_device_train_batch_size: int = Field(8, ge=1, description="Sequences per forward pass.")
     gradient_accumulation_steps: int = Field(2, ge=1, description="Micro-batches per optimizer step.")
     weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
@@ -184,12 +204,16 @@ class TrainConfig(CommonConfig, TrackingConfig):
         15.0, ge=0.0, description="Also checkpoint when this many minutes passed (0 = off)."
     )
     save_total_limit: int = Field(3, ge=1, description="Complete checkpoints kept in GCS.")
-    run_name: str = Field(
-        "",
-        pattern=r"^[A-Za-z0-9._-]*$",
-        description="Stable run name for checkpoints ('' = the pipeline job "
-        "name). submit --local sets it to --run-id, so a rerun finds its checkpoints.",
-    )
+
+    @field_validator("max_steps")
+    @classmethod
+    def _steps(cls, v: int) -> int:
+        if v == 0:
+            raise ValueError(
+                "max_steps=0 would train nothing; give a number of optimizer steps (e.g. 100), "
+                "or -1 to train for num_train_epochs"
+            )
+        return v
 
     @field_validator("lora_r")
     @classmethod
@@ -236,6 +260,12 @@ HEADLINE_METRICS: dict[str, dict[str, Any]] = {
 }
 
 
+# Below this many test rows the paired bootstrap's 95% interval is too narrow to trust: with no
+# real effect the gate passes 25-40% of the time at 2 rows and 6-13% at 10, against 4-8% at 30
+# (nominal 2.5%; benchmarks/gate_min_rows.py, docs/evaluation.md "How many test rows").
+GATE_MIN_ROWS = 30
+
+
 class EvalConfig(GenerationConfig, SeedField, TrackingConfig):
     """evaluate: how evaluation decides: the headline metric, the bootstrap and the gate's
     threshold."""
@@ -253,6 +283,13 @@ class EvalConfig(GenerationConfig, SeedField, TrackingConfig):
     )
     bootstrap_samples: int = Field(
         2000, ge=100, le=100_000, description="Paired bootstrap resamples of the test rows."
+    )
+    gate_min_rows: int = Field(
+        GATE_MIN_ROWS,
+        ge=1,
+        description="Fewest test rows the gate decides on: below it the verdict is 'not enough "
+        "test rows to decide' and nothing is registered (per category: the interval is shown "
+        "greyed out). Why 30: docs/evaluation.md.",
     )
 
     @model_validator(mode="after")
@@ -276,7 +313,7 @@ class InferenceConfig(GenerationConfig, SystemPromptField, TrackingConfig):
     )
 
 
-class ReportConfig(TrackingConfig):
+class ReportConfig(RunNameField, TrackingConfig):
     """report."""
 
     gpu_hourly_usd: float = Field(
@@ -323,12 +360,15 @@ def build(model: type[BaseModel], values: dict[str, Any]) -> Any:
 # The embedded default: what `submit --local` runs with no cloud, GPU or network. A tiny Gemma 3
 # and the shipped Dolly sample; the training knobs are sized so the whole DAG takes a few minutes
 # on 2 CPU cores. It shows the machinery; quality comes from the real model on a GPU.
+EMBEDDED_MODEL = "embedded://tiny-gemma3"
 EMBEDDED_DEFAULT: dict[str, Any] = {
-    "base_model": "embedded://tiny-gemma3",
+    "base_model": EMBEDDED_MODEL,
     "dataset": "embedded://dolly-15k-sample.jsonl",
     "max_seq_len": 512,
     "val_fraction": 0.1,
-    "test_fraction": 0.1,
+    # 0.15 of the sample's ~210 usable rows is ~32 test rows: just above gate_min_rows, so the
+    # demo's gate decides (and register-model runs) instead of answering "not enough rows".
+    "test_fraction": 0.15,
     "learning_rate": 3e-3,
     "warmup_ratio": 0.05,
     "max_steps": 60,
@@ -341,3 +381,25 @@ EMBEDDED_DEFAULT: dict[str, Any] = {
     "save_steps": 5,
     "max_new_tokens": 48,
 }
+# The embedded values that only make sense for the tiny model (a learning rate 15x the real one,
+# short sequences and answers, no gradient accumulation). With any other base_model they would
+# silently mistune it (measured on a real 268M Gemma 3: first-step grad norm 46.8 vs 3.4), so
+# `local_profile` takes these from the real defaults instead.
+TINY_MODEL_SETTINGS: tuple[str, ...] = (
+    "max_seq_len", "learning_rate", "warmup_ratio", "per_device_train_batch_size",
+    "gradient_accumulation_steps", "max_new_tokens",
+)
+
+
+def local_profile(base_model: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(`submit --local` starting values, the real defaults it used instead of the tiny model's).
+
+    With the embedded model (or no base_model given): the whole embedded default. With a real
+    base_model: the embedded default's data and run length, but every tiny-model setting from
+    the real defaults; the second dict names those, so the CLI can say which were used."""
+    if not base_model or base_model == EMBEDDED_MODEL:
+        return dict(EMBEDDED_DEFAULT), {}
+    defaults = parameter_defaults()
+    real = {k: defaults[k] for k in TINY_MODEL_SETTINGS}
+    profile = {k: v for k, v in EMBEDDED_DEFAULT.items() if k not in TINY_MODEL_SETTINGS}
+    return {**profile, **real, "base_model": base_model}, real

@@ -17,7 +17,11 @@ class Generation:
     text: str
     prompt_tokens: int
     completion_tokens: int
+    # Seconds from the start of its batch's generate() until this row's last token: when its
+    # answer was complete (rows that stop early finish early; the batch ends with its longest).
     latency_s: float
+    # Seconds until the batch's first new token (prefill): the same for every row of a batch.
+    first_token_s: float = 0.0
 
 
 def prompt_text(tokenizer: Any, messages: list[dict[str, str]]) -> str:
@@ -71,21 +75,31 @@ def generate(
     batch_size: int = 16,
     temperature: float = 0.0,
     top_p: float = 1.0,
+    timing: dict[str, float] | None = None,
 ) -> list[Generation]:
-    """Generate for chat-formatted `prompts` in batches (left padding, KV cache)."""
+    """Generate for chat-formatted `prompts` in batches (left padding, KV cache).
+
+    Generation stops at the model's end of turn (its chat template's closing token, e.g.
+    Gemma's `<end_of_turn>`) as well as at `generation_config.eos_token_id`. Each row's latency
+    is measured when its own last token is produced, not when its batch ends. `timing`, when
+    given, receives the seconds spent in generate() alone (no loading, no tokenizing)."""
     import torch
+    from transformers import StoppingCriteriaList
 
     tokenizer.padding_side = "left"
     device = next(model.parameters()).device
     sampling = temperature > 0
     stop = set(_stop_ids(model, tokenizer))
+    eos = sorted(stop - {tokenizer.pad_token_id}) or None
     results: list[Generation] = []
+    total = 0.0
     for start in range(0, len(prompts), batch_size):
         batch = prompts[start : start + batch_size]
         enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(
             device
         )
-        t0 = time.perf_counter()
+        clock = _FinishClock(stop, len(batch))
+        t0 = clock.start()
         with torch.no_grad():
             out = model.generate(
                 **enc,
@@ -95,9 +109,12 @@ def generate(
                 top_p=top_p if sampling else None,
                 top_k=None,
                 pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=eos,
+                stopping_criteria=StoppingCriteriaList([clock]),
                 use_cache=True,
             )
-        elapsed = time.perf_counter() - t0
+        end = time.perf_counter()
+        total += end - t0
         new = out[:, enc["input_ids"].shape[1] :]
         for i in range(len(batch)):
             tokens = new[i]
@@ -111,13 +128,80 @@ def generate(
                     text=tokenizer.decode(tokens[:n], skip_special_tokens=True).strip(),
                     prompt_tokens=int(enc["attention_mask"][i].sum()),
                     completion_tokens=n,
-                    latency_s=round(elapsed, 4),
+                    latency_s=round(clock.finished(i, end) - t0, 4),
+                    first_token_s=round((clock.first or end) - t0, 4),
                 )
             )
+    if timing is not None:
+        timing["generation_seconds"] = timing.get("generation_seconds", 0.0) + total
     return results
+
+
+class _FinishClock:
+    """A stopping criterion that never stops anything: it notes when each row of the batch
+    produced a stop token (its answer was complete) and when the first new token came.
+
+    Why: generate() returns a whole batch at once, so the batch's wall time is every row's
+    latency (p50 = p95); the time each row finished is what a streaming caller waits for."""
+
+    def __init__(self, stop: set[int], rows: int) -> None:
+        self.stop = stop
+        self.done: list[float | None] = [None] * rows
+        self.first: float | None = None
+
+    def start(self) -> float:
+        return time.perf_counter()
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = now
+        for i, tok in enumerate(input_ids[:, -1].tolist()):
+            if self.done[i] is None and tok in self.stop:
+                self.done[i] = now
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    def finished(self, i: int, end: float) -> float:
+        return self.done[i] if self.done[i] is not None else end
+
+
+# Closing tokens of common chat templates, for a template whose closing token cannot be read
+# off a rendered turn (e.g. it strips the content).
+KNOWN_END_OF_TURN = ("<end_of_turn>", "<|eot_id|>", "<|im_end|>", "<|end|>")
+_MARK = "ZQXJ7MARK"
+
+
+def end_of_turn_ids(tokenizer: Any) -> list[int]:
+    """The token(s) that close the model's turn in the tokenizer's chat template.
+
+    Read off the template itself: render one assistant turn and take the first special token
+    after its content (Gemma: `<end_of_turn>`, Llama 3: `<|eot_id|>`, ChatML: `<|im_end|>`);
+    known closing tokens the tokenizer has are added too."""
+    added = tokenizer.get_added_vocab() if hasattr(tokenizer, "get_added_vocab") else {}
+    special = set(added.values()) | set(getattr(tokenizer, "all_special_ids", []) or [])
+    found: list[int] = []
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "hi"}, {"role": "assistant", "content": _MARK}],
+            tokenize=False,
+        )
+    except Exception:  # noqa: BLE001 - a template that cannot render a turn: use known names
+        text = ""
+    if _MARK in text:
+        after = text.split(_MARK, 1)[1]
+        for tok in tokenizer(after, add_special_tokens=False)["input_ids"]:
+            if tok in special:
+                found.append(tok)
+                break
+            if tokenizer.decode([tok]).strip():
+                break  # plain text after the content: no closing token to find here
+    found += [added[name] for name in KNOWN_END_OF_TURN if name in added]
+    return list(dict.fromkeys(found))
 
 
 def _stop_ids(model: Any, tokenizer: Any) -> list[int]:
     eos = model.generation_config.eos_token_id
     ids = eos if isinstance(eos, list) else [eos]
-    return [i for i in ids if i is not None] + [tokenizer.pad_token_id]
+    return [i for i in ids if i is not None] + end_of_turn_ids(tokenizer) + [tokenizer.pad_token_id]

@@ -166,7 +166,12 @@ def bf16_enabled(setting: str) -> bool:
         return False
     supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if setting == "true" and not supported:
-        raise InputError("bf16=true needs a GPU with bf16 support; use bf16=auto or false")
+        here = (f"this machine's GPU ({torch.cuda.get_device_name(0)}) has none"
+                if torch.cuda.is_available() else "this machine has no CUDA GPU")
+        raise InputError(
+            f"bf16=true needs a GPU with bf16 support and {here}; use bf16=auto (on wherever "
+            "it is supported) or bf16=false"
+        )
     return supported
 
 

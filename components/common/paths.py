@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from components.common.errors import InputError
+
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 EMBEDDED_SCHEME = "embedded://"
 EMBEDDED_DATASET = ASSETS_DIR / "dolly-15k-sample.jsonl"
@@ -21,10 +23,11 @@ def resolve_embedded(ref: str) -> str:
         return ref
     name = ref[len(EMBEDDED_SCHEME) :]
     path = ASSETS_DIR / name
-    if not path.exists():
-        available = sorted(p.name for p in ASSETS_DIR.iterdir() if not p.name.startswith("."))
-        raise FileNotFoundError(
-            f"unknown embedded asset {ref!r}; available: "
+    if not name or not path.exists() or path.name.startswith(".") or path.suffix == ".md":
+        available = sorted(p.name for p in ASSETS_DIR.iterdir()
+                           if not p.name.startswith(".") and p.suffix != ".md")
+        raise InputError(
+            f"unknown embedded asset {ref!r}; use one of "
             + ", ".join(EMBEDDED_SCHEME + a for a in available)
         )
     return str(path)

@@ -18,6 +18,8 @@ from components.common.errors import InputError
 # How long one GCS call may keep retrying transient errors (429, 5xx, connection reset) before
 # the step gives up. google-cloud-storage's own policy does the backoff (1 s doubling to 60 s).
 RETRY_TIMEOUT_S = 300.0
+# Reading an input (a dataset, a prompts file) gives up sooner: nothing is lost by stopping.
+READ_RETRY_TIMEOUT_S = 60.0
 
 
 class StorageUnavailable(RuntimeError):
@@ -79,19 +81,25 @@ def gcs_errors(uri: str, action: str) -> Iterator[None]:
             ) from None
         raise
     except exceptions.Forbidden:
+        role = "objectViewer" if action == "read" else "objectAdmin"
         raise InputError(
             f"cannot {action} {uri}: permission denied; grant the job's service account "
-            f"roles/storage.objectAdmin on gs://{bucket}"
+            f"roles/storage.{role} on gs://{bucket}"
         ) from None
     except DefaultCredentialsError:
         raise InputError(
             f"cannot {action} {uri}: no Google credentials; run `gcloud auth application-default "
-            "login`, or set STORAGE_EMULATOR_HOST to use a local GCS emulator"
+            "login`, or set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file "
+            "(STORAGE_EMULATOR_HOST for a local GCS emulator)"
         ) from None
     except exceptions.RetryError as exc:
+        after = ("check the network and retry" if action == "read" else
+                 "the last complete checkpoint is intact, rerun to resume")
         raise StorageUnavailable(
-            f"cannot {action} {uri}: GCS kept failing for {RETRY_TIMEOUT_S:g} s of retries "
-            f"({exc.cause!r}); the last complete checkpoint is intact, rerun to resume"
+            f"cannot {action} {uri}: GCS kept failing for "
+            f"{READ_RETRY_TIMEOUT_S if action == 'read' else RETRY_TIMEOUT_S:g} s of retries "
+            f"({exc.cause!r}); "
+            f"{after}"
         ) from exc
 
 
@@ -141,15 +149,20 @@ def read_bytes(uri: str) -> bytes:
         from google.api_core import exceptions
 
         bucket, blob = split_gcs(uri)
-        try:
-            return client().bucket(bucket).blob(blob).download_as_bytes()
-        except exceptions.NotFound:
-            raise InputError(f"{uri} does not exist; check the bucket and object name") from None
-        except exceptions.Forbidden:
-            raise InputError(
-                f"permission denied reading {uri}; grant the service account "
-                "roles/storage.objectViewer on the bucket"
-            ) from None
+        if not blob:
+            raise InputError(f"{uri} names a bucket, not a file; write gs://{bucket}/path/file.jsonl")
+        with gcs_errors(uri, "read"):
+            try:
+                return client().bucket(bucket).blob(blob).download_as_bytes(
+                    retry=retry_policy(READ_RETRY_TIMEOUT_S)
+                )
+            except exceptions.NotFound as exc:
+                if "bucket" in str(exc).lower():
+                    raise
+                raise InputError(
+                    f"{uri} does not exist in gs://{bucket}; check the object name "
+                    f"(gcloud storage ls gs://{bucket}/{blob.rsplit('/', 1)[0] if '/' in blob else ''})"
+                ) from None
     path = Path(uri).expanduser()
     if not path.exists():
         raise InputError(f"{uri} does not exist; check the path (relative to {Path.cwd()})")

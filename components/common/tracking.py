@@ -112,11 +112,50 @@ def wandb_mode() -> str:
     return "online" if os.environ.get("WANDB_API_KEY") else "offline"
 
 
+PROBE_TIMEOUT_S = 3.0
+
+
+def wandb_unreachable(timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """Why the W&B server does not answer (within `timeout` seconds), or None when it does.
+
+    Any HTTP answer counts (even 401/404): the point is whether the network gets there at all.
+    Goes through the proxy settings urllib reads from the environment, as wandb does."""
+    import urllib.error
+    import urllib.request
+
+    url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").rstrip("/")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):  # noqa: S310 - a fixed https URL
+            return None
+    except urllib.error.HTTPError:
+        return None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"{url} did not answer within {timeout:g} s ({reason})"
+
+
+def go_offline_if_unreachable(timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """Check once, before a run: with a W&B key (online mode) but no way to reach the server,
+    every step would wait out wandb's 60 s init timeout. Then set WANDB_MODE=offline in this
+    process's environment (inherited by every step it starts) and return the one line to say;
+    None when nothing changed."""
+    if wandb_mode() != "online":
+        return None
+    why = wandb_unreachable(timeout)
+    if why is None:
+        return None
+    os.environ["WANDB_MODE"] = "offline"
+    return (f"W&B: {why}; logging offline for the rest of this run (`wandb sync` uploads the "
+            "runs later)")
+
+
 @contextmanager
 def tracking_run(
     step: str, config: dict[str, Any], project: str, group: str | None = None
 ) -> Iterator[DummyRun]:
     """One W&B run per pipeline step (job_type = step), grouped by pipeline run."""
+    if project and (note := go_offline_if_unreachable()):
+        log.warning("%s", note)  # a step on its own (Vertex): probed in 3 s, not 60
     mode = wandb_mode()
     run: DummyRun = DummyRun()
     if mode != "disabled" and project:

@@ -105,6 +105,7 @@ def compare(rows: list[dict[str, Any]], cfg: EvalConfig, seed: int = 0) -> dict[
     iv = paired_bootstrap(base, tuned, weights=w, samples=cfg.bootstrap_samples, seed=seed)
     sign = 1.0 if higher else -1.0
     lo, hi = sorted((sign * iv.low, sign * iv.high))
+    enough = iv.rows >= cfg.gate_min_rows
     return {
         "metric": metric,
         "higher_is_better": higher,
@@ -115,7 +116,11 @@ def compare(rows: list[dict[str, Any]], cfg: EvalConfig, seed: int = 0) -> dict[
         "improvement_low": lo,
         "improvement_high": hi,
         "threshold": cfg.gate_threshold,
-        "tuned_better": bool(lo > cfg.gate_threshold),
+        # Below gate_min_rows the interval is too narrow to trust (docs/evaluation.md): no
+        # decision is made, so nothing is registered, whatever the interval says.
+        "min_rows": cfg.gate_min_rows,
+        "enough_rows": enough,
+        "tuned_better": bool(enough and lo > cfg.gate_threshold),
         "confidence": iv.confidence,
         "samples": iv.samples,
         "rows": iv.rows,
@@ -162,12 +167,15 @@ def evaluate(
             "id": r["id"],
             "category": r["category"],
             "instruction": r["instruction"],
+            "context": r.get("context", ""),
             "reference": r["response"],
             **{f"{k}_{name}": details[name][i][k] for name in details for k in details[name][i]},
         }
         for i, r in enumerate(rows)
     ]
     results["n_rows"] = len(rows)
+    # Where it ran, so the report prices GPU time only when a GPU was used.
+    results["device"] = next(model.parameters()).device.type
     results["categories"] = by_category(results["rows"], cfg, seed)
     results["headline"] = compare(results["rows"], cfg, seed)
     results["config"] = cfg.model_dump(exclude={"wandb_api_key_secret"})
@@ -188,6 +196,7 @@ def scalar_metrics(results: dict[str, Any]) -> dict[str, float]:
         for k in ("diff", "diff_low", "diff_high", "improvement_low", "improvement_high")
     })
     out["tuned_better"] = float(h["tuned_better"])
+    out["enough_test_rows"] = float(h.get("enough_rows", True))
     out["test_rows"] = float(results["n_rows"])
     return out
 
@@ -251,6 +260,8 @@ def gate_decision(generations_path: str) -> tuple[dict[str, float], dict[str, An
     decision = {
         "headline_metric": h["metric"],
         "tuned_better": bool(h["tuned_better"]),
+        "enough_rows": bool(h.get("enough_rows", True)),
+        "min_rows": int(h.get("min_rows", 0)),
         "improvement_low": h["improvement_low"],
         "improvement_high": h["improvement_high"],
         "rows": int(results["n_rows"]),

@@ -69,10 +69,7 @@ def fetch_model(ref: str, dest: Path) -> dict[str, Any]:
     locking, partial-file downloader, and a failed fetch leaves no half-written artifact."""
     t0 = time.perf_counter()
     revision = ""
-    try:
-        local = resolve_embedded(ref)
-    except FileNotFoundError as exc:
-        raise InputError(str(exc)) from None
+    local = resolve_embedded(ref)  # an unknown embedded:// name: InputError naming the known ones
     with tempfile.TemporaryDirectory(prefix="fetch-") as tmp:
         work = Path(tmp) / "model"
         if is_gcs(ref):

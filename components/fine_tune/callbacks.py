@@ -1,4 +1,4 @@
-"""Trainer callback that adds throughput and GPU memory to every training log line.
+"""Trainer callbacks: throughput and GPU memory on every log line; the best adapter kept.
 
 Why a callback: the HF Trainer logs loss, learning rate and gradient norm, but not tokens per
 second between log lines, nor GPU memory. Adding the numbers to the `logs` dict before the W&B
@@ -8,6 +8,7 @@ callback sees it puts them on the same step as the loss, in W&B and in `log_hist
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
@@ -48,3 +49,71 @@ class ThroughputCallback(TrainerCallback):
 def install_first(trainer: Any, callback: TrainerCallback) -> None:
     """Put `callback` before the reporting callbacks so they log what it adds."""
     trainer.callback_handler.callbacks.insert(0, callback)
+
+
+BEST_FILE = "best_adapter.safetensors"
+
+
+class BestAdapterCallback(TrainerCallback):
+    """Remembers the adapter weights at the lowest validation loss, to keep them at the end.
+
+    Why not the Trainer's `load_best_model_at_end`: it needs a full checkpoint saved at every
+    evaluation (save_steps a multiple of eval_steps) and reloads it from the local disk at the
+    end, while checkpointing here uploads each checkpoint to GCS and deletes the local copy, and
+    a resumed run starts on another machine. Only the trainable (LoRA) weights are copied, to
+    CPU memory: ~50 MB for Gemma 3 1B at r=16 on all linear layers. With checkpointing on, the
+    best weights so far ride along in every checkpoint (`BEST_FILE`), so a resume keeps them.
+    """
+
+    def __init__(self) -> None:
+        self.best_loss: float | None = None
+        self.best_step: int | None = None
+        self.weights: dict[str, Any] = {}
+        self.evaluations = 0
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict | None = None,
+                    model: Any = None, **kwargs: Any) -> None:
+        loss = (metrics or {}).get("eval_loss")
+        if loss is None or model is None:
+            return
+        self.evaluations += 1
+        if self.best_loss is None or loss < self.best_loss:
+            self.best_loss, self.best_step = float(loss), int(state.global_step)
+            self.weights = {n: p.detach().to("cpu", copy=True)
+                            for n, p in model.named_parameters() if p.requires_grad}
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Into the checkpoint the Trainer just wrote (before it is uploaded)."""
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if self.weights and folder.is_dir():
+            self.save(folder / BEST_FILE)
+
+    def save(self, path: Path) -> None:
+        from safetensors.torch import save_file
+
+        save_file({n: w.contiguous() for n, w in self.weights.items()}, str(path),
+                  metadata={"step": str(self.best_step), "eval_loss": repr(self.best_loss)})
+
+    def load(self, path: Path) -> bool:
+        """Take over the best weights saved in a checkpoint (a resumed run); False if none."""
+        if not path.is_file():
+            return False
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            self.weights = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        self.best_step, self.best_loss = int(meta["step"]), float(meta["eval_loss"])
+        return True
+
+    def restore(self, model: Any) -> None:
+        """Put the best weights back into `model` (same parameter names)."""
+        import torch
+
+        params = dict(model.named_parameters())
+        missing = [n for n in self.weights if n not in params]
+        if missing:
+            raise RuntimeError(f"best adapter weights do not fit the model: {missing[:3]}")
+        with torch.no_grad():
+            for name, w in self.weights.items():
+                params[name].copy_(w.to(params[name].device, params[name].dtype))

@@ -193,7 +193,12 @@ def train(
     with the same run name resumes from the newest complete one (`checkpointing.py`)."""
     import torch
 
-    from components.fine_tune.callbacks import ThroughputCallback, install_first
+    from components.fine_tune.callbacks import (
+        BEST_FILE,
+        BestAdapterCallback,
+        ThroughputCallback,
+        install_first,
+    )
 
     tracker = tracker or DummyRun()
     if not train_rows:
@@ -223,6 +228,9 @@ def train(
         peft_config=lora_config(cfg),
         callbacks=[ckpt.callback] if ckpt else None,
     )
+    best = BestAdapterCallback() if val_rows else None  # keeps the lowest-validation-loss adapter
+    if best:
+        install_first(trainer, best)  # before the checkpoint upload: its file rides along
     install_first(trainer, ThroughputCallback())  # tokens/s (+ GPU memory) on each log line
     peft_model = trainer.model
     digest_before = base_weights_digest(peft_model)
@@ -231,10 +239,12 @@ def train(
 
     start = time.perf_counter()
     with checkpointing.during_training(ckpt) as resume_from:
+        if resume_from and best:
+            best.load(Path(resume_from) / BEST_FILE)
         result = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - start
     history = [h for h in trainer.state.log_history if "loss" in h]
-    eval_metrics = trainer.evaluate() if val_rows else {}
+    kept = keep_best(trainer, best, peft_model) if best else {}
 
     output_dir.mkdir(parents=True, exist_ok=True)
     peft_model.save_pretrained(output_dir)
@@ -245,8 +255,13 @@ def train(
         "train_loss": result.training_loss,
         "first_logged_loss": history[0]["loss"] if history else None,
         "last_logged_loss": history[-1]["loss"] if history else None,
-        "eval_loss": eval_metrics.get("eval_loss"),
-        "eval_perplexity": math.exp(eval_metrics["eval_loss"]) if "eval_loss" in eval_metrics else None,
+        # Validation loss of the adapter kept (the best one seen), and of the last step's.
+        "eval_loss": kept.get("eval_loss"),
+        "eval_perplexity": math.exp(kept["eval_loss"]) if kept.get("eval_loss") is not None else None,
+        "final_eval_loss": kept.get("final_eval_loss"),
+        "kept_step": kept.get("kept_step", trainer.state.global_step),
+        "epochs": round(float(trainer.state.epoch or 0.0), 3),
+        "train_rows": len(train_rows),
         "global_step": trainer.state.global_step,
         "train_seconds": round(seconds, 2),
         "train_tokens": tokens,
@@ -274,6 +289,26 @@ def train(
     return TrainResult(metrics=metrics, output_dir=output_dir)
 
 
+def keep_best(trainer: Any, best: Any, model: Any) -> dict[str, Any]:
+    """Evaluate the last step's adapter (unless that step was just evaluated), then put back the
+    weights with the lowest validation loss when they are not the last ones.
+
+    Why: on a small train set many steps overfit (validation loss rises while training loss
+    falls); the adapter worth shipping is the one that generalised best, not the last."""
+    step = trainer.state.global_step
+    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+    if not evals or evals[-1].get("step") != step:
+        trainer.evaluate()  # BestAdapterCallback sees this one too
+        evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+    final = evals[-1]["eval_loss"] if evals else None
+    if best.best_step is None:
+        return {"eval_loss": final, "final_eval_loss": final, "kept_step": step}
+    if best.best_step != step and best.best_loss < (final if final is not None else float("inf")):
+        best.restore(model)
+        return {"eval_loss": best.best_loss, "final_eval_loss": final, "kept_step": best.best_step}
+    return {"eval_loss": final, "final_eval_loss": final, "kept_step": step}
+
+
 def run_fine_tune(
     cfg: TrainConfig, *, train: str, validation: str, model: str, run_id: str = "",
     required_accelerator: str = "",
@@ -291,9 +326,10 @@ def run_fine_tune(
     from components.fine_tune.train import train as train_adapter
 
     require_accelerator(required_accelerator, "fine-tune")  # seconds, not hours
+    bf16_enabled(cfg.bf16)  # bf16=true on a machine without bf16: refused before any data loads
     with step_run("fine-tune", cfg, run_id) as step:
-        result = train_adapter(cfg, read_rows(train), read_rows(validation), Path(model), step.tracker,
-                       run_name=cfg.run_name or run_id)
+        result = train_adapter(cfg, read_rows(train), read_rows(validation), Path(model),
+                               step.tracker, run_name=cfg.run_name or run_id)
         source = model_source(cfg.base_model)
         step.tracker.log_reference("lora-adapter", "model", model, {
             "base_model": source, "eval_loss": result.metrics.get("eval_loss")})

@@ -28,7 +28,13 @@ def load_prompts(prompts_uri: str, test_rows: list[dict[str, Any]]) -> list[str]
     if not prompts_uri:
         return [user_content(r["instruction"], r["context"]) for r in test_rows]
     prompts = []
-    text = read_bytes(prompts_uri).decode("utf-8", errors="replace")
+    try:
+        text = read_bytes(prompts_uri).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(
+            f"prompts_uri {prompts_uri} is not UTF-8 text; give a JSONL file of "
+            '{"prompt": "..."} objects'
+        ) from None
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -36,26 +42,36 @@ def load_prompts(prompts_uri: str, test_rows: list[dict[str, Any]]) -> list[str]
             obj = json.loads(line)
         except json.JSONDecodeError:
             raise InputError(
-                f"{prompts_uri} line {n} is not JSON; give one object per line like "
+                f"prompts_uri {prompts_uri} line {n} is not JSON; give one object per line like "
                 '{"prompt": "..."}'
             ) from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str):
+        if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str) or not obj[
+            "prompt"
+        ].strip():
             raise InputError(
-                f'{prompts_uri} line {n} has no string "prompt" field; write {{"prompt": "..."}}'
+                f'prompts_uri {prompts_uri} line {n} has no non-empty string "prompt" field; '
+                'write {"prompt": "..."}'
             )
         prompts.append(obj["prompt"])
     if not prompts:
-        raise InputError(f"{prompts_uri} holds no prompts")
+        raise InputError(f'prompts_uri {prompts_uri} holds no prompts; write {{"prompt": "..."}} '
+                         "lines, or leave prompts_uri empty to use the test split")
     return prompts
 
 
 def infer(
     adapter_dir: str, prompts: list[str], gen: GenerationConfig, system_prompt: str = "",
-    base_ref: str = "",
+    base_ref: str = "", timing: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
+    """Predictions for `prompts`. `timing`, when given, receives `load_seconds` (model and
+    tokenizer), `generation_seconds` (generate() alone) and the `device`."""
     from components.common.modeling import load_base_and_adapter
 
+    timing = {} if timing is None else timing
+    t0 = time.perf_counter()
     model, tokenizer = load_base_and_adapter(adapter_dir, base_ref)
+    timing["load_seconds"] = round(time.perf_counter() - t0, 3)
+    timing["device"] = next(model.parameters()).device.type
     system = [{"role": "system", "content": system_prompt}] if system_prompt else []
     chats = [
         tokenizer.apply_chat_template(
@@ -71,6 +87,7 @@ def infer(
         batch_size=gen.generation_batch_size,
         temperature=gen.temperature,
         top_p=gen.top_p,
+        timing=timing,
     )
     return [
         {
@@ -79,10 +96,39 @@ def infer(
             "prompt_tokens": o.prompt_tokens,
             "completion_tokens": o.completion_tokens,
             "latency_s": o.latency_s,
+            "first_token_s": o.first_token_s,
             "tokens_per_second": round(o.completion_tokens / o.latency_s, 2) if o.latency_s else 0.0,
         }
         for p, o in zip(prompts, outs, strict=True)
     ]
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default), `q` in [0, 100]."""
+    import numpy as np
+
+    return round(float(np.percentile(values, q)), 4) if values else 0.0
+
+
+def timing_summary(rows: list[dict[str, Any]], timing: dict[str, Any]) -> dict[str, Any]:
+    """Throughput of generation alone (model loading apart) and per-row latency percentiles.
+
+    `seconds` and `tokens_per_second` count generate() only; `load_seconds` is the model load.
+    A row's latency runs from its batch's start to its own last token (`generation.py`)."""
+    gen_s = float(timing.get("generation_seconds", 0.0))
+    completion = sum(r["completion_tokens"] for r in rows)
+    latencies = [r["latency_s"] for r in rows]
+    return {
+        "rows": len(rows),
+        "completion_tokens": completion,
+        "seconds": round(gen_s, 3),
+        "load_seconds": timing.get("load_seconds"),
+        "tokens_per_second": round(completion / gen_s, 1) if gen_s else 0.0,
+        "latency_p50_s": percentile(latencies, 50),
+        "latency_p95_s": percentile(latencies, 95),
+        "first_token_p50_s": percentile([r.get("first_token_s", 0.0) for r in rows], 50),
+        "device": timing.get("device", ""),
+    }
 
 
 PREDICTIONS_FILE = "predictions.jsonl"
@@ -108,21 +154,10 @@ def run_inference(
     out = Path(predictions)
     with step_run("inference", cfg, run_id) as step:
         tracker = step.tracker
-        t0 = time.perf_counter()
-        rows = infer(model, prompts, cfg, cfg.system_prompt, base)
-        seconds = time.perf_counter() - t0
+        timing: dict[str, Any] = {}
+        rows = infer(model, prompts, cfg, cfg.system_prompt, base, timing=timing)
         write_jsonl(out / PREDICTIONS_FILE, rows)
-        completion = sum(r["completion_tokens"] for r in rows)
-        latencies = sorted(r["latency_s"] for r in rows)
-        meta = {
-            "rows": len(rows),
-            "completion_tokens": completion,
-            "seconds": round(seconds, 3),
-            "tokens_per_second": round(completion / seconds, 1) if seconds else 0.0,
-            "generation_batch_size": cfg.generation_batch_size,
-            "latency_p50_s": latencies[len(latencies) // 2],
-            "latency_p95_s": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))],
-        }
+        meta = {**timing_summary(rows, timing), "generation_batch_size": cfg.generation_batch_size}
         tracker.summary(meta)
         tracker.log_table(
             "predictions", ["prompt", "response", "completion_tokens", "latency_s"],

@@ -21,15 +21,17 @@ import json
 import random
 import statistics
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.common.config import DataConfig
+from components.common.config import DOLLY_CATEGORIES, DataConfig, normalize_category
 from components.common.dolly import dedup_key, row_problem, to_messages
 from components.common.errors import InputError
 from components.common.jsonl import write_jsonl
 from components.common.paths import resolve_embedded
+from components.common.rows import count_reasons
 from components.common.storage import is_gcs, read_bytes
 
 SPLITS = ("train", "validation", "test")
@@ -59,7 +61,7 @@ def looks_like_hub_id(source: str) -> bool:
 def read_jsonl(data: bytes, source: str) -> list[tuple[int, Any]]:
     """(1-based line number, parsed value or a `_ParseError`) for every non-blank line."""
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a byte-order mark (Windows editors) is not content
     except UnicodeDecodeError:
         raise InputError(
             f"{source} is not UTF-8 text; give a JSONL file (one JSON object per line)"
@@ -102,7 +104,12 @@ def load_source(source: str) -> list[tuple[int, Any]]:
     try:
         ds = datasets.load_dataset(source, split="train")
     except Exception as exc:  # the hub raises many types; all mean "cannot read this dataset"
-        raise InputError(f"cannot load Hugging Face dataset {source!r}: {exc}") from None
+        reason = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
+        raise InputError(
+            f"{source!r} is not a file here ({Path.cwd()}) and cannot be loaded as a Hugging Face "
+            f"dataset id ({reason}); give the path of a JSONL file (e.g. ./{source}.jsonl) or a "
+            "dataset id the hub serves (HF_TOKEN for gated ones)"
+        ) from None
     return [(i, dict(r)) for i, r in enumerate(ds, start=1)]
 
 
@@ -110,33 +117,73 @@ def check_bad_rows(bad: list[dict[str, Any]], total: int, cfg: DataConfig, sourc
     if not bad or len(bad) / total <= cfg.max_bad_row_fraction:
         return
     first = "; ".join(f"row {b['row']}: {b['reason']}" for b in bad[:3])
+    unknown = Counter(b["category"] for b in bad if "category" in b)
+    if unknown:
+        names = ", ".join(f"{c!r} ({n})" for c, n in unknown.most_common(5))
+        fix = (f"rows with categories Dolly does not have ({names}): rename them to one of "
+               f"{', '.join(DOLLY_CATEGORIES)}")
+    else:
+        fix = "fix them"
+    if len(bad) == total:
+        raise InputError(
+            f"none of the {total} rows in {source} is a usable Dolly row ({first}); each line "
+            "must be a JSON object with string fields instruction, context, response and "
+            f"category{'; ' + fix if unknown else ''}"
+        )
     raise InputError(
-        f"{len(bad)} of {total} rows in {source} are malformed ({first}); fix them, or raise "
-        f"max_bad_row_fraction above {len(bad) / total:.3f} to skip them"
+        f"{len(bad)} of {total} rows in {source} are unusable ({first}); {fix}, or raise "
+        f"max_bad_row_fraction to {len(bad) / total:.3f} or more to skip them"
     )
+
+
+class TooFewRows(InputError):
+    """Not enough rows for train, validation and test; `prepare` adds why rows went missing."""
+
+
+def _allocate(sizes: dict[str, int], total: int) -> dict[str, int]:
+    """`total` rows shared out in proportion to `sizes` (largest remainder, ties by name)."""
+    n = sum(sizes.values())
+    quota = {k: total * v / n for k, v in sizes.items()} if n else {}
+    alloc = {k: int(q) for k, q in quota.items()}
+    for k in sorted(sizes, key=lambda k: (alloc[k] - quota[k], k))[: total - sum(alloc.values())]:
+        alloc[k] += 1
+    return alloc
 
 
 def split_rows(
     rows: list[dict[str, Any]], val_fraction: float, test_fraction: float, seed: int
 ) -> dict[str, list[dict[str, Any]]]:
-    """Deterministic shuffle by seed, then test, validation, train. Same seed, same split."""
+    """Stratified by category, deterministic by seed: same rows and seed, same split.
+
+    The split sizes are those of a plain split (test = max(1, round(n * test_fraction)), the
+    same for validation), shared out over the categories in proportion to their rows, so a
+    category of a quarter of the data holds about a quarter of the test rows. Within a
+    category, rows are taken in one seeded shuffle of all rows (sorted by id first)."""
     order = sorted(rows, key=lambda r: r["id"])
     random.Random(seed).shuffle(order)
     n = len(order)
     n_test = max(1, round(n * test_fraction))
-    n_val = round(n * val_fraction) if val_fraction > 0 else 0
-    if val_fraction > 0:
-        n_val = max(1, n_val)
+    n_val = max(1, round(n * val_fraction)) if val_fraction > 0 else 0
     if n - n_test - n_val < 1:
-        raise InputError(
-            f"only {n} rows remain: too few for a train split next to {n_val} validation and "
-            f"{n_test} test rows; use more data or smaller fractions"
+        raise TooFewRows(
+            f"only {n} row{'s' if n != 1 else ''} remain{'s' if n == 1 else ''}: too few for a "
+            f"train split next to {n_val} validation and {n_test} test rows"
         )
-    return {
-        "test": order[:n_test],
-        "validation": order[n_test : n_test + n_val],
-        "train": order[n_test + n_val :],
-    }
+    by_cat: dict[str, list[dict[str, Any]]] = {}
+    for r in order:
+        by_cat.setdefault(str(r.get("category", "")), []).append(r)
+    sizes = {c: len(v) for c, v in by_cat.items()}
+    test_n = _allocate(sizes, n_test)
+    val_n = _allocate({c: sizes[c] - test_n[c] for c in sizes}, n_val)
+    where: dict[Any, str] = {}
+    for c, members in by_cat.items():
+        for i, r in enumerate(members):
+            where[r["id"]] = ("test" if i < test_n[c] else
+                              "validation" if i < test_n[c] + val_n[c] else "train")
+    out: dict[str, list[dict[str, Any]]] = {name: [] for name in ("test", "validation", "train")}
+    for r in order:  # each split keeps the seeded order (eval_max_rows takes a fair sample)
+        out[where[r["id"]]].append(r)
+    return out
 
 
 def split_hash(splits: dict[str, list[dict[str, Any]]]) -> str:
@@ -168,21 +215,36 @@ def token_lengths(tokenizer: Any, conversations: list[list[dict[str, str]]]) -> 
     return [len(ids) for ids in enc]
 
 
-def prepare(cfg: DataConfig, tokenizer: Any) -> Prepared:
-    """All of the step's logic, in memory. Raises InputError before writing anything."""
+def prepare(
+    cfg: DataConfig, tokenizer: Any = None, *, tokenizer_loader: Callable[[], Any] | None = None
+) -> Prepared:
+    """All of the step's logic, in memory. Raises InputError before writing anything.
+
+    Every check on the file itself (format, fields, categories, duplicates) runs before the
+    tokenizer is needed: give `tokenizer_loader` instead of `tokenizer` and a bad file is
+    refused before a large tokenizer (and transformers) is loaded."""
     raw = load_source(cfg.dataset)
     total = len(raw)
     rejected: list[dict[str, Any]] = []
     bad = []
     valid: list[tuple[int, dict[str, str]]] = []
+    renamed: Counter[str] = Counter()
     for n, obj in raw:
         reason = str(obj) if isinstance(obj, _ParseError) else row_problem(obj)
         if reason:
             bad.append({"row": n, "reason": reason})
-        else:
-            valid.append((n, obj))
+            continue
+        category = normalize_category(obj["category"])
+        if category not in DOLLY_CATEGORIES:
+            bad.append({"row": n, "reason": f"unknown category {obj['category']!r}",
+                        "category": obj["category"]})
+            continue
+        if category != obj["category"]:
+            renamed[f"{obj['category']} -> {category}"] += 1
+            obj = {**obj, "category": category}
+        valid.append((n, obj))
     check_bad_rows(bad, total, cfg, cfg.dataset)
-    rejected.extend(bad)
+    rejected.extend({"row": b["row"], "reason": b["reason"]} for b in bad)
 
     present = Counter(r["category"] for _, r in valid)
     wanted = cfg.category_list
@@ -204,8 +266,13 @@ def prepare(cfg: DataConfig, tokenizer: Any) -> Prepared:
             continue
         seen[key] = n
         unique.append((n, r))
+    _check_enough(len(unique), total, cfg, rejected, len(valid) - len(filtered))
 
     convs = [to_messages(r, cfg.system_prompt) for _, r in unique]
+    if tokenizer is None and convs:
+        tokenizer = tokenizer_loader() if tokenizer_loader else None
+        if tokenizer is None:
+            raise ValueError("prepare needs a tokenizer or a tokenizer_loader")
     lengths = token_lengths(tokenizer, convs) if convs else []
     kept: list[dict[str, Any]] = []
     too_long = []
@@ -235,16 +302,20 @@ def prepare(cfg: DataConfig, tokenizer: Any) -> Prepared:
             )
         raise InputError(f"nothing left after filtering {cfg.dataset}; check categories and data")
 
-    splits = split_rows(kept, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    try:
+        splits = split_rows(kept, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    except TooFewRows as exc:
+        raise TooFewRows(f"{exc} ({_why_dropped(total, rejected, len(valid) - len(filtered))}); "
+                         "use more data or smaller fractions") from None
     rejected.sort(key=lambda r: r["row"])
+    selected = wanted or sorted(present)
+    test_cats = {r["category"] for r in splits["test"]}
     stats = {
         "source_rows": total,
         "kept_rows": len(kept),
         "rejected_rows": len(rejected),
         "filtered_rows": len(valid) - len(filtered),
-        "rejected_by_reason": dict(
-            Counter(r["reason"].split(" (")[0].split(":")[0] for r in rejected)
-        ),
+        "rejected_by_reason": count_reasons(r["reason"] for r in rejected),
         "split_hash": split_hash(splits),
         "token_lengths": length_stats([r["num_tokens"] for r in kept]),
         **{f"{name}_rows": len(rows) for name, rows in splits.items()},
@@ -252,8 +323,39 @@ def prepare(cfg: DataConfig, tokenizer: Any) -> Prepared:
             name: dict(sorted(Counter(r["category"] for r in rows).items()))
             for name, rows in splits.items()
         },
+        "selected_categories": selected,
+        # Selected categories the test split has no row of: no per-category verdict for them.
+        "categories_without_test_rows": [c for c in selected if c not in test_cats],
+        "renamed_categories": dict(renamed),
     }
     return Prepared(splits, rejected, total, len(valid) - len(filtered), stats)
+
+
+def _why_dropped(total: int, rejected: list[dict[str, Any]], filtered: int) -> str:
+    """'of 10 rows read, 9 were dropped as exact duplicates' and the like."""
+    plural = {"duplicate": "exact duplicates", "too long": "longer than max_seq_len"}
+    parts = [f"{n} {plural.get(k, k)}" for k, n in count_reasons(
+        r["reason"] for r in rejected).items()]
+    if filtered:
+        parts.append(f"{filtered} outside the chosen categories")
+    return f"{total} read" + (f"; dropped: {', '.join(parts)}" if parts else "")
+
+
+def _check_enough(
+    n: int, total: int, cfg: DataConfig, rejected: list[dict[str, Any]], filtered: int
+) -> None:
+    """Refuse, before tokenizing, a file that cannot fill train, validation and test, saying
+    where the rows went (a file of duplicates says so)."""
+    n_test = max(1, round(n * cfg.test_fraction))
+    n_val = max(1, round(n * cfg.val_fraction)) if cfg.val_fraction > 0 else 0
+    if n - n_test - n_val >= 1:
+        return
+    raise TooFewRows(
+        f"only {n} distinct usable row{'s' if n != 1 else ''} in {cfg.dataset} "
+        f"({_why_dropped(total, rejected, filtered)}): too few for a train split next to "
+        f"{n_val} validation and {n_test} test row{'s' if n_test != 1 else ''}; use more data"
+        + (" or smaller fractions" if n > 1 else "")
+    )
 
 
 def run_prepare(
@@ -269,7 +371,7 @@ def run_prepare(
 
     out_paths = {"train": train, "validation": validation, "test": test, "rejected": rejected}
     with step_run("prepare-data", cfg, run_id) as step:
-        prepared = prepare(cfg, load_tokenizer(cfg.base_model))
+        prepared = prepare(cfg, tokenizer_loader=lambda: load_tokenizer(cfg.base_model))
         for name in SPLITS:
             write_jsonl(out_paths[name], prepared.splits[name])
         write_jsonl(rejected, prepared.rejected)

@@ -22,6 +22,14 @@ def _label(value: str) -> str:
     return re.sub(r"[^a-z0-9_-]", "-", value.lower())[:63]
 
 
+def display_name_for(base_model: str | None) -> str:
+    """`google/gemma-3-1b-it` -> `dolly-lora-gemma-3-1b-it`: one registry model per base model,
+    so adapters of different bases never become versions of one entry."""
+    name = (base_model or "model").rstrip("/").rsplit("/", 1)[-1].removeprefix("embedded:")
+    slug = re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-") or "model"
+    return f"dolly-lora-{slug}"[:128]
+
+
 def register_model(
     *,
     model_uri: str,
@@ -42,6 +50,7 @@ def register_model(
     base_model = model_metadata.get("base_model") or (
         json.loads(config.read_text()).get("base_model") if config and config.is_file() else None
     )
+    display_name = display_name or display_name_for(base_model)
     base = {
         "display_name": display_name,
         "artifact_uri": model_uri,

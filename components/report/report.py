@@ -12,11 +12,11 @@ import base64
 import io
 import json
 import math
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from components.common.config import HEADLINE_METRICS, ReportConfig
+from components.common.config import HEADLINE_METRICS, PipelineConfig, ReportConfig
+from components.common.rows import count_reasons, reason_kind
 
 SAMPLE_PROMPTS = 12
 TEMPLATE = Path(__file__).with_name("template.html.j2")
@@ -33,9 +33,7 @@ def _read_json(path: Path, default: Any) -> Any:
     return json.loads(path.read_text()) if path.exists() else default
 
 
-def reason_kind(reason: str) -> str:
-    """'too long: 600 tokens > ...' -> 'too long', 'duplicate of row 3' -> 'duplicate'."""
-    return reason.split(" (")[0].split(":")[0].split(" of row ")[0]
+__all__ = ["collect", "reason_kind", "render_html", "render_markdown", "write_report"]
 
 
 def data_summary(splits: dict[str, str], meta: dict[str, Any]) -> dict[str, Any]:
@@ -54,9 +52,7 @@ def data_summary(splits: dict[str, str], meta: dict[str, Any]) -> dict[str, Any]
         "kept_rows": len(kept),
         "split_rows": {n: len(rows.get(n, [])) for n in ("train", "validation", "test")},
         "rejected_rows": len(rows.get("rejected", [])),
-        "rejected_by_reason": dict(
-            Counter(reason_kind(r.get("reason", "?")) for r in rows.get("rejected", [])).most_common()
-        ),
+        "rejected_by_reason": count_reasons(r.get("reason", "?") for r in rows.get("rejected", [])),
         "categories": {
             c: {n: sum(r["category"] == c for r in rows.get(n, [])) for n in ("train", "validation", "test")}
             for c in cats
@@ -64,6 +60,12 @@ def data_summary(splits: dict[str, str], meta: dict[str, Any]) -> dict[str, Any]
         "token_lengths": lengths,
         "token_stats": {"min": pct(0), "p50": pct(0.5), "p95": pct(0.95), "max": pct(1.0)},
         "split_hash": meta.get("split_hash"),
+        # Selected categories with no test row: no per-category verdict can be given for them.
+        "categories_without_test_rows": sorted(
+            set(meta.get("categories_without_test_rows") or [])
+            | {c for c in cats if not any(r["category"] == c for r in rows.get("test", []))}
+        ),
+        "renamed_categories": dict(meta.get("renamed_categories") or {}),
     }
 
 
@@ -81,12 +83,22 @@ def pick_samples(rows: list[dict[str, Any]], n: int = SAMPLE_PROMPTS) -> list[di
 
 
 def step_costs(
-    step_seconds: dict[str, float | None], gpu_steps: set[str], gpu_hourly_usd: float
+    step_seconds: dict[str, float | None], gpu_steps: set[str], gpu_hourly_usd: float,
+    devices: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Wall time per step and the estimated price of the GPU steps' machine time."""
+    """Wall time per step and the estimated price of the GPU steps' machine time.
+
+    A step counts as a GPU machine only if it asks for one AND, where it says so (`devices`),
+    it ran on CUDA: a local run's fine-tune on a laptop CPU is neither a GPU machine nor billed."""
+    devices = devices or {}
+
+    def on_gpu(step: str) -> bool:
+        return step in gpu_steps and devices.get(step, "cuda") == "cuda"
+
     steps = [
-        {"step": s, "seconds": sec, "gpu": s in gpu_steps,
-         "cost_usd": (sec or 0) / 3600 * gpu_hourly_usd if s in gpu_steps else 0.0}
+        {"step": s, "seconds": sec, "gpu": on_gpu(s), "asks_gpu": s in gpu_steps,
+         "device": devices.get(s, ""),
+         "cost_usd": (sec or 0) / 3600 * gpu_hourly_usd if on_gpu(s) else 0.0}
         for s, sec in step_seconds.items()
     ]
     gpu_seconds = sum(s["seconds"] or 0 for s in steps if s["gpu"])
@@ -110,6 +122,7 @@ def collect(
     predictions_meta: dict[str, Any],
     gpu_hourly_usd: float,
     run_id: str = "",
+    run_name: str = "",
     gpu_steps: set[str] | None = None,
 ) -> dict[str, Any]:
     """Everything the report shows, as plain data (also what the tests inspect). `gpu_steps`:
@@ -131,27 +144,33 @@ def collect(
         "inference": predictions_meta.get("step_seconds"),
     }
     gpu_steps = set(gpu_steps if gpu_steps is not None else ("fine-tune", "evaluate", "inference"))
+    devices = {s: d for s, d in (("fine-tune", training.get("device")),
+                                 ("evaluate", results.get("device")),
+                                 ("inference", predictions_meta.get("device"))) if d}
     preds = _read_jsonl(predictions_path)
     training_config = _read_json(model / "training_config.json", {})
+    train_curve = [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h]
+    val_curve = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h and "step" in h]
     return {
         "run_id": run_id,
         # `submit --run-id` (also the checkpoint key) names the run for people; the pipeline job
         # name stays next to it, as that is what the Vertex console and W&B group show.
-        "run_name": training_config.get("run_name") or "",
+        "run_name": run_name or training_config.get("run_name") or "",
         "results": results,
         "headline": results.get("headline", {}),
         "categories": results.get("categories", {}),
         "samples": pick_samples(results.get("rows", [])),
-        "train_curve": [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h],
-        "val_curve": [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h and "step" in h],
+        "train_curve": train_curve,
+        "val_curve": val_curve,
+        "overfitting": overfitting(train_curve, val_curve, training),
         "training": training,
         "config": {
-            "data": split_meta.get("config", {}),
-            "training": training_config,
-            "evaluation": results.get("config", {}),
+            "data": typed_config(split_meta.get("config", {})),
+            "training": typed_config(training_config),
+            "evaluation": typed_config(results.get("config", {})),
         },
         "data": data_summary(splits, split_meta),
-        "cost": step_costs(steps, gpu_steps, gpu_hourly_usd),
+        "cost": step_costs(steps, gpu_steps, gpu_hourly_usd, devices),
         "inference": {**predictions_meta, "rows": len(preds)},
         "wandb": {
             s: u for s, u in (
@@ -162,6 +181,54 @@ def collect(
             ) if u
         },
     }
+
+
+def typed_config(values: dict[str, Any]) -> dict[str, Any]:
+    """Parameter values with their declared types back: KFP metadata turns every int into a
+    float (seed 42 -> 42.0), which the configuration table would print as is."""
+    fields = PipelineConfig.model_fields
+    out = {}
+    for k, v in values.items():
+        f = fields.get(k)
+        if f is not None and f.annotation is int and isinstance(v, float) and v.is_integer():
+            v = int(v)
+        out[k] = v
+    return out
+
+
+def overfitting(
+    train: list[tuple[float, float]], val: list[tuple[float, float]], training: dict[str, Any]
+) -> str:
+    """One sentence when validation loss rose (by over 1%) after its lowest point while training
+    loss kept falling; '' otherwise. Says which adapter was kept."""
+    if len(val) < 2 or not train:
+        return ""
+    best_step, best = min(val, key=lambda p: p[1])
+    last_step, last = val[-1]
+    if last_step <= best_step or last <= best * 1.01:
+        return ""
+    steps, losses = zip(*train, strict=True)
+    smooth = smoothed(list(losses))
+
+    def train_at(step: float) -> float:
+        i = max((i for i, s in enumerate(steps) if s <= step), default=0)
+        return smooth[i]
+
+    t_best, t_last = train_at(best_step), train_at(last_step)
+    if t_last >= t_best:
+        return ""
+    epochs = training.get("epochs")
+    rows = training.get("train_rows")
+    span = (f" ({float(epochs):.1f} epochs over {int(rows)} training rows)"
+            if epochs and rows else "")
+    kept = training.get("kept_step")
+    keep = (f" The adapter kept is the one from step {int(kept)}, where validation loss was lowest."
+            if kept is not None and int(kept) == int(best_step) else
+            " The adapter kept is the last one.")
+    return (f"Overfitting: validation loss rose from {best:.3f} at step {int(best_step)} to "
+            f"{last:.3f} at step {int(last_step)} while training loss fell from {t_best:.3f} to "
+            f"{t_last:.3f}{span}.{keep} Fewer steps, more data or a lower learning rate would "
+            "use the compute better.")
 
 
 # ---------------------------------------------------------------- figures (PNG data URIs)
@@ -212,6 +279,20 @@ def fig_loss_curves(train: list[tuple[float, float]], val: list[tuple[float, flo
     return _png(fig)
 
 
+TOO_FEW_COLOR = "#c7c7c7"
+
+
+def interval_color(headline: dict[str, Any]) -> str:
+    """Green: the interval is above 0 (tuned better); red: below 0 (worse); grey: not
+    distinguishable. Under gate_min_rows rows: light grey whatever the interval says, as the
+    table says "too few to decide"."""
+    if not headline.get("enough_rows", True):
+        return TOO_FEW_COLOR
+    if headline["improvement_low"] > 0:
+        return "#2ca02c"
+    return "#d62728" if headline["improvement_high"] < 0 else "#7f7f7f"
+
+
 def fig_categories(categories: dict[str, Any], metric: str) -> str:
     """Left: base vs tuned per category. Right: improvement with its 95% interval."""
     import numpy as np
@@ -224,7 +305,6 @@ def fig_categories(categories: dict[str, Any], metric: str) -> str:
     tuned = [categories[c]["tuned"][metric] for c in cats]
     ax1.barh(y - 0.2, base, 0.4, label="base", color="#9e9e9e")
     ax1.barh(y + 0.2, tuned, 0.4, label="tuned", color="#1f77b4")
-    ax1.set_yticks(y, [f"{c} (n={categories[c]['rows']})" for c in cats])
     ax1.invert_yaxis()
     ax1.set_xlabel(metric)
     ax1.legend(loc="lower right", fontsize=8)
@@ -233,11 +313,16 @@ def fig_categories(categories: dict[str, Any], metric: str) -> str:
     est = np.array([x["improvement"] for x in h])
     lo = np.array([x["improvement_low"] for x in h])
     hi = np.array([x["improvement_high"] for x in h])
-    # green: interval above 0 (tuned better), red: below 0 (worse), grey: not distinguishable
-    colors = ["#2ca02c" if a > 0 else "#d62728" if b < 0 else "#7f7f7f"
-              for a, b in zip(lo, hi, strict=True)]
-    for yi, e, lo_, hi_, col in zip(y, est, lo, hi, colors, strict=True):
-        ax2.errorbar([e], [yi], xerr=[[e - lo_], [hi_ - e]], fmt="o", color=col, capsize=3)
+    enough = [x.get("enough_rows", True) for x in h]
+    colors = [interval_color(x) for x in h]
+    for yi, e, lo_, hi_, col, ok in zip(y, est, lo, hi, colors, enough, strict=True):
+        ax2.errorbar([e], [yi], xerr=[[e - lo_], [hi_ - e]], fmt="o", color=col, capsize=3,
+                     mfc=col if ok else "white", ls="--" if not ok else "-")
+        if not ok:
+            ax2.annotate("too few rows", (hi_, yi), xytext=(4, 0), textcoords="offset points",
+                         va="center", fontsize=7, color="#8c8c8c")
+    ax1.set_yticks(y, [f"{c} (n={categories[c]['rows']}{'' if ok else ', too few'})"
+                       for c, ok in zip(cats, enough, strict=True)])
     ax2.axvline(0, color="black", lw=0.8)
     metric_name = h[0]["metric"] if h else metric
     ax2.set_xlabel(f"improvement in {metric_name} (tuned over base, 95% CI)")
@@ -266,6 +351,8 @@ def _fmt(value: Any, digits: int = 3) -> str:
         return "—"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}" if digits == 0 else str(value)
     if isinstance(value, float):
         if math.isnan(value):
             return "—"
@@ -283,6 +370,11 @@ def verdict(headline: dict[str, Any]) -> str:
     unit = HEADLINE_METRICS.get(m, {}).get("unit", "")
     span = (f"{_fmt(headline['improvement'])} {unit} (95% interval {_fmt(headline['improvement_low'])} "
             f"to {_fmt(headline['improvement_high'])}, {headline['rows']} test rows)")
+    if not headline.get("enough_rows", True):
+        return (f"Not enough test rows to decide: {headline['rows']} test rows, and the gate needs "
+                f"at least {headline['min_rows']} (gate_min_rows). The {m} improvement would be "
+                f"{span}, but an interval from so few rows is too narrow to trust, so the gate "
+                "stays closed and nothing is registered. Use more data or a larger test_fraction.")
     if headline["tuned_better"]:
         return (f"Fine-tuning helped: {m} improved by {span}. The interval's lower end is above the "
                 f"gate threshold {_fmt(headline['threshold'])}, so the tuned model passes the gate.")
@@ -302,18 +394,52 @@ def render_html(data: dict[str, Any]) -> str:
         figures["categories"] = fig_categories(data["categories"], metric)
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["fmt"] = _fmt
+    env.globals.update(data_notes=data_notes, step_note=step_note)
     return env.from_string(TEMPLATE.read_text()).render(
         d=data, figures=figures, verdict=verdict(data["headline"]),
+        verdict_class=verdict_class(data["headline"]),
         metrics=["loss", "perplexity", "rougeL", "exact_match"],
     )
 
 
+def verdict_class(headline: dict[str, Any]) -> str:
+    """'pass' (green), 'undecided' (grey: too few rows) or 'fail' (orange)."""
+    if headline and not headline.get("enough_rows", True):
+        return "undecided"
+    return "pass" if headline.get("tuned_better") else "fail"
+
+
+def data_notes(d: dict[str, Any]) -> list[str]:
+    """Sentences about the data a reader must not miss (empty categories, renamed ones)."""
+    notes = []
+    if d.get("categories_without_test_rows"):
+        notes.append("No test rows for the selected categor"
+                     f"{'y' if len(d['categories_without_test_rows']) == 1 else 'ies'} "
+                     f"{', '.join(d['categories_without_test_rows'])}: the evaluation says "
+                     "nothing about them (more data or a larger test_fraction).")
+    if d.get("renamed_categories"):
+        notes.append("Category names normalised to Dolly's: " + ", ".join(
+            f"{k} ({v} rows)" for k, v in d["renamed_categories"].items()) + ".")
+    return notes
+
+
+def step_note(s: dict[str, Any]) -> str:
+    """Where a step ran, for the time and cost table."""
+    if s["gpu"]:
+        return "GPU machine"
+    if s.get("asks_gpu"):
+        return "CPU (no GPU here; not priced)"
+    return "CPU"
+
+
 def render_markdown(data: dict[str, Any]) -> str:
-    """The short version: verdict, overall numbers, per category, time and cost."""
+    """The short version: verdict, overall numbers, per category, data, time and cost."""
     r, h, cost = data["results"], data["headline"], data["cost"]
     lines = [f"# Run {data.get('run_name') or data['run_id'] or ''}".rstrip(), "", verdict(h), ""]
-    if data.get("run_name") and data["run_id"]:
+    if data.get("run_name") and data["run_id"] and data["run_name"] != data["run_id"]:
         lines[1:1] = ["", f"Pipeline job `{data['run_id']}`"]
+    if data.get("overfitting"):
+        lines += [data["overfitting"], ""]
     if r:
         lines += ["| metric | base | tuned |", "|---|---|---|"]
         for k in ("loss", "perplexity", "rougeL", "exact_match"):
@@ -324,21 +450,27 @@ def render_markdown(data: dict[str, Any]) -> str:
                   "|---|---|---|---|---|"]
         for cat, c in data["categories"].items():
             ch = c["headline"]
+            few = "" if ch.get("enough_rows", True) else (
+                f" — too few rows (< {ch.get('min_rows')}), not a verdict")
             lines.append(
                 f"| {cat} | {c['rows']} | {_fmt(c['base'][m])} | {_fmt(c['tuned'][m])} | "
                 f"{_fmt(ch['improvement'])} ({_fmt(ch['improvement_low'])} to "
-                f"{_fmt(ch['improvement_high'])}) |"
+                f"{_fmt(ch['improvement_high'])}){few} |"
             )
     d = data["data"]
     reasons = ", ".join(f"{k}: {v}" for k, v in d["rejected_by_reason"].items())
     split = d["split_rows"]
+    gpu = [s for s in cost["steps"] if s["gpu"]]
     lines += [
         "",
         f"Data: {d['kept_rows']} rows kept ({split['train']} train / {split['validation']} "
         f"validation / {split['test']} test), {d['rejected_rows']} rejected"
         + (f" ({reasons})" if reasons else "") + ".",
-        f"Time: {_fmt(cost['total_seconds'], 1)} s in steps, {_fmt(cost['gpu_seconds'], 1)} s on "
-        f"GPU machines, estimated ${cost['gpu_cost_usd']:.4f} at ${cost['gpu_hourly_usd']:.2f}/h.",
+        *data_notes(d),
+        f"Time: {_fmt(cost['total_seconds'], 1)} s in steps"
+        + (f", {_fmt(cost['gpu_seconds'], 1)} s on GPU machines, estimated "
+           f"${cost['gpu_cost_usd']:.4f} at ${cost['gpu_hourly_usd']:.2f}/h."
+           if gpu else ", no step ran on a GPU machine (no GPU cost)."),
     ]
     if data["wandb"]:
         lines += ["", "W&B: " + ", ".join(f"[{s}]({u})" for s, u in data["wandb"].items())]
@@ -369,7 +501,8 @@ def run_report(
             split_meta=rejected_metadata or {}, model_dir=model, model_meta=model_metadata or {},
             eval_path=generations, eval_meta=generations_metadata or {},
             predictions_path=predictions, predictions_meta=predictions_metadata or {},
-            gpu_hourly_usd=cfg.gpu_hourly_usd, run_id=run_id, gpu_steps=set(split_csv(gpu_steps)),
+            gpu_hourly_usd=cfg.gpu_hourly_usd, run_id=run_id, run_name=cfg.run_name,
+            gpu_steps=set(split_csv(gpu_steps)),
         )
         write_report(data, html, markdown)
         step.tracker.log_html("report", Path(html).read_text(encoding="utf-8"))

@@ -105,3 +105,22 @@ def test_invalid_cron_on_the_command_line_sends_nothing(vertex: Captured, templa
     r = invoke(*BASE, "--template", str(template), "schedule", "create", "--cron", "every day")
     assert r.exit_code == 2 and "cron 'every day'" in r.output
     assert not vertex.schedules
+
+
+def test_pause_dry_run_sends_nothing_and_needs_no_credentials(monkeypatch: pytest.MonkeyPatch,
+                                                              tmp_path: Path) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "none.json"))
+    r = invoke("--project", "my-proj", "--region", "us-central1", "--dry-run", "schedule",
+               "pause", "123")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == {
+        "method": "google.cloud.aiplatform.v1.ScheduleService.PauseSchedule",
+        "request": {"name": "projects/my-proj/locations/us-central1/schedules/123"}}
+
+
+def test_a_cron_step_of_zero_is_refused() -> None:
+    with pytest.raises(InputError, match="step /0 must be between 1 and 59"):
+        check_cron("*/0 * * * *")
+    with pytest.raises(InputError, match="step /0 must be between 1 and 23"):
+        check_cron("0 */0 * * *")
+    assert check_cron("*/59 * * * *")

@@ -190,3 +190,18 @@ def test_vertex_register_adds_a_default_version_to_the_existing_model(
     assert "default" in request.model.version_aliases
     assert rec["resourceName"] == f"{PARENT}/models/777" and rec["version_id"] == "2"
 
+
+def test_the_registry_model_is_named_after_the_base_model_unless_given(tmp_path: Path) -> None:
+    from components.register.register import display_name_for
+
+    assert display_name_for("google/gemma-3-1b-it") == "dolly-lora-gemma-3-1b-it"
+    assert display_name_for("embedded://tiny-gemma3") == "dolly-lora-tiny-gemma3"
+    assert display_name_for("gs://b/models/My_Model/") == "dolly-lora-my_model"
+    rec = register_model(model_uri="m", model_metadata={"base_model": "meta-llama/Llama-3.2-1B"},
+                         project="", location="", display_name="", serving_image="img",
+                         pipeline_job="j", record_path=str(tmp_path / "r.json"))
+    assert rec["display_name"] == "dolly-lora-llama-3-2-1b"
+    given = register_model(model_uri="m", model_metadata={"base_model": "x/y"}, project="",
+                           location="", display_name="team-model", serving_image="img",
+                           pipeline_job="j", record_path=str(tmp_path / "g.json"))
+    assert given["display_name"] == "team-model"

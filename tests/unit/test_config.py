@@ -51,3 +51,31 @@ def test_target_modules_checked_against_the_model(tiny_model_ref):
     check_target_modules(tiny_model_ref, "all-linear")
     with pytest.raises(InputError, match="query_key_value not found"):
         check_target_modules(tiny_model_ref, ["q_proj", "query_key_value"])
+
+
+def test_max_steps_zero_is_refused_with_the_two_meanings_it_could_have():
+    with pytest.raises(InputError) as exc:
+        resolve_parameters(EMBEDDED_DEFAULT, ["max_steps=0"])
+    assert "max_steps=0 would train nothing" in str(exc.value) and "-1" in str(exc.value)
+    assert resolve_parameters(EMBEDDED_DEFAULT, ["max_steps=-1"])["max_steps"] == -1
+
+
+def test_mis_cased_categories_are_normalised_to_dollys():
+    params = resolve_parameters(EMBEDDED_DEFAULT, ["categories=Closed_QA, open-qa"])
+    assert params["categories"] == "closed_qa,open_qa"
+
+
+def test_a_real_base_model_locally_gets_the_real_defaults_not_the_tiny_ones():
+    from cli.params import local_parameters
+
+    tiny, none = local_parameters(False, [], "r")
+    assert tiny["learning_rate"] == 3e-3 and none == {}
+    real, used = local_parameters(False, ["base_model=org/real-model", "max_new_tokens=64"], "r")
+    d = parameter_defaults()
+    assert real["learning_rate"] == d["learning_rate"] == 2e-4
+    assert real["max_seq_len"] == d["max_seq_len"] and real["gradient_accumulation_steps"] == 2
+    assert real["max_new_tokens"] == 64  # what the user gave wins, and is not reported as used
+    assert "max_new_tokens" not in used and used["learning_rate"] == 2e-4
+    # data and run length stay those of the embedded default (offline, minutes)
+    assert real["dataset"] == EMBEDDED_DEFAULT["dataset"] and real["max_steps"] == 60
+    assert real["run_name"] == "r"

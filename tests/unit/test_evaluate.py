@@ -90,8 +90,16 @@ def test_headline_interval_and_gate_agree(result):
     assert h["diff"] == pytest.approx(res["tuned"]["loss"] - res["base"]["loss"], rel=1e-6)
     assert h["diff_low"] <= h["diff"] <= h["diff_high"]
     assert h["improvement_low"] == pytest.approx(-h["diff_high"])
-    assert h["tuned_better"] == (h["improvement_low"] > h["threshold"])
-    assert scalars["tuned_better"] == float(h["tuned_better"])
+    # 12 test rows: under gate_min_rows, so the gate does not decide whatever the interval says
+    assert h["rows"] == 12 and h["min_rows"] == 30 and h["enough_rows"] is False
+    assert h["tuned_better"] is False
+    assert scalars["tuned_better"] == 0.0 and scalars["enough_test_rows"] == 0.0
+    assert all(not c["headline"]["enough_rows"] for c in res["categories"].values())
+
+
+def test_results_keep_the_context_and_the_device(result):
+    _, res = result
+    assert all("context" in r for r in res["rows"]) and res["device"] == "cpu"
 
 
 def test_evaluation_is_logged_to_wandb_offline(result, wandb_dir):

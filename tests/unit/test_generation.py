@@ -46,3 +46,95 @@ def test_batched_greedy_equals_sequential(model, tokenizer):
     single = [generate(model, tokenizer, [p], max_new_tokens=12)[0] for p in prompts]
     assert [g.text for g in batched] == [g.text for g in single]
     assert all(g.completion_tokens <= 12 for g in batched)
+
+
+class _FakeModel:
+    """Stands in for a causal LM's generate(): emits fixed token rows, step by step, calling the
+    stopping criteria after each step as transformers does."""
+
+    def __init__(self, rows: list[list[int]], eos: list[int]) -> None:
+        import types
+
+        self.rows = rows
+        self.generation_config = types.SimpleNamespace(eos_token_id=eos)
+        self.seen: dict = {}
+
+    def parameters(self):
+        yield torch.zeros(1)
+
+    def generate(self, input_ids, attention_mask, **kw):
+        self.seen = kw
+        out = input_ids
+        for step in range(len(self.rows[0])):
+            new = torch.tensor([[r[step]] for r in self.rows])
+            out = torch.cat([out, new], dim=1)
+            for crit in kw["stopping_criteria"]:
+                crit(out, None)
+        return out
+
+
+def test_generation_stops_at_the_chat_templates_end_of_turn(tokenizer, monkeypatch):
+    """A model whose generation_config lacks <end_of_turn> must still stop there, instead of
+    inventing the user's next turn."""
+    from components.common import generation
+
+    eot = tokenizer.convert_tokens_to_ids("<end_of_turn>")
+    assert generation.end_of_turn_ids(tokenizer) == [eot]
+    words = tokenizer("blue sky next turn", add_special_tokens=False)["input_ids"]
+    model = _FakeModel([[words[0], words[1], eot, words[2], words[3]]],
+                       eos=[tokenizer.eos_token_id])
+    [g] = generate(model, tokenizer, [prompt_text(tokenizer, CONVS[0])], max_new_tokens=5)
+    assert g.completion_tokens == 3 and "next" not in g.text and "turn" not in g.text
+    assert eot in model.seen["eos_token_id"]  # generate itself stops there too
+
+
+def test_each_row_has_its_own_latency(tokenizer, monkeypatch):
+    """Rows of one batch that finish early are timed when they finish, so p50 != p95; the
+    clock is a counter (one tick per reading), not the wall."""
+    from components.common import generation
+    from components.inference.infer import timing_summary
+
+    ticks = iter(range(1000))
+    monkeypatch.setattr(generation.time, "perf_counter", lambda: float(next(ticks)))
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    w = tokenizer("a b c d e", add_special_tokens=False)["input_ids"]
+    rows = [[w[0], eos, pad, pad, pad], [w[0], w[1], w[2], eos, pad], [w[0], w[1], w[2], w[3], w[4]]]
+    model = _FakeModel(rows, eos=[eos])
+    timing: dict = {}
+    gens = generate(model, tokenizer, ["p1", "p2", "p3"], max_new_tokens=5, timing=timing)
+    lat = [g.latency_s for g in gens]
+    assert lat[0] < lat[1] < lat[2], lat
+    assert [g.completion_tokens for g in gens] == [2, 4, 5]
+    summary = timing_summary(
+        [{"completion_tokens": g.completion_tokens, "latency_s": g.latency_s,
+          "first_token_s": g.first_token_s} for g in gens], timing)
+    assert summary["latency_p50_s"] != summary["latency_p95_s"]
+    assert summary["seconds"] == timing["generation_seconds"] >= lat[2]
+
+
+def test_inference_throughput_leaves_model_loading_out(tmp_path, monkeypatch, tiny_model_ref):
+    """A model load that takes 1000 s (on a shifted clock) must not enter tokens/s."""
+    import time as time_mod
+
+    from components.evaluate import evaluate as ev
+    from components.inference import infer
+
+    real_clock, offset = time_mod.perf_counter, [0.0]
+    monkeypatch.setattr(time_mod, "perf_counter", lambda: real_clock() + offset[0])
+
+    def slow_load(adapter_dir, base_ref=""):
+        from components.common.modeling import load_model, load_tokenizer
+
+        offset[0] += 1000.0
+        return load_model(tiny_model_ref, device="cpu").eval(), load_tokenizer(
+            tiny_model_ref, padding_side="left")
+
+    monkeypatch.setattr(ev, "load_base_and_adapter", slow_load)
+    test = tmp_path / "test.jsonl"
+    test.write_text('{"instruction": "Say hi", "context": ""}\n'
+                    '{"instruction": "Name a colour", "context": "Be short."}\n')
+    meta = infer.run_inference({"max_new_tokens": 6}, str(test), "adapter", str(tmp_path / "p"))
+    assert meta["load_seconds"] >= 1000 and meta["seconds"] < 1000
+    assert meta["tokens_per_second"] == pytest.approx(meta["completion_tokens"] / meta["seconds"],
+                                                      rel=0.01)
+    assert meta["device"] == "cpu"

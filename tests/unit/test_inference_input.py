@@ -40,8 +40,10 @@ def run(tmp_path, test_split, params):
     ("content", "match"),
     [
         ("prompt,answer\nhi,there\n", "line 1 is not JSON"),
-        ('{"prompt": "ok"}\n{"question": "where is the prompt?"}\n', 'line 2 has no string "prompt"'),
-        ('{"prompt": 3}\n', 'no string "prompt"'),
+        ('{"prompt": "ok"}\n{"question": "where is the prompt?"}\n',
+         'line 2 has no non-empty string "prompt"'),
+        ('{"prompt": 3}\n', 'no non-empty string "prompt"'),
+        ('{"prompt": "  "}\n', 'no non-empty string "prompt"'),
         ("\n\n", "holds no prompts"),
     ],
 )

@@ -61,12 +61,13 @@ def run_data(tmp_path_factory) -> dict:
     model.mkdir()
     hist = [{"loss": 3.0 - 0.1 * s, "step": s} for s in range(1, 11)] + [{"eval_loss": 2.7, "step": 10}]
     (model / "log_history.json").write_text(json.dumps(hist))
-    (model / "training_config.json").write_text(json.dumps({"base_model": "tiny", "lora_r": 16}))
+    (model / "training_config.json").write_text(json.dumps({"base_model": "tiny", "lora_r": 16,
+                                                            "seed": 42.0, "max_steps": 60.0}))
     write_jsonl(d / "pred.jsonl", [{"prompt": "p", "response": "r", "completion_tokens": 3,
                                     "latency_s": 0.5}])
     data = collect(
         splits=paths, split_meta={"source_rows": 52, "step_seconds": 2.0, "config": {"dataset": "x"}},
-        model_dir=str(model), model_meta={"step_seconds": 3600.0, "device": "cpu",
+        model_dir=str(model), model_meta={"step_seconds": 3600.0, "device": "cuda",
                                          "wandb_url": "https://wandb.ai/e/p/runs/abc"},
         eval_path=str(d / "gen.json"), eval_meta={"step_seconds": 1800.0},
         predictions_path=str(d / "pred.jsonl"),
@@ -216,3 +217,134 @@ def test_report_renders_in_headless_chromium(run_data, tmp_path):
         shutil.copyfile(shot, keep)
     assert pixels.shape[0] >= 2000 and pixels.shape[1] >= 1100
     assert pixels.std() > 0.05, "the screenshot is blank"
+
+
+# ------------------------------------------------------------------ what the report must say
+
+
+def _results(rows: list[dict], cfg: EvalConfig) -> dict:
+    return {"base": {"loss": 3.1, "perplexity": 22.2, "rougeL": 0.0},
+            "tuned": {"loss": 2.6, "perplexity": 13.5, "rougeL": 0.5},
+            "rows": rows, "n_rows": len(rows), "categories": by_category(rows, cfg),
+            "headline": compare(rows, cfg), "config": cfg.model_dump()}
+
+
+def test_two_test_rows_never_pass_the_gate(tmp_path):
+    """Two rows, both clearly better: the interval collapses to a point above 0, but the gate
+    does not decide on two rows, says so, and register-model (behind the bool) never runs."""
+    from components.evaluate.evaluate import gate_decision
+    from components.report.report import verdict
+
+    cfg = EvalConfig(bootstrap_samples=200)
+    rows = _eval_rows(2)
+    results = _results(rows, cfg)
+    h = results["headline"]
+    assert h["improvement_low"] > 0  # the bootstrap alone would have passed it
+    assert h["enough_rows"] is False and h["tuned_better"] is False
+    (tmp_path / "gen.json").write_text(json.dumps(results))
+    scalars, decision = gate_decision(str(tmp_path / "gen.json"))
+    assert decision["tuned_better"] is False and decision["enough_rows"] is False
+    assert scalars["tuned_better"] == 0.0
+    text = verdict(h)
+    assert text.startswith("Not enough test rows to decide: 2 test rows")
+    assert "at least 30 (gate_min_rows)" in text and "nothing is registered" in text
+    assert "passes the gate" not in text
+    small = EvalConfig(bootstrap_samples=200, gate_min_rows=2)
+    assert compare(rows, small)["tuned_better"] is True  # the minimum is a parameter
+
+
+def test_categories_under_the_minimum_are_grey_in_table_and_figure(run_data, monkeypatch):
+    from components.report import report
+
+    data = run_data["data"]  # 30 rows over 5 categories: 6 each, under gate_min_rows=30
+    assert all(not c["headline"]["enough_rows"] for c in data["categories"].values())
+    assert all(c["headline"]["improvement_low"] > 0 for c in data["categories"].values())
+    html = run_data["html"].read_text()
+    assert html.count('<tr class="few">') == len(CATS)
+    assert "under 30 rows (gate_min_rows): too few to decide" in html
+    figures: list = []
+    monkeypatch.setattr(report, "_png", lambda fig: figures.append(fig) or "data:,")
+    report.fig_categories(data["categories"], "loss")
+    markers = [line for line in figures[0].axes[1].lines if line.get_marker() == "o"]
+    assert len(markers) == len(CATS)
+    assert {line.get_color() for line in markers} == {report.TOO_FEW_COLOR}
+    assert {line.get_markerfacecolor() for line in markers} == {"white"}
+    enough = {**data["categories"]["closed_qa"]["headline"], "enough_rows": True}
+    assert report.interval_color(enough) == "#2ca02c"
+
+
+def test_report_names_the_run_id_and_prints_integers_as_integers(run_data, tmp_path):
+    from components.report.report import collect
+
+    data = run_data["data"]
+    assert data["config"]["training"]["seed"] == 42 and isinstance(
+        data["config"]["training"]["seed"], int)
+    html = run_data["html"].read_text()
+    assert "<td>seed</td><td>42</td>" in html and "42.0" not in html
+    named = collect(splits={}, split_meta={}, model_dir=str(run_data["html"].parent / "model"),
+                    model_meta={}, eval_path=str(tmp_path / "none.json"), eval_meta={},
+                    predictions_path=str(tmp_path / "none.jsonl"),
+                    predictions_meta={}, gpu_hourly_usd=1.0, run_id="job-1", run_name="nightly")
+    assert named["run_name"] == "nightly"
+    assert render_markdown(named).startswith("# Run nightly\n")
+
+
+def test_cpu_steps_are_not_gpu_machines_and_cost_nothing(run_data, tmp_path):
+    from components.report.report import step_costs
+
+    cost = step_costs({"prepare-data": 5.0, "fine-tune": 60.0, "evaluate": 30.0},
+                      {"fine-tune", "evaluate"}, 0.85, {"fine-tune": "cpu", "evaluate": "cpu"})
+    assert cost["gpu_seconds"] == 0 and cost["gpu_cost_usd"] == 0
+    assert all(not s["gpu"] and s["cost_usd"] == 0 for s in cost["steps"])
+    md = render_markdown({**run_data["data"], "cost": cost})
+    assert "no step ran on a GPU machine" in md and "$" not in md.split("Time:")[1]
+    html = render_html({**run_data["data"], "cost": cost})
+    assert "CPU (no GPU here; not priced)" in html and "GPU machine</td>" not in html
+
+
+def test_samples_show_the_instruction_with_its_context(run_data):
+    data = run_data["data"]
+    sample = {**data["samples"][1], "context": "Paris is the capital of France."}
+    html = render_html({**data, "samples": [sample]})
+    assert "Context:</span> Paris is the capital of France." in html
+
+
+def test_overfitting_is_said_in_words():
+    from components.report.report import overfitting
+
+    train = [(s, 3.0 - 0.05 * s) for s in range(1, 61)]
+    rising = [(20, 2.9), (40, 3.0), (60, 3.2)]
+    text = overfitting(train, rising, {"epochs": 9.06, "train_rows": 53, "kept_step": 20})
+    assert text.startswith("Overfitting: validation loss rose from 2.900 at step 20 to 3.200 "
+                           "at step 60 while training loss fell")
+    assert "9.1 epochs over 53 training rows" in text and "from step 20" in text
+    assert overfitting(train, [(20, 2.9), (40, 2.8), (60, 2.7)], {}) == ""
+    assert overfitting(train, [(20, 2.9), (40, 2.905)], {}) == ""  # noise, not a rise
+
+
+def test_a_selected_category_without_test_rows_is_said(run_data):
+    data = {**run_data["data"]}
+    data["data"] = {**data["data"], "categories_without_test_rows": ["closed_qa"]}
+    assert "No test rows for the selected category closed_qa" in render_markdown(data)
+    assert "No test rows for the selected category closed_qa" in render_html(data)
+
+
+def test_rejected_counts_agree_between_metadata_and_report(tmp_path, dolly_rows, tokenizer):
+    """prepare-data's metadata and the report count the same rejected rows the same way."""
+    from components.common.config import DataConfig
+    from components.prepare_data.prepare import prepare
+    from components.prepare_data.prepare import write_jsonl as write
+    from components.report.report import data_summary
+
+    rows = [*dolly_rows[:40], dolly_rows[2], dolly_rows[7], {"instruction": 1}]
+    src = write_jsonl(tmp_path / "src.jsonl", rows)
+    p = prepare(DataConfig(dataset=str(src), base_model="embedded://tiny-gemma3",
+                           max_seq_len=256, max_bad_row_fraction=0.1), tokenizer)
+    paths = {}
+    for name, split in {**p.splits, "rejected": p.rejected}.items():
+        paths[name] = str(tmp_path / f"{name}.jsonl")
+        write(paths[name], split)
+    summary = data_summary(paths, p.stats)
+    assert summary["rejected_rows"] == p.stats["rejected_rows"]
+    assert summary["rejected_by_reason"] == p.stats["rejected_by_reason"]
+    assert summary["rejected_by_reason"]["duplicate"] == 2

@@ -70,3 +70,64 @@ def test_packed_mode_trains_through_the_same_path(tmp_path, splits):
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4
     # two packed rows of <= 256 tokens per step: far more real tokens than two average rows
     assert m["train_tokens"] > 12 * 2 * 150
+
+
+def _corrupting_trainer(monkeypatch, at_step: int) -> None:
+    """Make the adapter worse after step `at_step` (lora_B x 40): validation loss then rises
+    while training goes on, deterministically, as when a small train set is overfitted."""
+    import torch
+    from transformers import TrainerCallback
+
+    from components.fine_tune import train as train_mod
+
+    base = train_mod.trainer_class()
+
+    class Corrupt(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kw):
+            if state.global_step == at_step:
+                with torch.no_grad():
+                    for name, p in model.named_parameters():
+                        if "lora_B" in name:
+                            p.mul_(40.0)
+
+    class Corrupting(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.add_callback(Corrupt())
+
+    monkeypatch.setattr(train_mod, "trainer_class", lambda: Corrupting)
+
+
+BEST_CFG = dict(base_model=MODEL, max_seq_len=256, max_steps=6, learning_rate=3e-3,
+                per_device_train_batch_size=8, gradient_accumulation_steps=1, logging_steps=1,
+                eval_steps=2, warmup_ratio=0.0, lora_dropout=0.0, save_steps=2,
+                save_total_limit=5, save_minutes=0)
+
+
+def _val_loss(adapter, rows, tokenizer) -> float:
+    tuned = PeftModel.from_pretrained(load_model(MODEL, device="cpu"), adapter)
+    return token_weighted_loss(response_losses(tuned, tokenizer, [r["messages"] for r in rows]))
+
+
+def test_the_adapter_with_the_best_validation_loss_is_kept(tmp_path, splits, tokenizer,
+                                                           monkeypatch, gcs):
+    """Validation loss rises after step 4: the saved adapter is step 4's, metrics say so, and a
+    rerun that resumes from the last checkpoint still keeps step 4's (it rides along in every
+    checkpoint)."""
+    _corrupting_trainer(monkeypatch, at_step=5)
+    val = splits["validation"][:6]  # one evaluation batch: eval_loss is token-weighted
+    cfg = TrainConfig(**BEST_CFG, checkpoint_uri="gs://ckpt/best")
+    m = train(cfg, splits["train"][:32], val, tmp_path / "a", run_name="best").metrics
+    history = json.loads((tmp_path / "a" / "log_history.json").read_text())
+    assert [h["step"] for h in history if "eval_loss" in h] == [2, 4, 6]  # step 6 once
+    evals = {h["step"]: h["eval_loss"] for h in history if "eval_loss" in h}
+    assert evals[6] > evals[4]
+    best_step = min(evals, key=evals.get)
+    assert m["kept_step"] == best_step == 4 and m["global_step"] == 6
+    assert m["eval_loss"] == pytest.approx(evals[4]) and m["final_eval_loss"] == evals[6]
+    assert m["epochs"] == pytest.approx(1.5) and m["train_rows"] == 32
+    assert _val_loss(tmp_path / "a", val, tokenizer) == pytest.approx(evals[4], rel=1e-3)
+    # The same run again resumes from the step-6 checkpoint: the best weights come from it.
+    again = train(cfg, splits["train"][:32], val, tmp_path / "b", run_name="best").metrics
+    assert again["resumed_from_step"] == 6 and again["kept_step"] == 4
+    assert _val_loss(tmp_path / "b", val, tokenizer) == pytest.approx(evals[4], rel=1e-3)
