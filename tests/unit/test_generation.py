@@ -116,7 +116,6 @@ def test_inference_throughput_leaves_model_loading_out(tmp_path, monkeypatch, ti
     """A model load that takes 1000 s (on a shifted clock) must not enter tokens/s."""
     import time as time_mod
 
-    from components.evaluate import evaluate as ev
     from components.inference import infer
 
     real_clock, offset = time_mod.perf_counter, [0.0]
@@ -129,11 +128,17 @@ def test_inference_throughput_leaves_model_loading_out(tmp_path, monkeypatch, ti
         return load_model(tiny_model_ref, device="cpu").eval(), load_tokenizer(
             tiny_model_ref, padding_side="left")
 
-    monkeypatch.setattr(ev, "load_base_and_adapter", slow_load)
+    from components.common import modeling
+
+    monkeypatch.setattr(modeling, "load_base_and_adapter", slow_load)
     test = tmp_path / "test.jsonl"
     test.write_text('{"instruction": "Say hi", "context": ""}\n'
                     '{"instruction": "Name a colour", "context": "Be short."}\n')
-    meta = infer.run_inference({"max_new_tokens": 6}, str(test), "adapter", str(tmp_path / "p"))
+    from components.common.config import InferenceConfig
+
+    meta = infer.run_inference(InferenceConfig(max_new_tokens=6, wandb_project=""), base="",
+                               test=str(test), model="adapter",
+                               predictions=str(tmp_path / "p"))["predictions"]
     assert meta["load_seconds"] >= 1000 and meta["seconds"] < 1000
     assert meta["tokens_per_second"] == pytest.approx(meta["completion_tokens"] / meta["seconds"],
                                                       rel=0.01)
