@@ -26,6 +26,7 @@ from typing import Any
 from rich.console import Console
 
 from cli.report_outputs import add_evaluation, publish_reports
+from cli.tracking_outputs import tracking_lines, tracking_summary
 from components.common.errors import InputError
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -110,7 +111,7 @@ def _int(value: Any) -> int | None:
 
 def build_summary(
     run_id: str, run_dir: Path | None, steps: dict[str, Any], params: dict[str, Any],
-    wall_seconds: float, status: str,
+    wall_seconds: float, status: str, run_root: Path | None = None,
 ) -> dict[str, Any]:
     outputs = collect_outputs(run_dir) if run_dir else {}
     meta = {task: {k: v["metadata"] for k, v in outs.items()} for task, outs in outputs.items()}
@@ -158,6 +159,7 @@ def build_summary(
         "pipeline_root": str(run_dir.parent) if run_dir else None,
     }
     add_evaluation(summary)
+    summary["tracking"] = tracking_summary(meta, params, run_root) if run_root else {}
     return summary
 
 
@@ -255,6 +257,9 @@ def run_local(
         )
     run_root.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("WANDB_DIR", str(run_root))
+    from components.common.tracking import ENV_TRACKING_DIR
+
+    os.environ[ENV_TRACKING_DIR] = str(run_root)  # TensorBoard, MLflow: next to summary.json
 
     from kfp import local
 
@@ -283,7 +288,7 @@ def run_local(
     wall = time.perf_counter() - start
     run_dirs = sorted(pipeline_root.glob("*/")) if pipeline_root.exists() else []
     summary = build_summary(
-        run_id, run_dirs[-1] if run_dirs else None, timer.steps, params, wall, status
+        run_id, run_dirs[-1] if run_dirs else None, timer.steps, params, wall, status, run_root
     )
     if error:
         summary["error"] = error
@@ -299,4 +304,6 @@ def run_local(
             f"tuned {e['tuned']['loss']:.3f}; ROUGE-L {e['base']['rougeL']:.3f} -> "
             f"{e['tuned']['rougeL']:.3f}"
         )
+    for line in tracking_lines(summary["tracking"]):
+        console.print(f"  {line}", markup=False, highlight=False)
     return path

@@ -116,6 +116,9 @@ def build_pipeline(settings: CompileSettings) -> Any:
         eval_max_rows: int = D["eval_max_rows"],
         prompts_uri: str = D["prompts_uri"],
         wandb_project: str = D["wandb_project"],
+        trackers: str = D["trackers"],
+        mlflow_tracking_uri: str = D["mlflow_tracking_uri"],
+        vertex_experiment: str = D["vertex_experiment"],
         headline_metric: str = D["headline_metric"],
         gate_threshold: float = D["gate_threshold"],
         bootstrap_samples: int = D["bootstrap_samples"],
@@ -127,9 +130,14 @@ def build_pipeline(settings: CompileSettings) -> Any:
         run_name: str = D["run_name"],
         hf_token_secret: str = D["hf_token_secret"],
         wandb_api_key_secret: str = D["wandb_api_key_secret"],
+        mlflow_token_secret: str = D["mlflow_token_secret"],
     ):
-        # Every step logs to W&B (the key read from Secret Manager), grouped by pipeline job.
-        tracked = dict(wandb_project=wandb_project, wandb_api_key_secret=wandb_api_key_secret)
+        # Every step logs to the chosen trackers (keys read from Secret Manager), grouped by
+        # pipeline job.
+        tracked = dict(wandb_project=wandb_project, wandb_api_key_secret=wandb_api_key_secret,
+                       trackers=trackers, mlflow_tracking_uri=mlflow_tracking_uri,
+                       vertex_experiment=vertex_experiment,
+                       mlflow_token_secret=mlflow_token_secret)
         # A GPU step refuses to start without the accelerator it was compiled for.
         gpu = dict(required_accelerator=settings.required_accelerator)
         tasks: dict[str, Any] = {}

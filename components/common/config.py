@@ -9,6 +9,8 @@ LoRA on Dolly-15k, one NVIDIA L4.
 
 from __future__ import annotations
 
+import difflib
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -37,6 +39,75 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
+TRACKERS: tuple[str, ...] = ("wandb", "tensorboard", "mlflow", "vertex")
+VERTEX_EXPERIMENT = r"^[a-z0-9][a-z0-9-]{0,127}$"
+
+
+class TrackingConfig(_Strict):
+    """Where each step reports the run: any of W&B, TensorBoard, MLflow, Vertex AI Experiments.
+
+    Why a choice: many teams have no W&B licence and watch runs in Vertex Experiments / Vertex
+    TensorBoard or an MLflow server. Credentials never travel here: they come from the
+    environment or Secret Manager (`SecretsConfig`)."""
+
+    trackers: str = Field(
+        "wandb",
+        description="Comma-separated trackers every step reports to: wandb, tensorboard, mlflow, "
+        "vertex ('' = none). A tracker that cannot be reached warns once; the step goes on.",
+    )
+    wandb_project: str = Field("dolly-lora", description="W&B project (key from env/.env only).")
+    mlflow_tracking_uri: str = Field(
+        "",
+        description="MLflow tracking server URI ('' = the MLFLOW_TRACKING_URI environment "
+        "variable, else a local store next to the run; credentials from env/Secret Manager).",
+    )
+    vertex_experiment: str = Field(
+        "",
+        description="Vertex AI experiment the steps log to with trackers=vertex ('' = dolly-lora); "
+        "submit --experiment sets it.",
+    )
+
+    @field_validator("trackers")
+    @classmethod
+    def _known_trackers(cls, v: str) -> str:
+        names = [t.lower() for t in split_csv(v)]
+        unknown = [t for t in names if t not in TRACKERS]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], TRACKERS, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(
+                f"unknown tracker{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}{hint}; choose "
+                f"from {', '.join(TRACKERS)} (comma-separated, '' for none), e.g. wandb,tensorboard"
+            )
+        return ",".join(dict.fromkeys(names))
+
+    @field_validator("mlflow_tracking_uri")
+    @classmethod
+    def _no_credentials_in_uri(cls, v: str) -> str:
+        v = v.strip()
+        if re.match(r"^[a-z][a-z0-9+.-]*://[^/@\s]*:[^/@\s]*@", v):
+            raise ValueError(
+                "the MLflow URI holds a password; give the URI without it and put the "
+                "credentials in MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN "
+                "(env/.env locally, --mlflow-token-secret on Vertex)"
+            )
+        return v
+
+    @field_validator("vertex_experiment")
+    @classmethod
+    def _experiment_name(cls, v: str) -> str:
+        if v and not re.match(VERTEX_EXPERIMENT, v):
+            raise ValueError(
+                f"Vertex experiment name {v!r}: lowercase letters, digits and '-', starting with "
+                "a letter or digit, at most 128 characters"
+            )
+        return v
+
+    @property
+    def tracker_list(self) -> list[str]:
+        return split_csv(self.trackers)
+
+
 class CommonConfig(_Strict):
     base_model: str = Field(
         "google/gemma-3-1b-it",
@@ -48,7 +119,7 @@ class CommonConfig(_Strict):
     seed: int = Field(42, ge=0, description="Seed for the split, LoRA init and data order.")
 
 
-class DataConfig(CommonConfig):
+class DataConfig(CommonConfig, TrackingConfig):
     dataset: str = Field(
         "databricks/databricks-dolly-15k",
         description="Hugging Face dataset id, local JSONL, gs:// JSONL or embedded://dolly-15k-sample.jsonl",
@@ -89,7 +160,7 @@ class DataConfig(CommonConfig):
         return split_csv(self.categories)
 
 
-class TrainConfig(CommonConfig):
+class TrainConfig(CommonConfig, TrackingConfig):
     lora_r: int = Field(16, description="LoRA rank.")
     lora_alpha: int = Field(32, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA path.")
@@ -158,7 +229,7 @@ class TrainConfig(CommonConfig):
         )
 
 
-class GenerationConfig(_Strict):
+class GenerationConfig(TrackingConfig):
     max_new_tokens: int = Field(256, ge=1, le=8192, description="Tokens generated per answer.")
     temperature: float = Field(0.0, ge=0.0, le=5.0, description="0 = greedy decoding.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass (temperature > 0).")
@@ -175,8 +246,12 @@ class SecretsConfig(_Strict):
     wandb_api_key_secret: str = Field(
         "", description="Secret Manager name of the W&B API key, '' = env/.env."
     )
+    mlflow_token_secret: str = Field(
+        "", description="Secret Manager name of the MLflow tracking token "
+        "(MLFLOW_TRACKING_TOKEN), '' = env/.env."
+    )
 
-    @field_validator("hf_token_secret", "wandb_api_key_secret")
+    @field_validator("hf_token_secret", "wandb_api_key_secret", "mlflow_token_secret")
     @classmethod
     def _resource_name(cls, v: str) -> str:
         from components.common.secrets import check_secret_name
@@ -223,7 +298,7 @@ class EvalConfig(GenerationConfig):
         return self
 
 
-class ReportConfig(_Strict):
+class ReportConfig(TrackingConfig):
     gpu_hourly_usd: float = Field(
         0.85,
         ge=0.0,
@@ -239,7 +314,6 @@ class PipelineConfig(DataConfig, TrainConfig, EvalConfig, ReportConfig, SecretsC
     prompts_uri: str = Field(
         "", description="JSONL of prompts ({'prompt': ...}) for inference ('' = test split)."
     )
-    wandb_project: str = Field("dolly-lora", description="W&B project (key from env/.env only).")
     run_name: str = Field(
         "",
         pattern=r"^[A-Za-z0-9._-]*$",

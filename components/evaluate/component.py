@@ -32,6 +32,10 @@ def evaluate(
     seed: int,
     wandb_project: str,
     wandb_api_key_secret: str,
+    trackers: str,
+    mlflow_tracking_uri: str,
+    vertex_experiment: str,
+    mlflow_token_secret: str,
     required_accelerator: str,
     generations: Output[Artifact],
 ):
@@ -42,13 +46,16 @@ def evaluate(
     from components.common.secrets import load_secrets
     from components.evaluate.evaluate import run_evaluate
 
-    load_secrets({"wandb_api_key_secret": params.pop("wandb_api_key_secret")})
+    load_secrets({k: params.pop(k) for k in ("wandb_api_key_secret", "mlflow_token_secret")})
     scalars = run_evaluate(
         params, test.path, model.path, generations.path, base_ref=base.path,
         run_id=pipeline_job_name(generations.path), wandb_project=wandb_project,
     )
     generations.metadata.update({"rows": int(scalars["test_rows"]),
                                  "tuned_better": bool(scalars["tuned_better"])})
+    from components.evaluate.evaluate import tracking_report
+
+    generations.metadata["tracking"] = tracking_report(generations.path)
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)

@@ -232,12 +232,10 @@ def run_evaluate(
     require_accelerator(params.get("required_accelerator", ""), "evaluate")
     rows = read_rows(test_path)
     seed = int(params.get("seed", 0))
-    with tracking_run("evaluate", gen.model_dump(), wandb_project, group=run_id) as tracker:
+    with tracking_run("evaluate", gen.model_dump(), params.get("wandb_project", wandb_project),
+                      group=run_id, settings=gen, output_path=generations_path) as tracker:
         results = evaluate(adapter_dir, rows, gen, seed=seed, base_ref=base_ref)
         results["wandb_url"] = tracker.url or ""
-        results["step_seconds"] = round(time.perf_counter() - t0, 2)
-        Path(generations_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(generations_path).write_text(json.dumps(results, indent=2, ensure_ascii=False))
         scalars = scalar_metrics(results)
         tracker.log(scalars)
         tracker.summary(scalars)
@@ -263,7 +261,16 @@ def run_evaluate(
                 for cat, c in results["categories"].items()
             ],
         )
+        results["tracking"] = tracker.report()
+        results["step_seconds"] = round(time.perf_counter() - t0, 2)
+        Path(generations_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(generations_path).write_text(json.dumps(results, indent=2, ensure_ascii=False))
         return scalars
+
+
+def tracking_report(generations_path: str) -> dict[str, Any]:
+    """Which trackers received the evaluate step's run (from its results file)."""
+    return json.loads(Path(generations_path).read_text()).get("tracking", {})
 
 
 def gate_decision(generations_path: str) -> tuple[dict[str, float], dict[str, Any]]:
@@ -277,6 +284,7 @@ def gate_decision(generations_path: str) -> tuple[dict[str, float], dict[str, An
         "improvement_high": h["improvement_high"],
         "rows": int(results["n_rows"]),
         "wandb_url": results.get("wandb_url", ""),
+        "tracking": results.get("tracking", {}),
     }
     return scalar_metrics(results), decision
 

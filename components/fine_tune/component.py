@@ -37,6 +37,10 @@ def fine_tune(
     wandb_project: str,
     run_name: str,
     wandb_api_key_secret: str,
+    trackers: str,
+    mlflow_tracking_uri: str,
+    vertex_experiment: str,
+    mlflow_token_secret: str,
     required_accelerator: str,
     model: Output[Model],
 ):
@@ -51,7 +55,7 @@ def fine_tune(
     from components.common.secrets import load_secrets
     from components.fine_tune.train import run_fine_tune
 
-    load_secrets({"wandb_api_key_secret": params.pop("wandb_api_key_secret")})
+    load_secrets({k: params.pop(k) for k in ("wandb_api_key_secret", "mlflow_token_secret")})
     params["base_model"] = base.path
     model.metadata.update(run_fine_tune(
         params, train.path, validation.path, model.path,

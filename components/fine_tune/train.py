@@ -32,7 +32,7 @@ from components.common.modeling import (
     model_source,
     require_accelerator,
 )
-from components.common.tracking import DummyRun
+from components.common.tracking import DummyRun, scoped_env
 from components.fine_tune import checkpointing
 
 
@@ -211,15 +211,18 @@ def train(
     ckpt = checkpointing.Session(store, cfg, train_rows, work) if store else None
     if ckpt:
         args = ckpt.training_args(args)
-    trainer = trainer_class()(
-        model=model,
-        args=args,
-        train_dataset=to_prompt_completion(train_rows),
-        eval_dataset=to_prompt_completion(val_rows) if val_rows else None,
-        processing_class=tokenizer,
-        peft_config=lora_config(cfg),
-        callbacks=[ckpt.callback] if ckpt else None,
-    )
+    # HF's own report_to integrations (W&B, TensorBoard, MLflow) log the training curves into
+    # the runs the tracker opened; TensorBoardCallback reads its folder from the environment.
+    with scoped_env(getattr(tracker, "hf_env", dict)()):
+        trainer = trainer_class()(
+            model=model,
+            args=args,
+            train_dataset=to_prompt_completion(train_rows),
+            eval_dataset=to_prompt_completion(val_rows) if val_rows else None,
+            processing_class=tokenizer,
+            peft_config=lora_config(cfg),
+            callbacks=[ckpt.callback] if ckpt else None,
+        )
     install_first(trainer, ThroughputCallback())  # tokens/s (+ GPU memory) on each log line
     peft_model = trainer.model
     digest_before = base_weights_digest(peft_model)
@@ -289,7 +292,8 @@ def run_fine_tune(
     # Checkpoints are keyed by a stable run name (`submit --run-id`, or the Vertex job name, which
     # survives worker restarts); W&B groups by the pipeline job, like every other step.
     run_name = params.get("run_name") or run_id
-    with tracking_run("fine-tune", cfg.model_dump(), wandb_project, group=run_id) as tracker:
+    with tracking_run("fine-tune", cfg.model_dump(), params.get("wandb_project", wandb_project),
+                      group=run_id, settings=cfg, output_path=model_dir) as tracker:
         result = train(cfg, read_rows(train_path), read_rows(val_path), Path(model_dir), tracker,
                        run_name=run_name)
         source = model_source(cfg.base_model)
@@ -298,7 +302,7 @@ def run_fine_tune(
         # The step's own time, in the model folder: the report reads it from there, since on
         # Vertex this step is a custom job whose artifact metadata never reaches the pipeline.
         result.metrics.update(step_seconds=round(time.perf_counter() - t0, 2),
-                              wandb_url=tracker.url or "")
+                              wandb_url=tracker.url or "", tracking=tracker.report())
         (Path(model_dir) / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
         return {
             "base_model": source,

@@ -19,6 +19,10 @@ def inference(
     generation_batch_size: int,
     wandb_api_key_secret: str,
     wandb_project: str,
+    trackers: str,
+    mlflow_tracking_uri: str,
+    vertex_experiment: str,
+    mlflow_token_secret: str,
     required_accelerator: str,
     predictions: Output[Dataset],
 ):
@@ -29,7 +33,7 @@ def inference(
     from components.common.secrets import load_secrets
     from components.inference.infer import run_inference
 
-    load_secrets({"wandb_api_key_secret": params.pop("wandb_api_key_secret")})
+    load_secrets({k: params.pop(k) for k in ("wandb_api_key_secret", "mlflow_token_secret")})
     predictions.metadata.update(run_inference(
         params, test.path, model.path, predictions.path, base_ref=base.path,
         run_id=pipeline_job_name(predictions.path), wandb_project=wandb_project,

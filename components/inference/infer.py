@@ -107,7 +107,8 @@ def run_inference(
     prompts = load_prompts(params.get("prompts_uri", ""), read_rows(test_path))
     config = {**gen.model_dump(), "prompts_uri": params.get("prompts_uri", "")}
     out = Path(predictions_dir)
-    with tracking_run("inference", config, wandb_project, group=run_id) as tracker:
+    with tracking_run("inference", config, params.get("wandb_project", wandb_project),
+                      group=run_id, settings=gen, output_path=predictions_dir) as tracker:
         t0 = time.perf_counter()
         rows = infer(adapter_dir, prompts, gen, params.get("system_prompt", ""), base_ref)
         seconds = time.perf_counter() - t0
@@ -129,7 +130,8 @@ def run_inference(
             [[r["prompt"], r["response"], r["completion_tokens"], r["latency_s"]] for r in rows],
         )
         tracker.log_reference("predictions", "dataset", str(out), {"rows": len(rows)})
-        meta.update(wandb_url=tracker.url or "", step_seconds=round(time.perf_counter() - start, 2))
+        meta.update(wandb_url=tracker.url or "", tracking=tracker.report(),
+                    step_seconds=round(time.perf_counter() - start, 2))
         (out / SUMMARY_FILE).write_text(json.dumps(meta, indent=2))
         return meta
 

@@ -19,6 +19,10 @@ def prepare_data(
     seed: int,
     wandb_api_key_secret: str,
     wandb_project: str,
+    trackers: str,
+    mlflow_tracking_uri: str,
+    vertex_experiment: str,
+    mlflow_token_secret: str,
     train: Output[Dataset],
     validation: Output[Dataset],
     test: Output[Dataset],
@@ -34,7 +38,7 @@ def prepare_data(
     from components.prepare_data.prepare import run_prepare
 
     t0 = time.perf_counter()
-    load_secrets({"wandb_api_key_secret": params.pop("wandb_api_key_secret")})
+    load_secrets({k: params.pop(k) for k in ("wandb_api_key_secret", "mlflow_token_secret")})
     params["base_model"] = base.path
     outs = {"train": train, "validation": validation, "test": test, "rejected": rejected}
     stats = run_prepare(params, {name: art.path for name, art in outs.items()},

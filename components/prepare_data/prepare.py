@@ -278,7 +278,8 @@ def run_prepare(
     from components.common.tracking import tracking_run
 
     cfg: DataConfig = build(DataConfig, params)
-    with tracking_run("prepare-data", cfg.model_dump(), wandb_project, group=run_id) as tracker:
+    with tracking_run("prepare-data", cfg.model_dump(), params.get("wandb_project", wandb_project),
+                      group=run_id, settings=cfg, output_path=out_paths["train"]) as tracker:
         prepared = prepare(cfg, load_tokenizer(cfg.base_model))
         for name in SPLITS:
             write_jsonl(out_paths[name], prepared.splits[name])
@@ -290,7 +291,8 @@ def run_prepare(
                 "rows": len(prepared.splits.get(name, prepared.rejected)),
                 "split_hash": prepared.stats["split_hash"], "source": cfg.dataset})
         config = {**cfg.model_dump(), "base_model": model_source(cfg.base_model)}
-        return {**prepared.stats, "config": config, "wandb_url": tracker.url or ""}
+        return {**prepared.stats, "config": config, "wandb_url": tracker.url or "",
+                "tracking": tracker.report()}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,6 +21,10 @@ def report(
     gpu_hourly_usd: float,
     wandb_project: str,
     wandb_api_key_secret: str,
+    trackers: str,
+    mlflow_tracking_uri: str,
+    vertex_experiment: str,
+    mlflow_token_secret: str,
     html: Output[HTML],
     markdown: Output[Markdown],
 ):
@@ -29,7 +33,8 @@ def report(
     from components.common.secrets import load_secrets
     from components.report.report import collect, write_report
 
-    load_secrets({"wandb_api_key_secret": wandb_api_key_secret})
+    load_secrets({"wandb_api_key_secret": wandb_api_key_secret,
+                  "mlflow_token_secret": mlflow_token_secret})
     run_id = pipeline_job_name(html.path)
 
     data = collect(
@@ -48,13 +53,18 @@ def report(
     write_report(data, html.path, markdown.path)
     from pathlib import Path
 
+    from components.common.config import ReportConfig
     from components.common.tracking import tracking_run
 
+    settings = ReportConfig(gpu_hourly_usd=gpu_hourly_usd, trackers=trackers,
+                            wandb_project=wandb_project, mlflow_tracking_uri=mlflow_tracking_uri,
+                            vertex_experiment=vertex_experiment)
     with tracking_run("report", {"gpu_hourly_usd": gpu_hourly_usd}, wandb_project,
-                      group=run_id) as tracker:
+                      group=run_id, settings=settings, output_path=html.path) as tracker:
         tracker.log_html("report", Path(html.path).read_text(encoding="utf-8"))
         tracker.summary({"gpu_cost_usd": data["cost"]["gpu_cost_usd"],
                          "pipeline_seconds": data["cost"]["total_seconds"]})
         for art in (html, markdown):
             art.metadata["wandb_url"] = tracker.url or ""
+            art.metadata["tracking"] = tracker.report()
     html.metadata["tuned_better"] = bool(data["headline"].get("tuned_better", False))
