@@ -16,6 +16,7 @@ import pytest
 from components.common.config import DataConfig, TrackingConfig
 from components.common.tracking import MultiRun, tracking_run
 from components.prepare_data.prepare import prepare, write_jsonl
+from tests.cli.vertex_fakes import METADATA_STORE
 
 STEPS = 8
 
@@ -136,3 +137,106 @@ def test_wandb_still_gets_the_training_curve(fine_tuned, tracked_dir):
     assert run.group == "grp-tracked" and run.config["trackers"] == "wandb,tensorboard,mlflow"
     steps = [row["train/global_step"] for row in run.history if "train/loss" in row]
     assert steps == logged_steps(fine_tuned["model_dir"])
+
+
+def test_evaluate_logs_headline_and_interval_to_vertex_and_mlflow(fine_tuned, data, tracked_dir,
+                                                                 vertex_metadata, tmp_path):
+    """evaluate with trackers=vertex,mlflow: the Vertex experiment run (real aiplatform client,
+    captured Metadata requests) gets its parameters and headline metrics with the interval; the
+    MLflow run gets the metrics and the table of generations."""
+    from components.evaluate.evaluate import run_evaluate
+
+    params = {"max_new_tokens": 4, "generation_batch_size": 8, "bootstrap_samples": 200,
+              "seed": 1, "trackers": "vertex,mlflow", "vertex_experiment": "dolly-exp"}
+    out = tmp_path / "generations.json"
+    with pytest.MonkeyPatch.context() as mp:
+        _env(mp, tracked_dir)
+        scalars = run_evaluate(params, data["test"], str(fine_tuned["model_dir"]), str(out),
+                               run_id="dolly-lora-20261128-101010")
+    results = json.loads(out.read_text())
+    assert results["tracking"]["received"] == ["vertex", "mlflow"], results["tracking"]
+
+    run_ctx = vertex_metadata.context("dolly-exp", "dolly-lora-20261128-101010")
+    assert run_ctx.schema_title == "system.ExperimentRun"
+    meta = dict(run_ctx.metadata)
+    metrics, params_logged = dict(meta["_metrics"]), dict(meta["_params"])
+    h = results["headline"]
+    assert metrics["headline_improvement_low"] == pytest.approx(h["improvement_low"])
+    assert metrics["headline_improvement_high"] == pytest.approx(h["improvement_high"])
+    assert metrics["tuned_loss"] == pytest.approx(results["tuned"]["loss"])
+    assert metrics["tuned_better"] == float(h["tuned_better"])
+    assert params_logged["evaluate.headline_metric"] == "loss"
+    assert params_logged["pipeline_run"] == "dolly-lora-20261128-101010"
+    assert meta["_state"] == "COMPLETE"
+    experiment = f"{METADATA_STORE}/contexts/dolly-exp"
+    assert run_ctx.name in vertex_metadata.children[experiment]
+
+    client, [run] = _mlflow_runs(tracked_dir, "evaluate")
+    assert run.data.metrics["tuned_loss"] == pytest.approx(scalars["tuned_loss"])
+    assert run.data.metrics["headline_improvement_low"] == pytest.approx(h["improvement_low"])
+    local = client.download_artifacts(run.info.run_id, "generations.json", str(tmp_path))
+    table = json.loads(Path(local).read_text())
+    assert len(table["data"]) == results["n_rows"] and "tuned" in table["columns"]
+
+
+def test_an_unreachable_tracker_warns_once_and_the_step_goes_on(tmp_path, monkeypatch, caplog):
+    """An MLflow server that does not answer: one warning, the other trackers keep working,
+    and the report says which trackers received the run."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.setenv("DOLLY_LORA_TRACKING_DIR", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    settings = TrackingConfig(trackers="tensorboard,mlflow",
+                              mlflow_tracking_uri="http://127.0.0.1:9")  # nothing listens
+    with caplog.at_level(logging.WARNING), tracking_run(
+            "inference", {"a": 1}, group="g", settings=settings) as tracker:
+        assert isinstance(tracker, MultiRun)
+        for step in range(3):
+            tracker.log({"tokens_per_second": 10.0 + step}, step=step)
+        tracker.summary({"rows": 3})
+        report = tracker.report()
+    assert report["received"] == ["tensorboard"]
+    assert set(report["failed"]) == {"mlflow"} and "start" in report["failed"]["mlflow"]
+    warned = [r for r in caplog.records if "tracker mlflow" in r.getMessage()]
+    assert len(warned) == 1
+    acc = EventAccumulator(str(tmp_path / "tensorboard" / "inference"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("tokens_per_second")] == [0, 1, 2]
+
+
+def test_a_backend_failing_mid_run_is_dropped_after_one_warning(monkeypatch, caplog, tmp_path):
+    from components.common import tracking
+
+    class Broken(tracking.DummyRun):
+        name = "wandb"
+
+        def log(self, data, step=None):
+            raise ConnectionError("server went away")
+
+    monkeypatch.setattr(tracking, "open_wandb", lambda *a, **k: Broken())
+    monkeypatch.setenv("DOLLY_LORA_TRACKING_DIR", str(tmp_path))
+    with caplog.at_level(logging.WARNING), tracking_run(
+            "report", {}, "p", settings=TrackingConfig(trackers="wandb,tensorboard")) as tracker:
+        for step in range(3):
+            tracker.log({"x": 1.0}, step=step)
+        report = tracker.report()
+    assert report["received"] == ["tensorboard"]
+    assert report["failed"] == {"wandb": "log: server went away"}
+    assert len([r for r in caplog.records if "tracker wandb" in r.getMessage()]) == 1
+
+
+def test_no_trackers_means_nothing_is_opened(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOLLY_LORA_TRACKING_DIR", str(tmp_path))
+    with tracking_run("evaluate", {}, settings=TrackingConfig(trackers="")) as tracker:
+        tracker.log({"x": 1.0})
+        assert tracker.report_to == "none"
+    assert tracker.report() == {"chosen": [], "received": [], "where": {}, "failed": {}}
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_vertex_only_for_the_steps_that_compare_runs():
+    from components.common.tracking import chosen_trackers
+
+    settings = TrackingConfig(trackers="vertex,tensorboard")
+    assert chosen_trackers(settings, "evaluate") == ["vertex", "tensorboard"]
+    assert chosen_trackers(settings, "inference") == ["tensorboard"]
