@@ -7,6 +7,7 @@ record the request they were given and answer like the service would.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,10 +187,23 @@ def vertex_metadata(monkeypatch: pytest.MonkeyPatch) -> Iterator[MetadataStore]:
         store.calls.append(("get_artifact", name_of(request, kw)))
         raise exceptions.NotFound(name_of(request, kw))
 
+    def get_execution(self: Any, request: Any = None, **kw: Any) -> Any:
+        store.calls.append(("get_execution", name_of(request, kw)))  # legacy experiment runs
+        raise exceptions.NotFound(name_of(request, kw))
+
+    def unexpected(method: str) -> Any:
+        def call(self: Any, *args: Any, **kw: Any) -> Any:
+            raise AssertionError(f"unexpected Vertex ML Metadata call {method} (not faked)")
+        return call
+
+    for method, _fn in inspect.getmembers(MetadataServiceClient, inspect.isfunction):
+        if not method.startswith("_") and "path" not in method and "transport" not in method:
+            monkeypatch.setattr(MetadataServiceClient, method, unexpected(method))
     for method, fn in [("get_metadata_store", get_metadata_store), ("get_context", get_context),
                        ("create_context", create_context), ("update_context", update_context),
                        ("add_context_children", add_context_children),
-                       ("list_artifacts", list_artifacts), ("get_artifact", get_artifact)]:
+                       ("list_artifacts", list_artifacts), ("get_artifact", get_artifact),
+                       ("get_execution", get_execution)]:
         monkeypatch.setattr(MetadataServiceClient, method, fn)
     for var in ("CLOUD_ML_PROJECT_ID", "GOOGLE_CLOUD_PROJECT"):
         monkeypatch.setenv(var, "my-proj")

@@ -240,3 +240,25 @@ def test_vertex_only_for_the_steps_that_compare_runs():
     settings = TrackingConfig(trackers="vertex,tensorboard")
     assert chosen_trackers(settings, "evaluate") == ["vertex", "tensorboard"]
     assert chosen_trackers(settings, "inference") == ["tensorboard"]
+
+
+def test_fine_tune_and_evaluate_share_one_vertex_experiment_run(vertex_metadata):
+    """fine-tune creates the experiment run of the pipeline run; evaluate resumes it, so the
+    run's parameters and numbers from both steps sit side by side in one row."""
+    from components.common.tracking import VertexExperimentRun
+
+    first = VertexExperimentRun("fine-tune", "Dolly_Lora-1", {"lora_r": 16}, "dolly-exp")
+    first.summary({"train_loss": 2.5, "eval_loss": 2.7})
+    first.close()
+    second = VertexExperimentRun("evaluate", "Dolly_Lora-1", {"headline_metric": "loss"},
+                                 "dolly-exp")
+    second.summary({"tuned_loss": 2.4, "headline_improvement_low": 0.1, "tuned_better": True})
+    second.close()
+    ctx = vertex_metadata.context("dolly-exp", "dolly-lora-1")  # a valid Vertex run name
+    meta = dict(ctx.metadata)
+    assert dict(meta["_params"]) == {"pipeline_run": "Dolly_Lora-1", "fine-tune.lora_r": 16,
+                                     "evaluate.headline_metric": "loss"}
+    assert dict(meta["_metrics"]) == {"train_loss": 2.5, "eval_loss": 2.7, "tuned_loss": 2.4,
+                                      "headline_improvement_low": 0.1, "tuned_better": 1.0}
+    creates = [c for c in vertex_metadata.calls if c[0] == "create_context"]
+    assert [c[1].rsplit("/", 1)[1] for c in creates] == ["dolly-exp", "dolly-exp-dolly-lora-1"]
