@@ -20,6 +20,7 @@ from typing import Any
 
 from cli.report_outputs import add_evaluation, publish_reports
 from cli.run_output import ANSI, StepLog, StepTimer, results_table, runner_output_to, terminal_console
+from cli.tracking_outputs import tracking_lines, tracking_summary
 from components.common.errors import InputError
 
 
@@ -178,7 +179,7 @@ def _int(value: Any) -> int | None:
 
 def build_summary(
     run_id: str, run_dir: Path | None, steps: dict[str, Any], params: dict[str, Any],
-    wall_seconds: float, status: str,
+    wall_seconds: float, status: str, run_root: Path | None = None,
 ) -> dict[str, Any]:
     outputs = collect_outputs(run_dir) if run_dir else {}
     meta = {task: {k: v["metadata"] for k, v in outs.items()} for task, outs in outputs.items()}
@@ -223,6 +224,7 @@ def build_summary(
         "pipeline_root": str(run_dir.parent) if run_dir else None,
     }
     add_evaluation(summary)
+    summary["tracking"] = tracking_summary(meta, params, run_root) if run_root else {}
     return summary
 
 
@@ -292,6 +294,9 @@ def _run_claimed(
 ) -> Path:
     console = terminal_console()
     os.environ.setdefault("WANDB_DIR", str(run_root))
+    from components.common.tracking import ENV_TRACKING_DIR
+
+    os.environ[ENV_TRACKING_DIR] = str(run_root)  # TensorBoard, MLflow: next to summary.json
 
     from kfp import local
 
@@ -323,7 +328,7 @@ def _run_claimed(
     wall = time.perf_counter() - start
     run_dirs = sorted(pipeline_root.glob("*/")) if pipeline_root.exists() else []
     summary = build_summary(
-        run_id, run_dirs[-1] if run_dirs else None, timer.steps, params, wall, status
+        run_id, run_dirs[-1] if run_dirs else None, timer.steps, params, wall, status, run_root
     )
     if error:
         summary["error"] = error
@@ -339,4 +344,6 @@ def _run_claimed(
         console.print(results_table(summary))
         console.print(f"[bold green]Done[/] in {wall:.0f} s. Report: "
                       f"{summary['report'].get('html', '-')}")
+    for line in tracking_lines(summary["tracking"]):
+        console.print(f"  {line}", markup=False, highlight=False)
     return path

@@ -73,6 +73,7 @@ class Options:
     secrets: dict[str, str] = field(default_factory=dict)
     checkpoint_uri: str | None = None
     public_model: bool = False
+    compile_overrides: dict[str, str] = field(default_factory=dict)
 
 
 @app.callback(invoke_without_command=True)
@@ -140,6 +141,10 @@ def submit(
     wandb_key_secret: Annotated[str, typer.Option(
         help="Secret Manager name of the W&B API key.", envvar="DOLLY_LORA_WANDB_KEY_SECRET")
     ] = "",
+    mlflow_token_secret: Annotated[str, typer.Option(
+        help="Secret Manager name of the MLflow tracking token (MLFLOW_TRACKING_TOKEN).",
+        envvar="DOLLY_LORA_MLFLOW_TOKEN_SECRET")
+    ] = "",
     wait: Annotated[bool, typer.Option(
         "--wait", help="Follow the job until it ends; exit 1 if it failed.")
     ] = False,
@@ -164,18 +169,30 @@ def submit(
         "--public-model", help="The Hugging Face base model needs no token: submit without "
         "--hf-token-secret.", envvar="DOLLY_LORA_PUBLIC_MODEL")
     ] = False,
+    tensorboard: Annotated[str, typer.Option(
+        help="Vertex TensorBoard the fine-tune job streams its curves to "
+        "(projects/P/locations/L/tensorboards/ID); recompiles the default template with it.",
+        envvar="DOLLY_LORA_TENSORBOARD")
+    ] = "",
+    base_output_dir: Annotated[str, typer.Option(
+        help="gs:// folder for the fine-tune job's outputs; Vertex writes the TensorBoard logs "
+        "under it (needed with --tensorboard).", envvar="DOLLY_LORA_BASE_OUTPUT_DIR")
+    ] = "",
     verbose: Annotated[bool, typer.Option(
         "--verbose", help="--local: also print every step's output and kfp's logs as they "
         "come (always in <output-dir>/<run-id>/steps.log).")
     ] = False,
 ) -> None:
     secrets = {k: v for k, v in (("hf_token_secret", hf_token_secret),
-                                 ("wandb_api_key_secret", wandb_key_secret)) if v}
+                                 ("wandb_api_key_secret", wandb_key_secret),
+                                 ("mlflow_token_secret", mlflow_token_secret)) if v}
     opts = Options(
         params=list(param or []), project=project, region=region, pipeline_root=pipeline_root,
         service_account=service_account, network=network, labels=list(label or []),
         experiment=experiment, cache=cache, template=template, dry_run=dry_run, run_id=run_id,
         secrets=secrets, checkpoint_uri=checkpoint_uri, public_model=public_model,
+        compile_overrides={k: v for k, v in (("tensorboard", tensorboard),
+                                             ("base_output_directory", base_output_dir)) if v},
     )
     ctx.obj = opts
     if ctx.invoked_subcommand is not None:
@@ -241,7 +258,7 @@ def _template(opts: Options, target: str = "vertex") -> str:
     default one is (re)compiled when missing or stale; a named one is refused when stale."""
     from cli import vertex
 
-    path, note = vertex.resolve_template(opts.template, target)
+    path, note = vertex.resolve_template(opts.template, target, opts.compile_overrides)
     if note:
         _note(note)
     return path
@@ -294,8 +311,26 @@ def _vertex_job(opts: Options) -> tuple[Any, dict[str, Any], dict[str, str]]:
 
         require_credentials("Vertex AI")
     settings = settings.model_copy(update={"template": _template(opts, "vertex")})
+    values = _with_experiment(settings, values)
     _checked_template(settings, values, opts.dry_run)
     return settings, values, vertex.job_labels(settings, vertex.template_commit(settings.template))
+
+
+def _with_experiment(settings: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """--experiment: the SDK associates the pipeline run with the experiment at submit, and the
+    steps get its name (vertex_experiment) to log their numbers to it with trackers=vertex."""
+    if not settings.experiment or "vertex_experiment" in values:
+        return values
+    from cli import vertex
+    from components.common.config import TrackingConfig, build
+
+    build(TrackingConfig, {"vertex_experiment": settings.experiment})  # one clear line if bad
+    trackers = str(vertex.effective_parameter("trackers", values, settings.template))
+    if "vertex" not in trackers.split(","):
+        _note(f"note: the run joins experiment {settings.experiment}; for evaluate to log its "
+              f"metrics there too, add vertex to the trackers (--param trackers={trackers},vertex)"
+              .replace("=,", "="))
+    return {**values, "vertex_experiment": settings.experiment}
 
 
 def _run_vertex(opts: Options, wait: bool) -> None:

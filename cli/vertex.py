@@ -192,7 +192,8 @@ def check_parameters(spec: dict[str, Any] | None, values: dict[str, Any]) -> Non
         raise InputError(f"the template has no parameter {', '.join(unknown)}; recompile it")
 
 
-def resolve_template(template: str | None, target: str) -> tuple[str, str]:
+def resolve_template(template: str | None, target: str,
+                     overrides: dict[str, Any] | None = None) -> tuple[str, str]:
     """(template to send, note for the user). A template must match the code and the compile
     settings asked for (DOLLY_LORA_* variables, the target): the default one under build/ is
     compiled when missing and recompiled when stale, keeping the settings it was compiled with
@@ -200,7 +201,8 @@ def resolve_template(template: str | None, target: str) -> tuple[str, str]:
     from pipelines.compiler import compile_pipeline, stale_reasons
     from pipelines.settings import CompileSettings
 
-    wanted = {**CompileSettings.from_environment(), "target": target}
+    given = {k: v for k, v in (overrides or {}).items() if v}  # submit flags that shape the YAML
+    wanted = {**CompileSettings.from_environment(), **given, "target": target}
     if template and template.startswith("https://"):
         load_template(template)  # an Artifact Registry URL: checked for shape only
         return template, ""
@@ -220,7 +222,7 @@ def resolve_template(template: str | None, target: str) -> tuple[str, str]:
     reasons = stale_reasons(stamp, wanted) if path.exists() else ["it did not exist"]
     if not reasons:
         return str(path), ""
-    settings = CompileSettings.load({"target": target},
+    settings = CompileSettings.load({**given, "target": target},
                                     base=stamp.get("settings") if stamp else None)
     compile_pipeline(path, settings)
     return str(path), f"compiled {path}: {'; '.join(reasons)}"
@@ -294,6 +296,9 @@ def custom_jobs(spec: dict[str, Any] | None, settings: VertexSettings) -> dict[s
             "strategy": value("strategy"),
             "service_account": resolved.get(value("service_account"), value("service_account")),
             "network": resolved.get(value("network"), value("network")),
+            **({"tensorboard": value("tensorboard"),
+                "base_output_directory": value("base_output_directory")}
+               if value("tensorboard") else {}),
         }
     return jobs
 

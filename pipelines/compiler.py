@@ -141,6 +141,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--capacity", choices=["STANDARD", "SPOT", "FLEX_START"],
                         help="on-demand, Spot (preemptible) or FLEX_START (queued) [STANDARD]")
     parser.add_argument("--max-wait-duration", help="FLEX_START: wait for capacity [3600s]")
+    parser.add_argument("--tensorboard", help="Vertex TensorBoard the fine-tune job streams to: "
+                        "projects/P/locations/L/tensorboards/ID [env DOLLY_LORA_TENSORBOARD]")
+    parser.add_argument("--base-output-dir", dest="base_output_directory", help="gs:// folder "
+                        "for the fine-tune job's outputs (TensorBoard logs), needed with "
+                        "--tensorboard [env DOLLY_LORA_BASE_OUTPUT_DIR]")
     parser.add_argument("--model-display-name", help="Model Registry model that gets the new "
                         "versions [named after the run's base model: dolly-lora-<model>]")
     args = parser.parse_args(argv)

@@ -96,6 +96,9 @@ G2_L4_COUNT: dict[str, int] = {
     "g2-standard-96": 8,
 }
 _DURATION = re.compile(r"^\d+(\.\d{1,9})?s$")
+TENSORBOARD_RESOURCE = re.compile(r"^projects/[^/\s]+/locations/[a-z0-9-]+/tensorboards/\d+$")
+# The step whose custom job streams its event files to a Vertex TensorBoard.
+TENSORBOARD_STEP = "fine-tune"
 
 
 class Capacity(StrEnum):
@@ -124,6 +127,30 @@ class TrainingJobSpec(BaseModel):
     max_wait_duration: str = Field(
         "3600s", description="FLEX_START only: how long to wait for a machine ('0s' = forever)."
     )
+    tensorboard: str = Field(
+        "", description="Vertex TensorBoard the fine-tune job streams its curves to "
+        "(projects/P/locations/L/tensorboards/ID; '' = none)."
+    )
+    base_output_directory: str = Field(
+        "", description="gs:// folder of the fine-tune job's outputs; Vertex sets "
+        "AIP_TENSORBOARD_LOG_DIR under it (needed with tensorboard)."
+    )
+
+    @field_validator("tensorboard")
+    @classmethod
+    def _tensorboard(cls, v: str) -> str:
+        if v and not TENSORBOARD_RESOURCE.match(v):
+            raise ValueError(f"{v!r} is not a Vertex TensorBoard resource name like "
+                             "projects/PROJECT/locations/REGION/tensorboards/1234567890")
+        return v
+
+    @field_validator("base_output_directory")
+    @classmethod
+    def _output_dir(cls, v: str) -> str:
+        v = v.rstrip("/")
+        if v and not re.match(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$", v):
+            raise ValueError(f"base_output_directory must be a gs://BUCKET/PREFIX folder, got {v!r}")
+        return v
 
     @field_validator("timeout", "max_wait_duration")
     @classmethod
@@ -131,6 +158,16 @@ class TrainingJobSpec(BaseModel):
         if not _DURATION.match(v):
             raise ValueError(f"{v!r} is not a duration in seconds like '86400s'")
         return v
+
+    @model_validator(mode="after")
+    def _tensorboard_needs_output(self) -> TrainingJobSpec:
+        if self.tensorboard and not self.base_output_directory:
+            raise ValueError(
+                "a Vertex TensorBoard needs the job's base output directory, where the event "
+                "files are written before upload: add --base-output-dir gs://BUCKET/tensorboard "
+                "(or DOLLY_LORA_BASE_OUTPUT_DIR)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _g2_needs_l4(self) -> TrainingJobSpec:
@@ -167,6 +204,11 @@ class TrainingJobSpec(BaseModel):
         }
         if self.capacity is Capacity.FLEX_START:
             kwargs["max_wait_duration"] = self.max_wait_duration
+        if self.tensorboard and display_name == TENSORBOARD_STEP:
+            # Vertex uploads what the job writes under AIP_TENSORBOARD_LOG_DIR
+            # (<base_output_directory>/logs/) to this TensorBoard while it runs.
+            kwargs["tensorboard"] = self.tensorboard
+            kwargs["base_output_directory"] = self.base_output_directory
         return kwargs
 
 

@@ -36,6 +36,8 @@ ENV_TRAINING = {  # env var -> TrainingJobSpec field
     "DOLLY_LORA_BOOT_DISK_GB": "boot_disk_size_gb",
     "DOLLY_LORA_TRAIN_TIMEOUT": "timeout",
     "DOLLY_LORA_CAPACITY": "capacity",
+    "DOLLY_LORA_TENSORBOARD": "tensorboard",
+    "DOLLY_LORA_BASE_OUTPUT_DIR": "base_output_directory",
 }
 
 

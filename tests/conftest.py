@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from components.common.paths import EMBEDDED_DATASET, EMBEDDED_MODEL
+from tests.cli.vertex_fakes import vertex_metadata  # noqa: F401 - fixture (Vertex Experiments)
 
 
 @pytest.fixture(autouse=True)

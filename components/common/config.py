@@ -9,6 +9,7 @@ LoRA on Dolly-15k, one NVIDIA L4.
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Annotated, Any, Literal
 
@@ -98,13 +99,82 @@ class RunNameField(_Strict):
     )
 
 
-class TrackingConfig(_Strict):
-    """Where a step reports its run: every tracked step's section includes these fields."""
+TRACKERS: tuple[str, ...] = ("wandb", "tensorboard", "mlflow", "vertex")
+VERTEX_EXPERIMENT = r"^[a-z0-9][a-z0-9-]{0,127}$"
 
+
+class TrackingConfig(_Strict):
+    """Where each step reports the run: any of W&B, TensorBoard, MLflow, Vertex AI Experiments.
+    Every tracked step's section includes these fields.
+
+    Why a choice: many teams have no W&B licence and watch runs in Vertex Experiments / Vertex
+    TensorBoard or an MLflow server. Credentials never travel here: they come from the
+    environment or Secret Manager (the `*_secret` fields hold names, never values)."""
+
+    trackers: str = Field(
+        "wandb",
+        description="Comma-separated trackers every step reports to: wandb, tensorboard, mlflow, "
+        "vertex ('' = none). A tracker that cannot be reached warns once; the step goes on.",
+    )
     wandb_project: str = Field("dolly-lora", description="W&B project (key from env/.env only).")
     wandb_api_key_secret: SecretName = Field(
         "", description="Secret Manager name of the W&B API key, '' = env/.env."
     )
+    mlflow_tracking_uri: str = Field(
+        "",
+        description="MLflow tracking server URI ('' = the MLFLOW_TRACKING_URI environment "
+        "variable, else a local store next to the run; credentials from env/Secret Manager).",
+    )
+    mlflow_token_secret: SecretName = Field(
+        "", description="Secret Manager name of the MLflow tracking token "
+        "(MLFLOW_TRACKING_TOKEN), '' = env/.env."
+    )
+    vertex_experiment: str = Field(
+        "",
+        description="Vertex AI experiment the steps log to with trackers=vertex ('' = dolly-lora); "
+        "submit --experiment sets it.",
+    )
+
+    @field_validator("trackers")
+    @classmethod
+    def _known_trackers(cls, v: str) -> str:
+        names = [t.lower() for t in split_csv(v)]
+        unknown = [t for t in names if t not in TRACKERS]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], TRACKERS, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(
+                f"unknown tracker{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}{hint}; "
+                f"choose from {', '.join(TRACKERS)} (comma-separated, '' for none), "
+                "e.g. wandb,tensorboard"
+            )
+        return ",".join(dict.fromkeys(names))
+
+    @field_validator("mlflow_tracking_uri")
+    @classmethod
+    def _no_credentials_in_uri(cls, v: str) -> str:
+        v = v.strip()
+        if re.match(r"^[a-z][a-z0-9+.-]*://[^/@\s]*:[^/@\s]*@", v):
+            raise ValueError(
+                "the MLflow URI holds a password; give the URI without it and put the "
+                "credentials in MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN "
+                "(env/.env locally, --mlflow-token-secret on Vertex)"
+            )
+        return v
+
+    @field_validator("vertex_experiment")
+    @classmethod
+    def _experiment_name(cls, v: str) -> str:
+        if v and not re.match(VERTEX_EXPERIMENT, v):
+            raise ValueError(
+                f"Vertex experiment name {v!r}: lowercase letters, digits and '-', starting with "
+                "a letter or digit, at most 128 characters"
+            )
+        return v
+
+    @property
+    def tracker_list(self) -> list[str]:
+        return split_csv(self.trackers)
 
 
 class FetchConfig(BaseModelField):

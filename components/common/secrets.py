@@ -5,7 +5,7 @@ never be one. The parameter holds only the secret's resource name
 (`projects/P/secrets/NAME[/versions/V]`, or a regional secret
 `projects/P/locations/L/secrets/NAME[...]`, served by the regional endpoint); the step reads the
 value when it starts and puts it in its own environment, where `components.common.tracking`
-(W&B) and Hugging Face look for it. Empty names do nothing, so a local run keeps using the
+(W&B, MLflow) and Hugging Face look for it. Empty names do nothing, so a local run keeps using the
 environment or `.env`. A refused read names the secret and the identity that was refused.
 """
 
@@ -31,6 +31,7 @@ METADATA_EMAIL = ("http://metadata.google.internal/computeMetadata/v1/instance/"
 SECRET_ENV: dict[str, str] = {
     "hf_token_secret": "HF_TOKEN",
     "wandb_api_key_secret": "WANDB_API_KEY",
+    "mlflow_token_secret": "MLFLOW_TRACKING_TOKEN",
 }
 
 

@@ -61,11 +61,13 @@ def secret_fields(cfg: BaseModel) -> dict[str, str]:
 
 @contextmanager
 def step_run(
-    step: str, cfg: BaseModel, run_id: str = "", config: Mapping[str, Any] | None = None
+    step: str, cfg: BaseModel, run_id: str = "", config: Mapping[str, Any] | None = None,
+    output_path: str = "",
 ) -> Iterator[StepContext]:
-    """Time the step, load its secrets and open its tracking run (grouped by `run_id`, the
-    pipeline job). `config` is what the tracker records (default: the section, secret names
-    left out)."""
+    """Time the step, load its secrets and open its tracking runs (the trackers `cfg` chooses,
+    grouped by `run_id`, the pipeline job; local tracking files go under the run's prefix, found
+    from `output_path`, one of the step's outputs). `config` is what the trackers record
+    (default: the section, secret names left out)."""
     from components.common.secrets import load_secrets
     from components.common.tracking import tracking_run
 
@@ -73,8 +75,8 @@ def step_run(
     load_secrets(secret_fields(cfg))
     public = dict(config) if config is not None else cfg.model_dump(
         exclude=set(secret_fields(cfg)))
-    project = getattr(cfg, "wandb_project", "")
-    with tracking_run(step, public, project, group=run_id) as tracker:
+    with tracking_run(step, public, group=run_id, settings=cfg,
+                      output_path=output_path) as tracker:
         yield StepContext(step=step, run_id=run_id, tracker=tracker, started=started)
 
 

@@ -217,10 +217,11 @@ def run_evaluate(
 
     require_accelerator(required_accelerator, "evaluate")
     rows = read_rows(test)
-    with step_run("evaluate", cfg, run_id) as step:
+    with step_run("evaluate", cfg, run_id, output_path=generations) as step:
         tracker = step.tracker
         results = evaluate(model, rows, cfg, seed=cfg.seed, base_ref=base)
         results["wandb_url"] = tracker.url or ""
+        results["tracking"] = tracker.report()
         results["step_seconds"] = step.seconds()
         Path(generations).parent.mkdir(parents=True, exist_ok=True)
         Path(generations).write_text(json.dumps(results, indent=2, ensure_ascii=False))
@@ -250,7 +251,13 @@ def run_evaluate(
             ],
         )
         return {"generations": {"rows": int(scalars["test_rows"]),
-                                "tuned_better": bool(scalars["tuned_better"])}}
+                                "tuned_better": bool(scalars["tuned_better"]),
+                                "tracking": results["tracking"]}}
+
+
+def tracking_report(generations_path: str) -> dict[str, Any]:
+    """Which trackers received the evaluate step's run (from its results file)."""
+    return json.loads(Path(generations_path).read_text()).get("tracking", {})
 
 
 def gate_decision(generations_path: str) -> tuple[dict[str, float], dict[str, Any]]:
@@ -266,6 +273,7 @@ def gate_decision(generations_path: str) -> tuple[dict[str, float], dict[str, An
         "improvement_high": h["improvement_high"],
         "rows": int(results["n_rows"]),
         "wandb_url": results.get("wandb_url", ""),
+        "tracking": results.get("tracking", {}),
     }
     return scalar_metrics(results), decision
 

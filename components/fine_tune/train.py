@@ -34,7 +34,7 @@ from components.common.modeling import (
     model_source,
     require_accelerator,
 )
-from components.common.tracking import DummyRun
+from components.common.tracking import DummyRun, scoped_env
 from components.fine_tune import checkpointing
 
 
@@ -219,15 +219,18 @@ def train(
     ckpt = checkpointing.Session(store, cfg, train_rows, work) if store else None
     if ckpt:
         args = ckpt.training_args(args)
-    trainer = trainer_class()(
-        model=model,
-        args=args,
-        train_dataset=to_prompt_completion(train_rows),
-        eval_dataset=to_prompt_completion(val_rows) if val_rows else None,
-        processing_class=tokenizer,
-        peft_config=lora_config(cfg),
-        callbacks=[ckpt.callback] if ckpt else None,
-    )
+    # HF's own report_to integrations (W&B, TensorBoard, MLflow) log the training curves into
+    # the runs the tracker opened; TensorBoardCallback reads its folder from the environment.
+    with scoped_env(getattr(tracker, "hf_env", dict)()):
+        trainer = trainer_class()(
+            model=model,
+            args=args,
+            train_dataset=to_prompt_completion(train_rows),
+            eval_dataset=to_prompt_completion(val_rows) if val_rows else None,
+            processing_class=tokenizer,
+            peft_config=lora_config(cfg),
+            callbacks=[ckpt.callback] if ckpt else None,
+        )
     best = BestAdapterCallback() if val_rows else None  # keeps the lowest-validation-loss adapter
     if best:
         install_first(trainer, best)  # before the checkpoint upload: its file rides along
@@ -327,14 +330,15 @@ def run_fine_tune(
 
     require_accelerator(required_accelerator, "fine-tune")  # seconds, not hours
     bf16_enabled(cfg.bf16)  # bf16=true on a machine without bf16: refused before any data loads
-    with step_run("fine-tune", cfg, run_id) as step:
+    with step_run("fine-tune", cfg, run_id, output_path=model) as step:
         result = train_adapter(cfg, read_rows(train), read_rows(validation), Path(model),
                                step.tracker, run_name=cfg.run_name or run_id)
         source = model_source(cfg.base_model)
         step.tracker.log_reference("lora-adapter", "model", model, {
             "base_model": source, "eval_loss": result.metrics.get("eval_loss")})
         # The step's own time, in the model folder: the report reads it from there.
-        result.metrics.update(step_seconds=step.seconds(), wandb_url=step.tracker.url or "")
+        result.metrics.update(step_seconds=step.seconds(), wandb_url=step.tracker.url or "",
+                              tracking=step.tracker.report())
         (Path(model) / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
         return {"model": {
             "base_model": source,

@@ -152,7 +152,7 @@ def run_inference(
     require_accelerator(required_accelerator, "inference")
     prompts = load_prompts(cfg.prompts_uri, read_rows(test))
     out = Path(predictions)
-    with step_run("inference", cfg, run_id) as step:
+    with step_run("inference", cfg, run_id, output_path=predictions) as step:
         tracker = step.tracker
         timing: dict[str, Any] = {}
         rows = infer(model, prompts, cfg, cfg.system_prompt, base, timing=timing)
@@ -164,7 +164,8 @@ def run_inference(
             [[r["prompt"], r["response"], r["completion_tokens"], r["latency_s"]] for r in rows],
         )
         tracker.log_reference("predictions", "dataset", str(out), {"rows": len(rows)})
-        meta.update(wandb_url=tracker.url or "", step_seconds=step.seconds())
+        meta.update(wandb_url=tracker.url or "", tracking=tracker.report(),
+                    step_seconds=step.seconds())
         (out / SUMMARY_FILE).write_text(json.dumps(meta, indent=2))
         return {"predictions": meta}
 

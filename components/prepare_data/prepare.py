@@ -367,10 +367,10 @@ def run_prepare(
     (row counts, categories, token lengths, split hash) and the data config; each file is logged
     to the trackers as a reference artifact."""
     from components.common.modeling import load_tokenizer, model_source
-    from components.common.step import step_run
+    from components.common.step import secret_fields, step_run
 
     out_paths = {"train": train, "validation": validation, "test": test, "rejected": rejected}
-    with step_run("prepare-data", cfg, run_id) as step:
+    with step_run("prepare-data", cfg, run_id, output_path=train) as step:
         prepared = prepare(cfg, tokenizer_loader=lambda: load_tokenizer(cfg.base_model))
         for name in SPLITS:
             write_jsonl(out_paths[name], prepared.splits[name])
@@ -381,10 +381,10 @@ def run_prepare(
             step.tracker.log_reference(f"{name}-split", "dataset", path, {
                 "rows": len(prepared.splits.get(name, prepared.rejected)),
                 "split_hash": prepared.stats["split_hash"], "source": cfg.dataset})
-        config = {**cfg.model_dump(exclude={"wandb_api_key_secret"}),
+        config = {**cfg.model_dump(exclude=set(secret_fields(cfg))),
                   "base_model": model_source(cfg.base_model)}
         stats = {**prepared.stats, "config": config, "wandb_url": step.tracker.url or "",
-                 "step_seconds": step.seconds()}
+                 "tracking": step.tracker.report(), "step_seconds": step.seconds()}
     shared = {k: v for k, v in stats.items() if k != "categories"}
     return {
         name: {**shared, "rows": stats.get(f"{name}_rows", stats["rejected_rows"]),

@@ -495,7 +495,7 @@ def run_report(
     from components.common.config import split_csv
     from components.common.step import step_run
 
-    with step_run("report", cfg, run_id) as step:
+    with step_run("report", cfg, run_id, output_path=html) as step:
         data = collect(
             splits={"train": train, "validation": validation, "test": test, "rejected": rejected},
             split_meta=rejected_metadata or {}, model_dir=model, model_meta=model_metadata or {},
@@ -509,6 +509,7 @@ def run_report(
         step.tracker.summary({"gpu_cost_usd": data["cost"]["gpu_cost_usd"],
                               "pipeline_seconds": data["cost"]["total_seconds"]})
         url = step.tracker.url or ""
+        tracking = step.tracker.report()
     tuned_better = bool(data["headline"].get("tuned_better", False))
-    return {"html": {"wandb_url": url, "tuned_better": tuned_better},
-            "markdown": {"wandb_url": url}}
+    return {"html": {"wandb_url": url, "tuned_better": tuned_better, "tracking": tracking},
+            "markdown": {"wandb_url": url, "tracking": tracking}}

@@ -17,6 +17,10 @@ from cli.submit import app
         (["--param", "target_modules=c_attn"], "c_attn not found"),
         (["--param", "max_seq_len=16"], "longer than max_seq_len=16"),
         (["--param", "categories=poetry"], "unknown category poetry"),
+        (["--param", "trackers=wandb,tensorbord"],
+         "trackers: unknown tracker tensorbord (did you mean tensorboard?)"),
+        (["--param", "mlflow_tracking_uri=https://me:hunter2@mlflow.example.com"],
+         "the MLflow URI holds a password"),
     ],
 )
 def test_bad_input_fails_fast_and_writes_nothing(tmp_path, args, expected):

@@ -7,6 +7,7 @@ ModelService methods record the request they were given and answer like the serv
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,7 @@ def vertex(monkeypatch: pytest.MonkeyPatch) -> Iterator[Captured]:
     from google.cloud.aiplatform_v1.services.pipeline_service import PipelineServiceClient
     from google.cloud.aiplatform_v1.services.schedule_service import ScheduleServiceClient
     from google.cloud.aiplatform_v1.types import (
+        Context,
         ListModelsRequest,
         Model,
         PipelineJob,
@@ -75,6 +77,10 @@ def vertex(monkeypatch: pytest.MonkeyPatch) -> Iterator[Captured]:
         cap.pipeline_jobs.append({"parent": kw["parent"], "pipeline_job": PipelineJob(job),
                                   "pipeline_job_id": kw["pipeline_job_id"]})
         job.name = f"{kw['parent']}/pipelineJobs/{kw['pipeline_job_id']}"
+        # The run's ML Metadata context, which `submit(experiment=...)` links to the experiment.
+        job.job_detail.pipeline_run_context = Context(
+            name=f"{kw['parent']}/metadataStores/default/contexts/{kw['pipeline_job_id']}",
+            schema_title="system.PipelineRun", display_name=kw["pipeline_job_id"])
         return job
 
     def get_pipeline_job(self: Any, request: Any = None, **kw: Any) -> PipelineJob:
@@ -133,6 +139,112 @@ def vertex(monkeypatch: pytest.MonkeyPatch) -> Iterator[Captured]:
     aiplatform.init(project="default-proj", location="europe-west4",
                     credentials=AnonymousCredentials())
     yield cap
+    initializer.global_config._project = None
+    initializer.global_config._location = None
+    initializer.global_config._credentials = None
+
+
+@dataclass
+class MetadataStore:
+    """What the fake Vertex ML Metadata service holds: contexts by resource name, and every
+    call made (method, resource name), in order."""
+
+    contexts: dict[str, Any] = field(default_factory=dict)
+    children: dict[str, list[str]] = field(default_factory=dict)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    def context(self, experiment: str, run: str | None = None) -> Any:
+        cid = f"{experiment}-{run}" if run else experiment
+        return self.contexts[f"{METADATA_STORE}/contexts/{cid}"]
+
+
+METADATA_STORE = "projects/my-proj/locations/us-central1/metadataStores/default"
+
+
+@pytest.fixture
+def vertex_metadata(monkeypatch: pytest.MonkeyPatch) -> Iterator[MetadataStore]:
+    """The real aiplatform client against an in-memory Vertex ML Metadata service (what Vertex
+    AI Experiments are made of): contexts are created, read, updated and linked, never sent."""
+    import google.auth
+    from google.api_core import exceptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import aiplatform
+    from google.cloud.aiplatform import initializer
+    from google.cloud.aiplatform.metadata import metadata
+    from google.cloud.aiplatform_v1.services.metadata_service import MetadataServiceClient
+    from google.cloud.aiplatform_v1.types import Context
+    from google.cloud.aiplatform_v1.types import MetadataStore as GcaStore
+
+    store = MetadataStore()
+    monkeypatch.setattr(google.auth, "default", lambda *a, **k: (AnonymousCredentials(), None))
+
+    def name_of(request: Any, kw: dict[str, Any], key: str = "name") -> str:
+        return kw.get(key) or getattr(request, key)
+
+    def get_metadata_store(self: Any, request: Any = None, **kw: Any) -> Any:
+        store.calls.append(("get_metadata_store", name_of(request, kw)))
+        return GcaStore(name=name_of(request, kw))
+
+    def get_context(self: Any, request: Any = None, **kw: Any) -> Any:
+        name = name_of(request, kw)
+        store.calls.append(("get_context", name))
+        if name not in store.contexts:
+            raise exceptions.NotFound(f"{name} not found")
+        return Context(store.contexts[name])
+
+    def create_context(self: Any, request: Any = None, **kw: Any) -> Any:
+        parent, ctx, cid = kw["parent"], Context(kw["context"]), kw.get("context_id")
+        ctx.name = f"{parent}/contexts/{cid}"
+        store.calls.append(("create_context", ctx.name))
+        if ctx.name in store.contexts:
+            raise exceptions.AlreadyExists(ctx.name)
+        store.contexts[ctx.name] = Context(ctx)
+        return Context(ctx)
+
+    def update_context(self: Any, request: Any = None, **kw: Any) -> Any:
+        ctx = Context(kw["context"])
+        store.calls.append(("update_context", ctx.name))
+        store.contexts[ctx.name] = Context(ctx)
+        return Context(ctx)
+
+    def add_context_children(self: Any, request: Any = None, **kw: Any) -> Any:
+        store.calls.append(("add_context_children", kw["context"]))
+        store.children.setdefault(kw["context"], []).extend(kw.get("child_contexts", []))
+        return None
+
+    def list_artifacts(self: Any, request: Any = None, **kw: Any) -> Any:
+        store.calls.append(("list_artifacts", kw.get("parent") or request.parent))
+        return []
+
+    def get_artifact(self: Any, request: Any = None, **kw: Any) -> Any:
+        store.calls.append(("get_artifact", name_of(request, kw)))
+        raise exceptions.NotFound(name_of(request, kw))
+
+    def get_execution(self: Any, request: Any = None, **kw: Any) -> Any:
+        store.calls.append(("get_execution", name_of(request, kw)))  # legacy experiment runs
+        raise exceptions.NotFound(name_of(request, kw))
+
+    def unexpected(method: str) -> Any:
+        def call(self: Any, *args: Any, **kw: Any) -> Any:
+            raise AssertionError(f"unexpected Vertex ML Metadata call {method} (not faked)")
+        return call
+
+    for method, _fn in inspect.getmembers(MetadataServiceClient, inspect.isfunction):
+        if not method.startswith("_") and "path" not in method and "transport" not in method:
+            monkeypatch.setattr(MetadataServiceClient, method, unexpected(method))
+    for method, fn in [("get_metadata_store", get_metadata_store), ("get_context", get_context),
+                       ("create_context", create_context), ("update_context", update_context),
+                       ("add_context_children", add_context_children),
+                       ("list_artifacts", list_artifacts), ("get_artifact", get_artifact),
+                       ("get_execution", get_execution)]:
+        monkeypatch.setattr(MetadataServiceClient, method, fn)
+    for var in ("CLOUD_ML_PROJECT_ID", "GOOGLE_CLOUD_PROJECT"):
+        monkeypatch.setenv(var, "my-proj")
+    monkeypatch.setenv("CLOUD_ML_REGION", "us-central1")  # what Vertex sets in its jobs
+    aiplatform.init(project="my-proj", location="us-central1", credentials=AnonymousCredentials())
+    metadata._experiment_tracker.reset()
+    yield store
+    metadata._experiment_tracker.reset()
     initializer.global_config._project = None
     initializer.global_config._location = None
     initializer.global_config._credentials = None

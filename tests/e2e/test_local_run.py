@@ -1,4 +1,5 @@
-"""The whole DAG through KFP's local runner on the embedded default (shortened), via the CLI."""
+"""The whole DAG through KFP's local runner on the embedded default (shortened), via the CLI,
+with trackers=wandb,tensorboard,mlflow (read back with TensorBoard's and MLflow's own readers)."""
 
 from __future__ import annotations
 
@@ -23,18 +24,23 @@ def run_out(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("runs")
 
 
+TRACKED_STEPS = ["prepare-data", "fine-tune", "evaluate", "inference", "report"]
+
+
 @pytest.fixture(scope="module")
 def run(run_out) -> subprocess.CompletedProcess:
     """One `submit --local` of the embedded default (shortened) through the CLI, as a person
     runs it: its terminal output and the run folder are what the tests below read."""
     out = run_out
     env = {**os.environ, "WANDB_MODE": "offline"}
+    env.pop("MLFLOW_TRACKING_URI", None)  # the local store next to summary.json
     for var in ("WANDB_DIR", "WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_ARTIFACT_DIR",
                 "WANDB_CONFIG_DIR"):
         env[var] = str(out / "wandb-home")
     proc = subprocess.run(
         [sys.executable, "-m", "cli.submit", "--local", "--output-dir", str(out),
-         "--run-id", "e2e", "--param", "max_steps=30", "--param", "max_new_tokens=16"],
+         "--run-id", "e2e", "--param", "max_steps=30", "--param", "max_new_tokens=16",
+         "--param", "trackers=wandb,tensorboard,mlflow"],
         capture_output=True, text=True, timeout=900, env=env,
         cwd=Path(__file__).resolve().parents[2],
     )
@@ -174,3 +180,55 @@ def test_wandb_tells_the_whole_story(summary, run_out):
     table = runs["evaluate"].table("generations")
     assert len(table["data"]) == summary["test_rows"]
     assert runs["evaluate"].summary["tuned_loss"] == pytest.approx(summary["eval"]["tuned"]["loss"])
+
+
+def test_every_tracked_step_reached_every_tracker(summary, run, run_out):
+    tracking = summary["tracking"]
+    assert tracking["trackers"] == ["wandb", "tensorboard", "mlflow"]
+    for name in tracking["trackers"]:
+        assert tracking["received"][name] == TRACKED_STEPS, tracking["steps"]
+    logdir = run_out / "e2e" / "tensorboard"
+    assert tracking["tensorboard_command"] == f"tensorboard --logdir {logdir}"
+    assert tracking["tensorboard_command"] in run.stderr  # printed for the user
+    assert tracking["mlflow_tracking_uri"] == f"sqlite:///{run_out / 'e2e' / 'mlflow' / 'mlflow.db'}"
+
+
+def test_tensorboard_next_to_summary_has_the_whole_loss_curve(summary, run_out):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    history = json.loads((Path(summary["artifacts"]["fine-tune.model"])
+                          / "log_history.json").read_text())
+    logged = [h["step"] for h in history if "loss" in h]
+    assert logged[0] == 1 and logged[-1] == 30 and len(logged) == 7  # first step + every 5
+    acc = EventAccumulator(str(run_out / "e2e" / "tensorboard" / "fine-tune"),
+                           size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == logged
+    assert {"train/learning_rate", "train/grad_norm", "train/tokens_per_second",
+            "eval/loss"} <= set(acc.Tags()["scalars"])
+    ev = EventAccumulator(str(run_out / "e2e" / "tensorboard" / "evaluate"))
+    ev.Reload()
+    [tuned] = ev.Scalars("summary/tuned_loss")
+    assert tuned.value == pytest.approx(summary["eval"]["tuned"]["loss"], rel=1e-5)
+
+
+def test_mlflow_store_next_to_summary_has_each_step_and_the_eval_metrics(summary, run_out):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(summary["tracking"]["mlflow_tracking_uri"])
+    exp = client.get_experiment_by_name("dolly-lora")
+    runs = {r.data.tags["step"]: r for r in client.search_runs([exp.experiment_id])}
+    assert sorted(runs) == sorted(TRACKED_STEPS)
+    assert len({r.data.tags["pipeline_run"] for r in runs.values()}) == 1
+    ev = runs["evaluate"]
+    assert ev.data.metrics["tuned_loss"] == pytest.approx(summary["eval"]["tuned"]["loss"])
+    assert ev.data.metrics["base_loss"] == pytest.approx(summary["eval"]["base"]["loss"])
+    iv = summary["eval"]["interval"]
+    assert ev.data.metrics["headline_improvement_low"] == pytest.approx(iv["improvement_low"])
+    assert {a.path for a in client.list_artifacts(ev.info.run_id)} >= {"generations.json",
+                                                                         "categories.json"}
+    ft = runs["fine-tune"]
+    losses = client.get_metric_history(ft.info.run_id, "loss")
+    assert sorted({m.step for m in losses}) == [1, 5, 10, 15, 20, 25, 30]
+    adapter = {a.path for a in client.list_artifacts(ft.info.run_id, "lora-adapter")}
+    assert "lora-adapter/adapter_model.safetensors" in adapter
