@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from components.common.config import DataConfig, TrackingConfig
+from components.common.config import DataConfig, EvalConfig, TrackingConfig, TrainConfig, build
+from components.common.jsonl import write_jsonl
 from components.common.tracking import MultiRun, tracking_run
-from components.prepare_data.prepare import prepare, write_jsonl
+from components.prepare_data.prepare import prepare
 from tests.cli.vertex_fakes import METADATA_STORE
 
 STEPS = 8
@@ -63,8 +64,9 @@ def fine_tuned(data, tracked_dir, tmp_path_factory) -> dict:
               "wandb_project": "test-trackers"}
     with pytest.MonkeyPatch.context() as mp:
         _env(mp, tracked_dir)
-        meta = run_fine_tune(params, data["train"], data["validation"], str(model_dir),
-                             run_id="grp-tracked")
+        meta = run_fine_tune(build(TrainConfig, params), train=data["train"],
+                             validation=data["validation"], model=str(model_dir),
+                             run_id="grp-tracked")["model"]
         import wandb
 
         wandb.teardown()
@@ -151,9 +153,13 @@ def test_evaluate_logs_headline_and_interval_to_vertex_and_mlflow(fine_tuned, da
     out = tmp_path / "generations.json"
     with pytest.MonkeyPatch.context() as mp:
         _env(mp, tracked_dir)
-        scalars = run_evaluate(params, data["test"], str(fine_tuned["model_dir"]), str(out),
-                               run_id="dolly-lora-20261128-101010")
+        run_evaluate(build(EvalConfig, params), base="", test=data["test"],
+                     model=str(fine_tuned["model_dir"]), generations=str(out),
+                     run_id="dolly-lora-20261128-101010")
     results = json.loads(out.read_text())
+    from components.evaluate.evaluate import scalar_metrics
+
+    scalars = scalar_metrics(results)
     assert results["tracking"]["received"] == ["vertex", "mlflow"], results["tracking"]
 
     run_ctx = vertex_metadata.context("dolly-exp", "dolly-lora-20261128-101010")
