@@ -17,7 +17,8 @@ from typing import Any
 
 from components.common.config import GenerationConfig, build
 from components.common.errors import InputError
-from components.common.generation import generate
+from components.common.generation import generate, prompt_text
+from components.common.serving import chat_messages
 from components.common.storage import read_bytes
 from components.prepare_data.dolly import user_content
 
@@ -55,13 +56,8 @@ def infer(
     from components.evaluate.evaluate import load_base_and_adapter
 
     model, tokenizer = load_base_and_adapter(adapter_dir, base_ref)
-    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    chats = [
-        tokenizer.apply_chat_template(
-            [*system, {"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
-        )
-        for p in prompts
-    ]
+    # The same messages and template the served model gets (`submit predict`, vLLM on Vertex).
+    chats = [prompt_text(tokenizer, chat_messages(p, system_prompt)) for p in prompts]
     outs = generate(
         model,
         tokenizer,

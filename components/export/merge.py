@@ -1,0 +1,250 @@
+"""Export step: the LoRA adapter merged into the base weights, checked, saved as a model that
+serves on its own; the adapter alone beside it.
+
+Why a step: a serving container (vLLM on Vertex, `transformers serve` locally) loads one plain
+model folder; it knows nothing of PEFT. Merging (PEFT `merge_and_unload`) folds W + (alpha/r)·BA
+into each target layer, so the merged model computes what base+adapter computed, with no extra
+latency. Why check it: a merge onto the wrong base, or a save that drops or mangles tensors,
+still produces a folder that loads and answers; only comparing logits shows it. Two checks, on
+a few prompts of the test split:
+
+1. merge: merged vs base+adapter, both in fp32 (tight: only float rounding differs);
+2. export: the saved bf16 folder, reloaded, vs base+adapter in fp32. bf16 rounding of the
+   weights moves the logits by itself, so the bound is calibrated on the base model: rounding
+   the base weights to bf16 moves them by `base_bf16_drift`; the export may drift at most
+   `BF16_DRIFT_FACTOR` times that (rounding W + ΔW costs what rounding W costs).
+
+The step fails (one line) when either check fails, or when the adapter does not fit the base.
+
+    uv run python -m components.export.merge --adapter runs/X/.../fine-tune/model \
+        --base embedded://tiny-gemma3 --test runs/X/.../prepare-data/test --out /tmp/export
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from components.common.errors import InputError
+
+FP32_TOLERANCE = 1e-4  # check 1: max |Δlogit| / max(1, max |logit|)
+BF16_DRIFT_FACTOR = 4.0  # check 2: export drift <= factor x base bf16 drift (+ floor below)
+BF16_DRIFT_FLOOR = 1e-3
+VERIFY_PROMPTS = 4
+FALLBACK_PROMPTS = (
+    "What is the capital of France?",
+    "Give me three ideas for a weekend trip.",
+    "Summarize: The quick brown fox jumps over the lazy dog.",
+    "Classify each as a fruit or a vegetable: apple, carrot, banana.",
+)
+EXPORT_FILE = "export.json"
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "training_config.json",
+                 "metrics.json")
+
+
+class ExportMismatch(InputError):
+    """The merged or exported model does not compute what base+adapter computes."""
+
+
+def verify_prompts(tokenizer: Any, test_path: str, n: int = VERIFY_PROMPTS) -> list[str]:
+    """The first `n` chat-formatted prompts of the test split (the fixed ones when it is empty
+    or absent), so the check runs on the kind of text the model serves."""
+    from components.common.generation import prompt_text
+
+    rows: list[dict[str, Any]] = []
+    path = Path(test_path) if test_path else None
+    if path and path.is_file():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                rows.append(json.loads(line))
+            if len(rows) >= n:
+                break
+    if rows:
+        return [prompt_text(tokenizer, r["messages"]) for r in rows]
+    return [prompt_text(tokenizer, [{"role": "user", "content": p}]) for p in FALLBACK_PROMPTS[:n]]
+
+
+def logits(model: Any, tokenizer: Any, prompts: list[str]) -> list[Any]:
+    """fp32 logits of every position of each prompt, one prompt at a time (no padding, so the
+    comparison sees the model and nothing else)."""
+    import torch
+
+    device = next(model.parameters()).device
+    out = []
+    with torch.no_grad():
+        for text in prompts:
+            ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(device)
+            out.append(model(**ids, use_cache=False).logits.float().cpu())
+    return out
+
+
+def max_abs_diff(a: list[Any], b: list[Any]) -> float:
+    return max(float((x - y).abs().max()) for x, y in zip(a, b, strict=True))
+
+
+def logit_scale(a: list[Any]) -> float:
+    return max(1.0, max(float(x.abs().max()) for x in a))
+
+
+def adapter_base(adapter_dir: str) -> str:
+    """The base model the adapter was trained on (its training_config.json), '' if unknown."""
+    config = Path(adapter_dir) / "training_config.json"
+    if not config.is_file():
+        return ""
+    return str(json.loads(config.read_text()).get("base_model") or "")
+
+
+def load_base_and_adapter(base_ref: str, adapter_dir: str) -> Any:
+    """base + adapter in fp32 on CPU. An adapter that does not fit the base is one InputError
+    naming both, not PEFT's page of size mismatches."""
+    from peft import PeftModel
+
+    from components.common.modeling import load_model, model_source
+
+    trained_on, base_source = adapter_base(adapter_dir), model_source(base_ref)
+    if trained_on and base_source and trained_on != base_source:
+        raise InputError(
+            f"the adapter in {adapter_dir} was trained on {trained_on} but the base model given "
+            f"is {base_source}; export it with the base it was trained on"
+        )
+    base = load_model(base_ref, bf16=False, device="cpu")
+    try:
+        model = PeftModel.from_pretrained(base, adapter_dir)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()
+        detail = next((line.strip() for line in first if "size mismatch" in line or
+                       "not found" in line), first[0] if first else exc.__class__.__name__)
+        raise InputError(
+            f"the adapter in {adapter_dir} does not match the base model {base_source or base_ref}"
+            f" ({detail[:200]}); export it with the base it was trained on"
+            + (f" ({trained_on})" if trained_on else "")
+        ) from None
+    model.eval()
+    return model
+
+
+def merge_and_verify(
+    base_ref: str, adapter_dir: str, merged_dir: Path, prompts_from: str = "",
+) -> dict[str, Any]:
+    """Merge, check, save. Returns the numbers of both checks (written to export.json)."""
+    import torch
+
+    from components.common.modeling import load_model, load_tokenizer, model_source
+
+    t0 = time.perf_counter()
+    tokenizer = load_tokenizer(adapter_dir, padding_side="left")
+    model = load_base_and_adapter(base_ref, adapter_dir)
+    prompts = verify_prompts(tokenizer, prompts_from)
+    with model.disable_adapter():
+        base_logits = logits(model, tokenizer, prompts)
+    reference = logits(model, tokenizer, prompts)  # base + adapter, fp32
+    adapter_effect = max_abs_diff(reference, base_logits)
+    scale = logit_scale(reference)
+
+    t_merge = time.perf_counter()
+    merged = model.merge_and_unload()
+    merge_seconds = time.perf_counter() - t_merge
+    merge_diff = max_abs_diff(logits(merged, tokenizer, prompts), reference)
+    if merge_diff > FP32_TOLERANCE * scale:
+        raise ExportMismatch(
+            f"merged logits differ from base+adapter by {merge_diff:.3g} (fp32 tolerance "
+            f"{FP32_TOLERANCE * scale:.3g}); the merge is wrong, not exporting it"
+        )
+
+    # The served copy: bf16 safetensors, with the tokenizer, chat template and generation config
+    # (save_pretrained writes generation_config.json; the tokenizer writes chat_template.jinja).
+    merged_dir.mkdir(parents=True, exist_ok=True)
+    merged.to(torch.bfloat16).save_pretrained(merged_dir, safe_serialization=True)
+    tokenizer.padding_side = "right"
+    tokenizer.save_pretrained(merged_dir)
+    del merged, model
+
+    # Check 2: what was written, read back (bf16 weights, fp32 arithmetic), against base+adapter;
+    # the bound is what bf16 rounding does to the base model's own logits.
+    exported = load_model(str(merged_dir), bf16=False, device="cpu").eval()
+    export_diff = max_abs_diff(logits(exported, tokenizer, prompts), reference)
+    del exported
+    base_bf16 = load_model(base_ref, bf16=True, device="cpu").float().eval()
+    base_drift = max_abs_diff(logits(base_bf16, tokenizer, prompts), base_logits)
+    del base_bf16
+    bound = BF16_DRIFT_FACTOR * base_drift + BF16_DRIFT_FLOOR * scale
+    if export_diff > bound:
+        raise ExportMismatch(
+            f"the exported bf16 model's logits differ from base+adapter by {export_diff:.3g}, "
+            f"over {BF16_DRIFT_FACTOR:g}x what bf16 rounding costs the base model "
+            f"({base_drift:.3g}); the saved weights are not the merged model"
+        )
+    report = {
+        "base_model": model_source(base_ref),
+        "dtype": "bfloat16",
+        "verify_prompts": len(prompts),
+        "verify_tokens": sum(int(x.shape[1]) for x in reference),
+        "logit_scale": round(scale, 4),
+        "adapter_effect_max_abs": adapter_effect,
+        "merge_max_abs_diff": merge_diff,
+        "merge_tolerance": FP32_TOLERANCE * scale,
+        "export_max_abs_diff": export_diff,
+        "base_bf16_drift_max_abs": base_drift,
+        "export_bound": bound,
+        "merge_seconds": round(merge_seconds, 3),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "size_bytes": sum(p.stat().st_size for p in merged_dir.glob("*.safetensors")),
+    }
+    (merged_dir / EXPORT_FILE).write_text(json.dumps(report, indent=2))
+    return report
+
+
+def copy_adapter(adapter_dir: str, out: Path) -> list[str]:
+    """The adapter alone (weights, config, tokenizer, training config), for whoever serves
+    LoRA adapters on a shared base instead."""
+    out.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for src in sorted(Path(adapter_dir).iterdir()):
+        if src.is_file() and (src.name in ADAPTER_FILES or src.name.startswith("tokenizer")
+                              or src.name == "chat_template.jinja"):
+            shutil.copy2(src, out / src.name)
+            copied.append(src.name)
+    if "adapter_model.safetensors" not in copied:
+        raise InputError(f"{adapter_dir} holds no adapter_model.safetensors; is it a LoRA adapter?")
+    return copied
+
+
+def run_export(
+    adapter_dir: str, base_ref: str, merged_dir: str, adapter_out: str, test_path: str = "",
+) -> dict[str, Any]:
+    """Entry point of the KFP component: merged model into `merged_dir`, the adapter into
+    `adapter_out`. Returns the merged Model artifact's metadata."""
+    copy_adapter(adapter_dir, Path(adapter_out))
+    report = merge_and_verify(base_ref, adapter_dir, Path(merged_dir), test_path)
+    print(
+        f"export: merged in {report['merge_seconds']:.2f} s; logits max |diff| merge "
+        f"{report['merge_max_abs_diff']:.2e} (tolerance {report['merge_tolerance']:.1e}), bf16 "
+        f"export {report['export_max_abs_diff']:.2e} (bound {report['export_bound']:.2e}); "
+        f"adapter effect {report['adapter_effect_max_abs']:.2e}",
+        flush=True,
+    )
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Merge a LoRA adapter into its base and check it.")
+    parser.add_argument("--adapter", required=True)
+    parser.add_argument("--base", default="", help="base model (default: the adapter's own)")
+    parser.add_argument("--test", default="", help="test split JSONL for the check prompts")
+    parser.add_argument("--out", required=True, help="folder: merged/ and adapter/ go in it")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    base = args.base or adapter_base(args.adapter)
+    try:
+        report = run_export(args.adapter, base, str(out / "merged"), str(out / "adapter"), args.test)
+    except InputError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
