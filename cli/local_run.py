@@ -150,6 +150,9 @@ def build_summary(
         # null when fine-tune started fresh (metadata drops None; integers come back as floats)
         "resumed_from_step": _int(tuned.get("resumed_from_step")),
         "final_step": _int(tuned.get("global_step")),
+        # The export step's merged model (what `submit serve RUN_DIR` serves) and its checks.
+        "merged_model": outputs.get("export", {}).get("merged", {}).get("path"),
+        "export": meta.get("export", {}).get("merged", {}),
         "artifacts": {
             f"{task}.{name}": info["path"] for task, outs in outputs.items()
             for name, info in outs.items()
@@ -299,4 +302,6 @@ def run_local(
             f"tuned {e['tuned']['loss']:.3f}; ROUGE-L {e['base']['rougeL']:.3f} -> "
             f"{e['tuned']['rougeL']:.3f}"
         )
+        if summary.get("merged_model"):
+            console.print(f"Serve it: [bold]uv run submit serve {run_root}[/]")
     return path

@@ -1,5 +1,5 @@
-"""The pipeline: fetch the base model, prepare, fine-tune, evaluate -> gate -> register, inference,
-report.
+"""The pipeline: fetch the base model, prepare, fine-tune, evaluate -> gate -> export -> register
+[-> deploy], inference, report.
 
 Defaults come from `components.common.config` (one place); the machine each step asks for comes
 from `pipelines.resources`; the image and the target from `pipelines.settings.CompileSettings`.
@@ -18,14 +18,16 @@ from typing import Any
 from kfp import dsl
 
 from components.common.config import parameter_defaults
+from components.deploy.component import deploy_model
 from components.evaluate.component import evaluate, gate
+from components.export.component import export
 from components.fetch_model.component import fetch_base_model
 from components.fine_tune.component import fine_tune
 from components.inference.component import inference
 from components.prepare_data.component import prepare_data
 from components.register.component import register_model
 from components.report.component import report
-from pipelines.resources import GPU_STEPS, STEP_MACHINES
+from pipelines.resources import GPU_STEPS, SERVING_MACHINE, STEP_MACHINES
 from pipelines.settings import CompileSettings, with_image
 
 PIPELINE_NAME = "dolly-lora"
@@ -69,7 +71,8 @@ def build_pipeline(settings: CompileSettings) -> Any:
     components = {
         "fetch-base-model": fetch_base_model, "prepare-data": prepare_data,
         "fine-tune": fine_tune, "evaluate": evaluate, "gate": gate, "inference": inference,
-        "register-model": register_model, "report": report,
+        "register-model": register_model, "report": report, "export": export,
+        "deploy-model": deploy_model,
     }
     ops = {step: step_op(c, step, settings) for step, c in components.items()}
     t = settings.training
@@ -125,6 +128,12 @@ def build_pipeline(settings: CompileSettings) -> Any:
         save_minutes: float = D["save_minutes"],
         save_total_limit: int = D["save_total_limit"],
         run_name: str = D["run_name"],
+        serving_image: str = D["serving_image"],
+        serving_max_model_len: int = D["serving_max_model_len"],
+        deploy: bool = D["deploy"],
+        deploy_endpoint: str = D["deploy_endpoint"],
+        deploy_min_replicas: int = D["deploy_min_replicas"],
+        deploy_max_replicas: int = D["deploy_max_replicas"],
         hf_token_secret: str = D["hf_token_secret"],
         wandb_api_key_secret: str = D["wandb_api_key_secret"],
     ):
@@ -225,13 +234,31 @@ def build_pipeline(settings: CompileSettings) -> Any:
         # The registry gate: `gate` returns True when the bootstrap interval of the improvement
         # clears gate_threshold.
         with dsl.If(decide.outputs["Output"] == True, name="tuned-beats-base"):  # noqa: E712
-            tasks["register-model"] = ops["register-model"](
-                model=tune.outputs["model"],
-                display_name=settings.model_display_name,
-                serving_image=settings.image,
-                pipeline_job=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-                **(VERTEX_PLACEHOLDERS if settings.target == "vertex" else {}),
+            # The adapter merged into the base, checked against base+adapter: what serves.
+            tasks["export"] = merged = ops["export"](
+                base=base, model=tune.outputs["model"], test=prep.outputs["test"]
             )
+            vertex = VERTEX_PLACEHOLDERS if settings.target == "vertex" else {}
+            tasks["register-model"] = registered = ops["register-model"](
+                model=merged.outputs["merged"],
+                metrics=decide.outputs["metrics"],
+                train=prep.outputs["train"],
+                display_name=settings.model_display_name,
+                serving_image=serving_image,
+                serving_max_model_len=serving_max_model_len,
+                pipeline_job=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                **vertex,
+            )
+            # Opt-in: an endpoint costs money every hour it is up.
+            with dsl.If(deploy == True, name="deploy-requested"):  # noqa: E712
+                tasks["deploy-model"] = ops["deploy-model"](
+                    registered_model=registered.outputs["registered_model"],
+                    deploy_endpoint=deploy_endpoint,
+                    deploy_min_replicas=deploy_min_replicas,
+                    deploy_max_replicas=deploy_max_replicas,
+                    **SERVING_MACHINE.deploy_args(),
+                    **vertex,
+                )
         for step, task in tasks.items():
             task.set_display_name(step)
             place(task, step, settings)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from components.common.errors import InputError
+from components.common.serving import VLLM_SERVING_IMAGE
 
 DOLLY_CATEGORIES: tuple[str, ...] = (
     "brainstorming",
@@ -233,7 +234,44 @@ class ReportConfig(_Strict):
     )
 
 
-class PipelineConfig(DataConfig, TrainConfig, EvalConfig, ReportConfig, SecretsConfig):
+class ServingConfig(_Strict):
+    """How the registered model serves, and whether the pipeline deploys it (docs/serving.md)."""
+
+    serving_image: str = Field(
+        VLLM_SERVING_IMAGE,
+        description="Serving container of the registered model: Model Garden's prebuilt vLLM "
+        "image (a newer pytorch-vllm-serve tag works the same way).",
+    )
+    serving_max_model_len: int = Field(
+        32768, ge=256, le=131072,
+        description="vLLM --max-model-len: longest prompt+answer the endpoint accepts (Gemma 3 "
+        "1B's context; its KV cache fits one L4 many times over).",
+    )
+    deploy: bool = Field(
+        False,
+        description="Deploy the registered version to an endpoint on one L4 after the gate "
+        "passes. Off by default: a deployed L4 costs about $0.85-1/h until undeployed.",
+    )
+    deploy_endpoint: str = Field(
+        "", description="Endpoint ID to deploy to (its previous version is replaced once the "
+        "new one is healthy); '' creates a new endpoint.",
+    )
+    deploy_min_replicas: int = Field(1, ge=1, le=100, description="Fewest serving machines.")
+    deploy_max_replicas: int = Field(1, ge=1, le=100, description="Most serving machines.")
+
+    @model_validator(mode="after")
+    def _replicas(self) -> ServingConfig:
+        if self.deploy_max_replicas < self.deploy_min_replicas:
+            raise ValueError(
+                f"deploy_max_replicas={self.deploy_max_replicas} is below deploy_min_replicas="
+                f"{self.deploy_min_replicas}; raise the maximum or lower the minimum"
+            )
+        return self
+
+
+class PipelineConfig(
+    ServingConfig, DataConfig, TrainConfig, EvalConfig, ReportConfig, SecretsConfig
+):
     """All pipeline parameters, flat, as the pipeline function takes them."""
 
     prompts_uri: str = Field(
