@@ -120,7 +120,7 @@ def load_base_and_adapter(base_ref: str, adapter_dir: str) -> Any:
                        "not found" in line), first[0] if first else exc.__class__.__name__)
         raise InputError(
             f"the adapter in {adapter_dir} does not match the base model {base_source or base_ref}"
-            f" ({detail[:200]}); export it with the base it was trained on"
+            f" ({detail[:400].rstrip('.')}); export it with the base it was trained on"
             + (f" ({trained_on})" if trained_on else "")
         ) from None
     model.eval()
