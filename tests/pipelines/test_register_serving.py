@@ -156,3 +156,31 @@ def test_deploy_is_opt_in_after_register(spec) -> None:
     assert args["machine_type"]["runtimeValue"]["constant"] == "g2-standard-8"
     assert args["accelerator_type"]["runtimeValue"]["constant"] == "NVIDIA_L4"
     assert args["project"]["runtimeValue"]["constant"] == "{{$.pipeline_google_cloud_project_id}}"
+
+
+# --- the deploy step ---------------------------------------------------------------------
+
+def deploy_step(tmp_path: Path, project: str, registered: dict[str, Any]) -> dict[str, Any]:
+    from components.deploy.deploy import run_deploy
+
+    return run_deploy(registered=registered, project=project, location="us-central1" if project
+                      else "", endpoint="", machine_type="g2-standard-8",
+                      accelerator_type="NVIDIA_L4", accelerator_count=1, min_replicas=1,
+                      max_replicas=2, record_path=str(tmp_path / "deployment.json"))
+
+
+def test_deploy_step_deploys_the_version_register_uploaded(registry, tmp_path) -> None:
+    record = upload(tmp_path)
+    done = deploy_step(tmp_path, "my-proj", {"version_name": record["version_name"]})
+    (req,) = registry.requests("DeployModel")
+    assert req.deployed_model.model == record["version_name"]
+    assert req.deployed_model.dedicated_resources.max_replica_count == 2
+    assert done["created_endpoint"] and done["serving_image"] == VLLM_SERVING_IMAGE
+    assert json.loads((tmp_path / "deployment.json").read_text()) == done
+
+
+def test_deploy_step_without_a_project_records_what_it_would_send(registry, tmp_path) -> None:
+    done = deploy_step(tmp_path, "", {"registry": "local"})
+    assert done["deployed"] is False and registry.calls == []
+    methods = [r["method"].rsplit(".", 1)[-1] for r in done["requests"]]
+    assert methods == ["CreateEndpoint", "DeployModel"]
