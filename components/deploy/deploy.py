@@ -44,11 +44,12 @@ class DeployTarget:
     project: str
     region: str
     model: str  # a model version: ID, ID@VERSION or its resource name
+    # The machine: pipelines/resources.py SERVING_MACHINE (the one place machines are named).
+    machine_type: str
+    accelerator_type: str
+    accelerator_count: int
     endpoint: str = ""  # endpoint ID or resource name; '' = create one
     endpoint_display_name: str = "dolly-lora-endpoint"
-    machine_type: str = "g2-standard-8"
-    accelerator_type: str = "NVIDIA_L4"
-    accelerator_count: int = 1
     min_replicas: int = 1
     max_replicas: int = 1
     service_account: str = ""
@@ -215,13 +216,13 @@ def check_model(target: DeployTarget, clients: Clients) -> Any:
     return model
 
 
-def check_endpoint(target: DeployTarget, clients: Clients) -> Any:
+def check_endpoint(name: str, region: str, clients: Clients) -> Any:
     try:
-        return clients.endpoint.get_endpoint(name=target.endpoint_name)
+        return clients.endpoint.get_endpoint(name=name)
     except _not_found():
         raise InputError(
-            f"endpoint {target.endpoint_name} does not exist; list them with `gcloud ai "
-            f"endpoints list --region {target.region}`, or leave --endpoint out to create one"
+            f"endpoint {name} does not exist; list them with `gcloud ai endpoints list "
+            f"--region {region}`, or leave --endpoint out to create one"
         ) from None
 
 
@@ -236,7 +237,7 @@ def deploy(target: DeployTarget, clients: Clients | None = None,
     model = check_model(target, clients)
     created = False
     if target.endpoint:
-        endpoint = check_endpoint(target, clients)
+        endpoint = check_endpoint(target.endpoint_name, target.region, clients)
     else:
         echo(f"creating endpoint {target.endpoint_display_name} in {target.region}")
         endpoint = clients.endpoint.create_endpoint(
@@ -278,8 +279,7 @@ def undeploy(project: str, region: str, endpoint: str, model: str = "",
     name = endpoint_resource_name(endpoint, project, region)
     version = model_version_name(model, project, region) if model else ""
     clients = clients or Clients.for_region(region)
-    target = DeployTarget(project=project, region=region, model=model or "x", endpoint=name)
-    current = check_endpoint(target, clients)
+    current = check_endpoint(name, region, clients)
     doomed = [d for d in current.deployed_models
               if not version or _same_version(d, version)]
     if version and not doomed:
