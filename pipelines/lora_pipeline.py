@@ -128,6 +128,7 @@ def build_pipeline(settings: CompileSettings) -> Any:
         save_minutes: float = D["save_minutes"],
         save_total_limit: int = D["save_total_limit"],
         run_name: str = D["run_name"],
+        export_dtype: str = D["export_dtype"],
         serving_image: str = D["serving_image"],
         serving_max_model_len: int = D["serving_max_model_len"],
         deploy: bool = D["deploy"],
@@ -236,7 +237,8 @@ def build_pipeline(settings: CompileSettings) -> Any:
         with dsl.If(decide.outputs["Output"] == True, name="tuned-beats-base"):  # noqa: E712
             # The adapter merged into the base, checked against base+adapter: what serves.
             tasks["export"] = merged = ops["export"](
-                base=base, model=tune.outputs["model"], test=prep.outputs["test"]
+                base=base, model=tune.outputs["model"], test=prep.outputs["test"],
+                export_dtype=export_dtype,
             )
             vertex = VERTEX_PLACEHOLDERS if settings.target == "vertex" else {}
             tasks["register-model"] = registered = ops["register-model"](

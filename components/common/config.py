@@ -237,6 +237,12 @@ class ReportConfig(_Strict):
 class ServingConfig(_Strict):
     """How the registered model serves, and whether the pipeline deploys it (docs/serving.md)."""
 
+    export_dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        "auto",
+        description="Weights of the merged model: bfloat16 (what vLLM serves on an L4), float32, "
+        "or auto = the fine-tune's precision (bf16 on a GPU; fp32 on CPU, so a CPU-trained "
+        "model answers exactly what was evaluated).",
+    )
     serving_image: str = Field(
         VLLM_SERVING_IMAGE,
         description="Serving container of the registered model: Model Garden's prebuilt vLLM "

@@ -12,12 +12,15 @@ def export(
     base: Input[Model],
     model: Input[Model],
     test: Input[Dataset],
+    export_dtype: str,
     merged: Output[Model],
     adapter: Output[Model],
 ):
-    """The merged bf16 model (safetensors, tokenizer, chat template, generation config) that a
+    """The merged model (safetensors, tokenizer, chat template, generation config) that a
     serving container loads, checked against base+adapter; the adapter alone beside it."""
     from components.export.merge import run_export
 
-    merged.metadata.update(run_export(model.path, base.path, merged.path, adapter.path, test.path))
+    merged.metadata.update(
+        run_export(model.path, base.path, merged.path, adapter.path, test.path, export_dtype)
+    )
     adapter.metadata.update({"base_model": merged.metadata.get("base_model", "")})

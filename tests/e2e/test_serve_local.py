@@ -33,7 +33,8 @@ def export_dir(tmp_path_factory) -> tuple[Path, Path]:
     from components.export.merge import run_export
 
     out = tmp_path_factory.mktemp("export")
-    adapter = make_adapter(out / "trained-adapter")
+    # Trained in fp32 on CPU, like the embedded default: exported in fp32 (export_dtype=auto).
+    adapter = make_adapter(out / "trained-adapter", trained_bf16=False)
     run_export(str(adapter), BASE, str(out / "merged"), str(out / "adapter"))
     return adapter, out / "merged"
 

@@ -14,8 +14,10 @@ from components.export import merge
 BASE = "embedded://tiny-gemma3"
 
 
-def make_adapter(out: Path, base_ref: str = BASE, seed: int = 0) -> Path:
-    """A random, non-zero LoRA adapter (tuned differs from base without training)."""
+def make_adapter(out: Path, base_ref: str = BASE, seed: int = 0,
+                 trained_bf16: bool | None = None) -> Path:
+    """A random, non-zero LoRA adapter (tuned differs from base without training); with
+    `trained_bf16`, the metrics.json fine-tune writes says which precision it trained in."""
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -30,6 +32,8 @@ def make_adapter(out: Path, base_ref: str = BASE, seed: int = 0) -> Path:
     model.save_pretrained(out)
     load_tokenizer(base_ref).save_pretrained(out)
     (out / "training_config.json").write_text(json.dumps({"base_model": BASE}))
+    if trained_bf16 is not None:
+        (out / "metrics.json").write_text(json.dumps({"bf16": trained_bf16}))
     return out
 
 
@@ -90,6 +94,28 @@ def test_merged_greedy_answers_equal_base_plus_adapter(exported, adapter) -> Non
     assert got == want and any(want)
 
 
+def test_export_dtype_follows_the_training_precision(tmp_path) -> None:
+    assert merge.export_dtype("auto", str(tmp_path)) == "bfloat16"  # unknown: what vLLM serves
+    (tmp_path / "metrics.json").write_text(json.dumps({"bf16": True}))
+    assert merge.export_dtype("auto", str(tmp_path)) == "bfloat16"
+    (tmp_path / "metrics.json").write_text(json.dumps({"bf16": False}))
+    assert merge.export_dtype("auto", str(tmp_path)) == "float32"
+    assert merge.export_dtype("bfloat16", str(tmp_path)) == "bfloat16"
+    with pytest.raises(InputError, match="choose auto, bfloat16 or float32"):
+        merge.export_dtype("fp8", str(tmp_path))
+
+
+def test_a_cpu_trained_adapter_exports_fp32_exactly(tmp_path) -> None:
+    from safetensors import safe_open
+
+    adapter = make_adapter(tmp_path / "adapter", trained_bf16=False)
+    report = merge.run_export(str(adapter), BASE, str(tmp_path / "merged"), str(tmp_path / "a"))
+    assert report["dtype"] == "float32" and report["base_drift_max_abs"] == 0.0
+    assert report["export_max_abs_diff"] <= 10 * report["merge_max_abs_diff"] + 1e-6
+    with safe_open(tmp_path / "merged" / "model.safetensors", framework="pt") as f:
+        assert {str(f.get_slice(k).get_dtype()) for k in f.keys()} == {"F32"}  # noqa: SIM118
+
+
 def test_a_merge_that_drops_the_adapter_is_refused(adapter, tmp_path, monkeypatch) -> None:
     from peft.tuners.lora import LoraModel
 
@@ -110,7 +136,7 @@ def test_a_mangled_save_is_refused(adapter, tmp_path, monkeypatch) -> None:
         return original(BASE if ref.endswith("merged") else ref, bf16=bf16, device=device)
 
     monkeypatch.setattr(modeling, "load_model", base_instead)
-    with pytest.raises(merge.ExportMismatch, match="exported bf16 model's logits differ"):
+    with pytest.raises(merge.ExportMismatch, match="exported bfloat16 model's logits differ"):
         merge.merge_and_verify(BASE, str(adapter), tmp_path / "merged")
 
 
