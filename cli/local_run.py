@@ -219,6 +219,9 @@ def build_summary(
         # null when fine-tune started fresh (metadata drops None; integers come back as floats)
         "resumed_from_step": _int(tuned.get("resumed_from_step")),
         "final_step": _int(tuned.get("global_step")),
+        # The export step's merged model (what `submit serve RUN_DIR` serves) and its checks.
+        "merged_model": outputs.get("export", {}).get("merged", {}).get("path"),
+        "export": meta.get("export", {}).get("merged", {}),
         "artifacts": written_artifacts(outputs),
         "parameters": params,
         "pipeline_root": str(run_dir.parent) if run_dir else None,
@@ -344,6 +347,8 @@ def _run_claimed(
         console.print(results_table(summary))
         console.print(f"[bold green]Done[/] in {wall:.0f} s. Report: "
                       f"{summary['report'].get('html', '-')}")
+        if summary.get("merged_model"):
+            console.print(f"Serve it: [bold]uv run submit serve {run_root}[/]")
     for line in tracking_lines(summary["tracking"]):
         console.print(f"  {line}", markup=False, highlight=False)
     return path

@@ -8,6 +8,8 @@
     uv run submit schedule create --cron "0 3 * * 1"           # (project etc. from env/.env)
     uv run submit --kfp-host https://kfp.example.com           # open-source KFP endpoint
     uv run submit params                                       # list parameters and defaults
+    uv run submit deploy MODEL_ID@VERSION --dry-run            # serving: see cli/serving.py
+    uv run submit serve runs/RUN_ID                            # local OpenAI-compatible server
 
 Every Vertex option also comes from an environment variable or a git-ignored `.env` (see each
 option's help). Options before a subcommand apply to it: `submit --project P schedule list`.
@@ -26,6 +28,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cli import serving
 from pipelines.compiler import DEFAULT_TEMPLATE, RUN_ID_PREFIX, default_run_id
 
 app = typer.Typer(
@@ -36,6 +39,7 @@ app = typer.Typer(
 )
 schedule_app = typer.Typer(help="Vertex AI pipeline schedules (cron).", no_args_is_help=True)
 app.add_typer(schedule_app, name="schedule")
+serving.register(app)  # deploy, undeploy, predict, serve (cli/serving.py)
 
 
 def _fail(message: str, code: int = 2) -> None:

@@ -1,5 +1,5 @@
-"""The pipeline: fetch the base model, prepare, fine-tune, evaluate -> gate -> register, inference,
-report.
+"""The pipeline: fetch the base model, prepare, fine-tune, evaluate -> gate -> export -> register
+[-> deploy], inference, report.
 
 Each parameter is declared once, as a field of its step's config section
 (`components.common.config`): the components' signatures are generated from the sections
@@ -29,14 +29,16 @@ from components.common.component import (
     define_function,
 )
 from components.common.config import PipelineConfig, parameter_defaults
+from components.deploy.component import deploy_model
 from components.evaluate.component import evaluate, gate
+from components.export.component import export
 from components.fetch_model.component import fetch_base_model
 from components.fine_tune.component import fine_tune
 from components.inference.component import inference
 from components.prepare_data.component import prepare_data
 from components.register.component import register_model
 from components.report.component import report
-from pipelines.resources import GPU_STEPS, STEP_MACHINES
+from pipelines.resources import GPU_STEPS, SERVING_MACHINE, STEP_MACHINES
 from pipelines.settings import CompileSettings, with_image
 
 PIPELINE_NAME = "dolly-lora"
@@ -48,7 +50,8 @@ VERTEX_PLACEHOLDERS = {
 COMPONENTS = {
     "fetch-base-model": fetch_base_model, "prepare-data": prepare_data, "fine-tune": fine_tune,
     "evaluate": evaluate, "gate": gate, "inference": inference,
-    "register-model": register_model, "report": report,
+    "export": export, "register-model": register_model, "deploy-model": deploy_model,
+    "report": report,
 }
 
 
@@ -141,9 +144,18 @@ def build_pipeline(settings: CompileSettings) -> Any:
         # The registry gate: `gate` returns True when the bootstrap interval of the improvement
         # clears gate_threshold.
         with dsl.If(decide.outputs["Output"] == True, name="tuned-beats-base"):  # noqa: E712
-            task("register-model", model=tuned, display_name=settings.model_display_name,
-                 serving_image=settings.image, pipeline_job=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-                 **(VERTEX_PLACEHOLDERS if settings.target == "vertex" else {}))
+            vertex = VERTEX_PLACEHOLDERS if settings.target == "vertex" else {}
+            # The adapter merged into the base, checked against base+adapter: what serves.
+            merged = task("export", base=base, model=tuned, test=splits["test"])
+            registered = task(
+                "register-model", model=merged.outputs["merged"],
+                metrics=decide.outputs["metrics"], train=splits["train"],
+                display_name=settings.model_display_name,
+                pipeline_job=dsl.PIPELINE_JOB_NAME_PLACEHOLDER, **vertex)
+            # Opt-in: an endpoint costs money every hour it is up.
+            with dsl.If(p["deploy"] == True, name="deploy-requested"):  # noqa: E712
+                task("deploy-model", registered_model=registered.outputs["registered_model"],
+                     **SERVING_MACHINE.deploy_args(), **vertex)
         for step, t in tasks.items():
             t.set_display_name(step)
             place(t, step, settings)

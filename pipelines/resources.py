@@ -65,8 +65,32 @@ STEP_MACHINES: dict[str, MachineSpec] = {
     "inference": L4_GPU,
     "register-model": SMALL_CPU,
     "report": SMALL_CPU,
+    # Merging in fp32 holds the base twice over for a moment (Gemma 3 1B: ~4 GB each).
+    "export": MachineSpec(cpu="8", memory="32G"),
+    "deploy-model": SMALL_CPU,  # waits on Vertex; the endpoint's machine is SERVING_MACHINE
 }
 GPU_STEPS: tuple[str, ...] = tuple(s for s, m in STEP_MACHINES.items() if m.accelerator_type)
+
+
+
+@dataclass(frozen=True)
+class ServingMachine:
+    """The machine a deployed model runs on (a Vertex endpoint's dedicated resources)."""
+
+    machine_type: str
+    accelerator_type: str
+    accelerator_count: int
+    # On-demand list price of the machine with its GPU in us-central1 (docs/serving.md): what
+    # an endpoint costs per replica for every hour it is deployed, answering or not.
+    hourly_usd: float
+
+    def deploy_args(self) -> dict[str, Any]:
+        return {"machine_type": self.machine_type, "accelerator_type": self.accelerator_type,
+                "accelerator_count": self.accelerator_count}
+
+
+# One L4 serves Gemma 3 1B in bf16 (2 GB of weights, the rest of its 24 GB for the KV cache).
+SERVING_MACHINE = ServingMachine("g2-standard-8", "NVIDIA_L4", 1, hourly_usd=0.85)
 
 # gcpc's run-time placeholders (google_cloud_pipeline_components._placeholders): Vertex fills
 # them from the PipelineJob that runs the custom job.

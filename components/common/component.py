@@ -62,8 +62,8 @@ def step_component(
     name: str,
     run: Callable[..., Any],
     *,
-    inputs: Mapping[str, str] | None = None,
-    outputs: Mapping[str, str] | None = None,
+    inputs: Mapping[str, str | type] | None = None,
+    outputs: Mapping[str, str | type] | None = None,
     from_artifacts: Mapping[str, str] | None = None,
     constants: Mapping[str, tuple[type, Any]] | None = None,
     returns: type | None = None,
@@ -86,11 +86,22 @@ def step_component(
     if missing:
         raise TypeError(f"{run.__qualname__} does not take {sorted(missing)}")
 
-    required = [f"{a}: Input[{t}]" for a, t in inputs.items()]
+    namespace: dict[str, Any] = {}
+    exec("from kfp.dsl import *\nfrom typing import *", namespace)  # noqa: S102 - as kfp's own
+
+    def type_name(t: str | type) -> str:
+        """A KFP artifact type's name in the source; a class (e.g. gcpc's VertexModel) joins the
+        namespace, and KFP adds its import to the embedded program."""
+        if isinstance(t, str):
+            return t
+        namespace[t.__name__] = t
+        return t.__name__
+
+    required = [f"{a}: Input[{type_name(t)}]" for a, t in inputs.items()]
     required += [f"{k}: {annotation_source(f.annotation)}" for k, f in fields.items()]
     required += [f"{c}: {t.__name__}" for c, (t, d) in constants.items()
                  if d is inspect.Parameter.empty]
-    required += [f"{o}: Output[{t}]" for o, t in outputs.items()]
+    required += [f"{o}: Output[{type_name(t)}]" for o, t in outputs.items()]
     optional = [f"{c}: {t.__name__} = {d!r}" for c, (t, d) in constants.items()
                 if d is not inspect.Parameter.empty]
     described = {k: f.description or "" for k, f in fields.items()}
@@ -105,8 +116,6 @@ def step_component(
         + f"    return call({run.__name__}, arguments, outputs={tuple(outputs)!r},\n"
         + f"                from_artifacts={from_artifacts!r})\n"
     )
-    namespace: dict[str, Any] = {}
-    exec("from kfp.dsl import *\nfrom typing import *", namespace)  # noqa: S102 - as kfp's own
     module = inspect.stack()[1].frame.f_globals.get("__name__", __name__)
     func = define_function(name, source, namespace, module)
     return dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)(func)

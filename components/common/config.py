@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from components.common.errors import validation_error
+from components.common.serving import VLLM_SERVING_IMAGE
 
 DOLLY_CATEGORIES: tuple[str, ...] = (
     "brainstorming",
@@ -395,14 +396,71 @@ class ReportConfig(RunNameField, TrackingConfig):
     )
 
 
+class ExportConfig(_Strict):
+    """export: the merged model a serving container loads (docs/serving.md)."""
+
+    export_dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        "auto",
+        description="Weights of the merged model: bfloat16 (what vLLM serves on an L4), float32, "
+        "or auto = the fine-tune's precision (bf16 on a GPU; fp32 on CPU, so a CPU-trained "
+        "model answers exactly what was evaluated).",
+    )
+
+
+class RegisterConfig(_Strict):
+    """register-model: how the registered model serves."""
+
+    serving_image: str = Field(
+        VLLM_SERVING_IMAGE,
+        description="Serving container of the registered model: Model Garden's prebuilt vLLM "
+        "image (a newer pytorch-vllm-serve tag works the same way).",
+    )
+    serving_max_model_len: int = Field(
+        32768, ge=256, le=131072,
+        description="vLLM --max-model-len: longest prompt+answer the endpoint accepts (Gemma 3 "
+        "1B's context; its KV cache fits one L4 many times over).",
+    )
+
+
+class DeployConfig(_Strict):
+    """deploy-model: the endpoint the registered version goes to (when `deploy` is on)."""
+
+    deploy_endpoint: str = Field(
+        "", description="Endpoint ID to deploy to (its previous version is replaced once the "
+        "new one is healthy); '' creates a new endpoint.",
+    )
+    deploy_min_replicas: int = Field(1, ge=1, le=100, description="Fewest serving machines.")
+    deploy_max_replicas: int = Field(1, ge=1, le=100, description="Most serving machines.")
+
+    @model_validator(mode="after")
+    def _replicas(self) -> DeployConfig:
+        if self.deploy_max_replicas < self.deploy_min_replicas:
+            raise ValueError(
+                f"deploy_max_replicas={self.deploy_max_replicas} is below deploy_min_replicas="
+                f"{self.deploy_min_replicas}; raise the maximum or lower the minimum"
+            )
+        return self
+
+
+class DagConfig(_Strict):
+    """Choices the DAG itself makes (which steps run), not settings of a step."""
+
+    deploy: bool = Field(
+        False,
+        description="Deploy the registered version to an endpoint on one L4 after the gate "
+        "passes. Off by default: a deployed L4 costs about $0.85-1/h until undeployed.",
+    )
+
+
 class PipelineConfig(FetchConfig, DataConfig, TrainConfig, EvalConfig, InferenceConfig,
-                     ReportConfig):
+                     ReportConfig, ExportConfig, RegisterConfig, DeployConfig, DagConfig):
     """All pipeline parameters, flat, as the pipeline function takes them: the union of the
     steps' sections, so a field added to a section is a pipeline parameter too."""
 
 
 SECTIONS_IN_STEP_ORDER: tuple[type[BaseModel], ...] = (
     FetchConfig, DataConfig, TrainConfig, EvalConfig, InferenceConfig, ReportConfig,
+    ExportConfig, RegisterConfig, DeployConfig, DagConfig,
 )
 
 

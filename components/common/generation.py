@@ -202,6 +202,10 @@ def end_of_turn_ids(tokenizer: Any) -> list[int]:
 
 
 def _stop_ids(model: Any, tokenizer: Any) -> list[int]:
+    """Where an answer ends: the model's EOS tokens, as `generate()` itself and any server
+    (vLLM, `transformers serve`) stop, so batch and served answers agree token for token.
+    The pad token only when the model names no EOS (after EOS, generate() pads anyway)."""
     eos = model.generation_config.eos_token_id
-    ids = eos if isinstance(eos, list) else [eos]
-    return [i for i in ids if i is not None] + end_of_turn_ids(tokenizer) + [tokenizer.pad_token_id]
+    ids = [i for i in (eos if isinstance(eos, list) else [eos]) if i is not None]
+    ids += [i for i in end_of_turn_ids(tokenizer) if i not in ids]
+    return ids or [tokenizer.pad_token_id]

@@ -19,7 +19,8 @@ from typing import Any
 from components.common.config import GenerationConfig, InferenceConfig
 from components.common.dolly import user_content
 from components.common.errors import InputError
-from components.common.generation import generate
+from components.common.generation import generate, prompt_text
+from components.common.serving import chat_messages
 from components.common.storage import read_bytes
 
 
@@ -72,13 +73,8 @@ def infer(
     model, tokenizer = load_base_and_adapter(adapter_dir, base_ref)
     timing["load_seconds"] = round(time.perf_counter() - t0, 3)
     timing["device"] = next(model.parameters()).device.type
-    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    chats = [
-        tokenizer.apply_chat_template(
-            [*system, {"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
-        )
-        for p in prompts
-    ]
+    # The same messages and template the served model gets (`submit predict`, vLLM on Vertex).
+    chats = [prompt_text(tokenizer, chat_messages(p, system_prompt)) for p in prompts]
     outs = generate(
         model,
         tokenizer,

@@ -1,10 +1,15 @@
-"""Register step: the tuned adapter becomes a new version of one Vertex Model Registry model.
+"""Register step: the merged model becomes a new version of one Vertex Model Registry model, with
+a serving container that serves it.
 
 Why a step of its own, behind the evaluation gate: only a model that beat the base model should
-reach the registry, and the registry entry is linked to the run (its labels carry the pipeline
-job name; the step's input and output artifacts give the console's dataset -> training -> model
--> registry lineage). Without a project (the local runner) it writes the same record to a local
-JSON file instead, so the gate is exercised by `submit --local` too.
+reach the registry. What it uploads is the export step's merged model (plain bf16 safetensors)
+with Model Garden's prebuilt vLLM container (`components.common.serving`): a version that
+deploys as is. The entry carries the run's lineage as labels (filterable in the console and
+`gcloud ai models list --filter`) and in its version description (the full values): pipeline
+job, base model, dataset split hash, and the evaluation's headline interval. The step's output
+is a `google.VertexModel` artifact, which the console links to the registry entry; its inputs
+(merged model, gate metrics, train split) give the dataset -> training -> model -> registry
+lineage. Without a project (the local runner) it writes the same record to a local JSON file.
 """
 
 from __future__ import annotations
@@ -14,12 +19,79 @@ import re
 from pathlib import Path
 from typing import Any
 
-from components.common.config import NoParameters
+from components.common.config import RegisterConfig
+from components.common.serving import container_spec, label_value
+
+LABEL_SOURCE = "dolly-lora"
 
 
-def _label(value: str) -> str:
-    """Vertex label values: lowercase letters, digits, '-', '_', at most 63 characters."""
-    return re.sub(r"[^a-z0-9_-]", "-", value.lower())[:63]
+def lineage(
+    model_metadata: dict[str, Any],
+    model_dir: str,
+    metrics_metadata: dict[str, Any],
+    train_metadata: dict[str, Any],
+    pipeline_job: str,
+) -> dict[str, Any]:
+    """Where the model came from, from the input artifacts' metadata and, where metadata does
+    not arrive (a Vertex custom job's), from the files the steps wrote next to the model."""
+    export_file = Path(model_dir) / "export.json" if model_dir else None
+    exported = (json.loads(export_file.read_text())
+                if export_file is not None and export_file.is_file() else {})
+    return {
+        "pipeline_job": pipeline_job,
+        "base_model": model_metadata.get("base_model") or exported.get("base_model") or "",
+        "split_hash": train_metadata.get("split_hash", ""),
+        "eval_metric": metrics_metadata.get("headline_metric", ""),
+        "eval_improvement_low": metrics_metadata.get("improvement_low"),
+        "eval_improvement_high": metrics_metadata.get("improvement_high"),
+        "eval_rows": metrics_metadata.get("rows"),
+        "export_max_abs_diff": exported.get("export_max_abs_diff"),
+    }
+
+
+def _num(value: Any) -> str:
+    return f"{float(value):.4g}" if isinstance(value, int | float) else "none"
+
+
+def registry_labels(info: dict[str, Any]) -> dict[str, str]:
+    """Vertex labels (lowercase, [a-z0-9_-], 63 characters): 0.0123 -> '0-0123'."""
+    labels = {
+        "source": LABEL_SOURCE,
+        "pipeline-job": info["pipeline_job"],
+        "base-model": info["base_model"],
+        "split-hash": info["split_hash"],
+        "eval-metric": info["eval_metric"],
+        "eval-low": _num(info["eval_improvement_low"]),
+        "eval-high": _num(info["eval_improvement_high"]),
+    }
+    return {k: label_value(v) for k, v in labels.items() if v}
+
+
+def version_description(info: dict[str, Any]) -> str:
+    return (
+        f"Merged LoRA fine-tune of {info['base_model']} from pipeline job {info['pipeline_job']}; "
+        f"data split {info['split_hash']}; {info['eval_metric']} improvement over base, 95% "
+        f"interval [{_num(info['eval_improvement_low'])}, {_num(info['eval_improvement_high'])}] "
+        f"on {info['eval_rows']} test rows."
+    )
+
+
+def upload_kwargs(
+    *, model_uri: str, info: dict[str, Any], display_name: str, serving_image: str,
+    max_model_len: int,
+) -> dict[str, Any]:
+    """Everything `aiplatform.Model.upload` gets, but the parent model. The container reads the
+    weights from the copy Vertex makes of `artifact_uri` ($(AIP_STORAGE_URI))."""
+    return {
+        "display_name": display_name,
+        "artifact_uri": model_uri,
+        **container_spec(serving_image, "$(AIP_STORAGE_URI)", max_model_len, info["base_model"]),
+        "description": f"LoRA fine-tunes of {info['base_model']} on Dolly-format data, merged, "
+                       "served by vLLM",
+        "version_description": version_description(info),
+        "labels": registry_labels(info),
+        "is_default_version": True,
+    }
 
 
 def display_name_for(base_model: str | None) -> str:
@@ -33,77 +105,62 @@ def display_name_for(base_model: str | None) -> str:
 def register_model(
     *,
     model_uri: str,
-    model_metadata: dict[str, Any],
+    info: dict[str, Any],
     project: str,
     location: str,
     display_name: str,
     serving_image: str,
-    pipeline_job: str,
+    max_model_len: int,
     record_path: str,
-    model_dir: str = "",
 ) -> dict[str, Any]:
-    """Upload (Vertex) or record (local) the model; returns the registry metadata.
+    """Upload (Vertex) or record (local) the merged model; returns the registry record.
+    `display_name` '' names the registry model after the base model."""
+    display_name = display_name or display_name_for(info.get("base_model"))
+    kwargs = upload_kwargs(model_uri=model_uri, info=info, display_name=display_name,
+                           serving_image=serving_image, max_model_len=max_model_len)
+    record: dict[str, Any] = {"registry": "local" if not project else "vertex", **info,
+                              "display_name": display_name, "artifact_uri": model_uri,
+                              "serving_image": serving_image, "labels": kwargs["labels"]}
+    if project:
+        from google.cloud import aiplatform
 
-    The base model id comes from the adapter's `training_config.json` when the artifact's
-    metadata lacks it (on Vertex, fine-tune is a custom job whose metadata does not arrive)."""
-    config = Path(model_dir) / "training_config.json" if model_dir else None
-    base_model = model_metadata.get("base_model") or (
-        json.loads(config.read_text()).get("base_model") if config and config.is_file() else None
-    )
-    display_name = display_name or display_name_for(base_model)
-    base = {
-        "display_name": display_name,
-        "artifact_uri": model_uri,
-        "pipeline_job": pipeline_job,
-        "base_model": base_model,
-    }
-    if not project:
-        record = {"registry": "local", **base}
-        Path(record_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(record_path).write_text(json.dumps(record, indent=2, default=str))
-        return record
-
-    from google.cloud import aiplatform
-
-    aiplatform.init(project=project, location=location)
-    existing = aiplatform.Model.list(
-        filter=f'display_name="{display_name}"', order_by="create_time"
-    )
-    parent = existing[0].resource_name if existing else None
-    model = aiplatform.Model.upload(
-        display_name=display_name,
-        artifact_uri=model_uri,
-        serving_container_image_uri=serving_image,
-        parent_model=parent,
-        is_default_version=True,
-        description=f"LoRA adapter on {base['base_model']} from pipeline job {pipeline_job}",
-        labels={"pipeline-job": _label(pipeline_job), "source": "dolly-lora"},
-    )
-    record = {
-        "registry": "vertex",
-        **base,
-        "resourceName": model.resource_name,
-        "version_id": model.version_id,
-    }
+        aiplatform.init(project=project, location=location)
+        existing = aiplatform.Model.list(
+            filter=f'display_name="{display_name}"', order_by="create_time",
+            project=project, location=location,
+        )
+        model = aiplatform.Model.upload(
+            parent_model=existing[0].resource_name if existing else None,
+            project=project, location=location, **kwargs,
+        )
+        record.update(resourceName=model.resource_name, version_id=model.version_id,
+                      version_name=f"{model.resource_name}@{model.version_id}")
+    else:
+        record["serving"] = {k: v for k, v in kwargs.items() if k.startswith("serving_")}
     Path(record_path).parent.mkdir(parents=True, exist_ok=True)
     Path(record_path).write_text(json.dumps(record, indent=2, default=str))
     return record
 
 
 def run_register(
-    cfg: NoParameters, *, model: str, registered_model: str, display_name: str,
-    serving_image: str, pipeline_job: str, project: str = "", location: str = "",
+    cfg: RegisterConfig, *, model: str, metrics: str, train: str, registered_model: str,
+    display_name: str, pipeline_job: str, project: str = "", location: str = "",
+    model_metadata: dict[str, Any] | None = None, metrics_metadata: dict[str, Any] | None = None,
+    train_metadata: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """The registry step: `model` is the adapter folder, `registered_model` the record file.
+    """The registry step: `model` is the merged model folder, `metrics` the gate's verdict and
+    `train` the split it was trained on (for the lineage); `registered_model` gets the record.
     `project`/`location` are Vertex's run-time placeholders on Vertex and '' locally."""
     from components.common.paths import storage_uri
 
+    info = lineage(model_metadata or {}, model, metrics_metadata or {}, train_metadata or {},
+                   pipeline_job)
     record = register_model(
-        model_uri=storage_uri(model), model_metadata={}, project=project, location=location,
-        display_name=display_name, serving_image=serving_image, pipeline_job=pipeline_job,
-        record_path=registered_model, model_dir=model,
+        model_uri=storage_uri(model), info=info, project=project, location=location,
+        display_name=display_name, serving_image=cfg.serving_image,
+        max_model_len=cfg.serving_max_model_len, record_path=registered_model,
     )
-    meta = dict(record)
+    meta = {k: v for k, v in record.items() if isinstance(v, str | int | float | bool)}
     if record.get("resourceName"):
         meta["artifact_uri"] = (
             f"https://{location}-aiplatform.googleapis.com/v1/{record['resourceName']}")

@@ -84,7 +84,8 @@ def test_terminal_output_fits_one_screen_and_steps_log_has_the_rest(run, run_out
 def test_every_step_succeeded_and_was_timed(summary):
     assert summary["status"] == "SUCCESS"
     assert set(summary["steps"]) == {"fetch-base-model", "prepare-data", "fine-tune",
-                                     "evaluate", "gate", "inference", "register-model", "report"}
+                                     "evaluate", "gate", "inference", "export", "register-model",
+                                     "report"}
     for step in summary["steps"].values():
         assert step["status"] == "SUCCESS" and step["seconds"] > 0
 
@@ -107,6 +108,28 @@ def test_artifacts_exist(summary):
     assert len(preds) == summary["test_rows"]
     row = json.loads(preds[0])
     assert {"prompt", "response", "prompt_tokens", "completion_tokens", "latency_s"} <= set(row)
+
+
+def test_the_run_folder_holds_a_merged_model_that_answers_like_the_adapter(summary, run_out):
+    """The export step's merged bf16 model, greedy, gives the inference step's answers."""
+    from components.common.generation import generate, prompt_text
+    from components.common.modeling import load_tokenizer
+    from components.common.serving import chat_messages
+
+    merged = Path(summary["merged_model"])
+    assert merged.is_relative_to(run_out / "e2e") and (merged / "model.safetensors").is_file()
+    assert summary["export"]["merge_max_abs_diff"] < summary["export"]["merge_tolerance"]
+    assert summary["export"]["export_max_abs_diff"] <= summary["export"]["export_bound"]
+    preds = [json.loads(line) for line in
+             (Path(summary["artifacts"]["inference.predictions"]) / "predictions.jsonl")
+             .read_text().splitlines()]
+    tok = load_tokenizer(str(merged), padding_side="left")
+    model = load_model(str(merged), device="cpu").eval()
+    prompts = [prompt_text(tok, chat_messages(p["prompt"])) for p in preds]
+    got = generate(model, tok, prompts, max_new_tokens=16, batch_size=16)
+    assert [g.text for g in got] == [p["response"] for p in preds]
+    record = json.loads(Path(summary["artifacts"]["register-model.registered_model"]).read_text())
+    assert record["artifact_uri"] == str(merged) and record["split_hash"] == summary["split_hash"]
 
 
 def test_tuned_beats_base_on_test_loss(summary):

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from components.common.secrets import load_secrets, version_name
-from components.register.register import register_model
+from components.register.register import lineage, register_model
 from tests.cli.vertex_fakes import Captured
 
 
@@ -50,9 +50,10 @@ def test_a_value_is_refused() -> None:
 
 def test_local_register_writes_a_record(tmp_path: Path) -> None:
     out = tmp_path / "registered" / "record.json"
-    rec = register_model(model_uri="/tmp/model", model_metadata={"base_model": "tiny"},
-                         project="", location="", display_name="dolly-lora-gemma3-1b",
-                         serving_image="img", pipeline_job="job-1", record_path=str(out))
+    info = lineage({"base_model": "tiny"}, "", {}, {}, "job-1")
+    rec = register_model(model_uri="/tmp/model", info=info, project="", location="",
+                         display_name="dolly-lora-gemma3-1b", serving_image="img",
+                         max_model_len=4096, record_path=str(out))
     assert rec["registry"] == "local" and json.loads(out.read_text())["pipeline_job"] == "job-1"
 
 
@@ -129,13 +130,15 @@ def test_regional_secrets_use_their_regional_endpoint(monkeypatch: pytest.Monkey
 
 
 def test_register_reads_the_base_model_from_the_model_folder(tmp_path: Path) -> None:
-    """On Vertex fine-tune is a custom job: its artifact metadata does not arrive."""
+    """On Vertex a custom job's artifact metadata does not arrive: the export step's
+    export.json, next to the merged weights, names the base."""
     model = tmp_path / "model"
     model.mkdir()
-    (model / "training_config.json").write_text(json.dumps({"base_model": "google/gemma-3-1b-it"}))
-    rec = register_model(model_uri="gs://b/model", model_metadata={}, project="", location="",
-                         display_name="d", serving_image="img", pipeline_job="job-2",
-                         record_path=str(tmp_path / "rec.json"), model_dir=str(model))
+    (model / "export.json").write_text(json.dumps({"base_model": "google/gemma-3-1b-it"}))
+    info = lineage({}, str(model), {}, {}, "job-2")
+    rec = register_model(model_uri="gs://b/model", info=info, project="", location="",
+                         display_name="d", serving_image="img", max_model_len=4096,
+                         record_path=str(tmp_path / "rec.json"))
     assert rec["base_model"] == "google/gemma-3-1b-it"
 
 

@@ -1,0 +1,235 @@
+"""`submit deploy / undeploy / predict / serve`: the requests they send (real aiplatform_v1
+clients, calls captured by tests.serving_fakes), --dry-run, and bad input as one line, exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.submit import app
+from components.common.serving import VLLM_SERVING_IMAGE
+from tests.serving_fakes import VLLM_ANSWER
+
+LOC = ["--project", "my-proj", "--region", "us-central1"]
+MODEL = "projects/my-proj/locations/us-central1/models/42"
+ENDPOINT = "projects/my-proj/locations/us-central1/endpoints/7"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith(("DOLLY_LORA_", "GOOGLE_CLOUD_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(app, [*LOC, *args])
+
+
+def one_line_error(result: Any, after_progress: bool = False) -> str:
+    """The error, one line; bad input (exit 2) prints nothing else, a failed deploy may have
+    printed its progress lines before."""
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.output
+    assert after_progress or len(lines) == 1, result.output
+    return errors[0]
+
+
+def test_dry_run_prints_endpoint_and_deploy_requests_on_an_l4(registry) -> None:
+    result = invoke("deploy", "42@3", "--dry-run")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    (create, dep) = out["requests"]
+    assert create["method"].endswith("EndpointService.CreateEndpoint")
+    assert create["request"]["parent"] == "projects/my-proj/locations/us-central1"
+    assert dep["method"].endswith("EndpointService.DeployModel")
+    deployed = dep["request"]["deployedModel"]
+    assert deployed["model"] == f"{MODEL}@3"
+    assert deployed["dedicatedResources"]["machineSpec"] == {
+        "machineType": "g2-standard-8", "acceleratorType": "NVIDIA_L4", "acceleratorCount": 1}
+    assert deployed["dedicatedResources"]["minReplicaCount"] == 1
+    assert dep["request"]["trafficSplit"] == {"0": 100}
+    assert out["registered_serving_container"]["serving_container_image_uri"] == \
+        VLLM_SERVING_IMAGE
+    assert out["hourly_usd_while_deployed"] == 0.85
+    assert registry.calls == [], "a dry run sends nothing"
+
+
+def test_deploy_creates_an_endpoint_and_deploys(registry) -> None:
+    registry.add_model(f"{MODEL}@3")
+    result = invoke("deploy", "42@3", "--max-replicas", "2")
+    assert result.exit_code == 0, result.output
+    assert registry.methods() == ["GetModel", "CreateEndpoint", "DeployModel"]
+    req = registry.requests("DeployModel")[0]
+    assert req.deployed_model.dedicated_resources.max_replica_count == 2
+    assert req.deployed_model.dedicated_resources.machine_spec.machine_type == "g2-standard-8"
+    record = json.loads(result.stdout)
+    assert record["created_endpoint"] and record["undeployed"] == []
+    assert "$0.85/h" in result.stderr
+
+
+def test_the_previous_version_serves_until_the_new_one_is_up(registry) -> None:
+    registry.add_model(f"{MODEL}@4")
+    registry.add_endpoint(ENDPOINT, deployed=[("11", f"{MODEL}@3")])
+    result = invoke("deploy", f"{MODEL}@4", "--endpoint", "7")
+    assert result.exit_code == 0, result.output
+    # Deploy first (all traffic to the new one once healthy), only then undeploy the old one.
+    assert registry.methods() == ["GetModel", "GetEndpoint", "DeployModel", "UndeployModel"]
+    assert dict(registry.requests("DeployModel")[0].traffic_split) == {"0": 100}
+    assert registry.requests("UndeployModel")[0].deployed_model_id == "11"
+    assert [d.model_version_id for d in registry.endpoints[ENDPOINT].deployed_models] == ["4"]
+
+
+def test_a_failed_deploy_on_an_existing_endpoint_leaves_it_serving(registry) -> None:
+    registry.add_model(f"{MODEL}@4")
+    registry.add_endpoint(ENDPOINT, deployed=[("11", f"{MODEL}@3")])
+    registry.fail_deploy = RuntimeError("container never became healthy")
+    result = invoke("deploy", "42@4", "--endpoint", ENDPOINT)
+    assert result.exit_code == 1
+    assert "still serves what it served before" in one_line_error(result, after_progress=True)
+    assert "UndeployModel" not in registry.methods() and ENDPOINT in registry.endpoints
+
+
+def test_an_endpoint_created_for_a_failed_deploy_is_deleted(registry) -> None:
+    from google.api_core import exceptions
+
+    registry.add_model(f"{MODEL}@3")
+    registry.fail_deploy = exceptions.ResourceExhausted("quota NVIDIA_L4 exceeded")
+    result = invoke("deploy", "42@3")
+    assert result.exit_code == 1
+    line = one_line_error(result, after_progress=True)
+    assert "quota NVIDIA_L4 exceeded" in line and "deleted again" in line
+    created = f"projects/my-proj/locations/us-central1/endpoints/{registry.next_id - 1}"
+    assert registry.methods() == ["GetModel", "CreateEndpoint", "DeployModel", "DeleteEndpoint"]
+    assert registry.requests("DeleteEndpoint") == [created] and registry.endpoints == {}
+
+
+def test_a_model_version_that_does_not_exist_creates_nothing(registry) -> None:
+    registry.add_model(f"{MODEL}@3")
+    result = invoke("deploy", "42@9")
+    assert result.exit_code == 2
+    assert f"model version {MODEL}@9 does not exist" in one_line_error(result)
+    assert registry.methods() == ["GetModel"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["deploy", "42@3", "--endpoint", "projects/my-proj/locations/europe-west4/endpoints/7"],
+     "is in europe-west4, but the model is in us-central1"),
+    (["deploy", "projects/my-proj/locations/europe-west4/models/42@3"],
+     "is in europe-west4, not in --region us-central1"),
+    (["deploy", "42@3", "--min-replicas", "2", "--max-replicas", "1"], "need 1 <= min <= max"),
+    (["deploy", "not a model"], "is not a model version"),
+    (["predict", "--endpoint", "projects/p/locations/asia-east1/endpoints/7", "hi"],
+     "is in asia-east1"),
+    (["predict", "hi"], "give either --endpoint ID"),
+    (["predict", "--endpoint", "7"], "give either a prompt"),
+])
+def test_bad_input_is_one_line_and_exit_2_before_any_call(registry, args, message) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert message in one_line_error(result)
+    assert registry.calls == []
+
+
+def test_an_endpoint_that_does_not_exist(registry) -> None:
+    registry.add_model(f"{MODEL}@3")
+    result = invoke("deploy", "42@3", "--endpoint", "999")
+    assert result.exit_code == 2
+    assert "endpoints/999 does not exist" in one_line_error(result)
+    assert "DeployModel" not in registry.methods()
+
+
+def test_undeploy_a_version_and_delete_the_endpoint(registry) -> None:
+    registry.add_endpoint(ENDPOINT, deployed=[("11", f"{MODEL}@3")])
+    dry = invoke("undeploy", "--endpoint", "7", "42@3", "--delete-endpoint", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    planned = json.loads(dry.stdout)["requests"]
+    assert [r["method"].rsplit(".", 1)[-1] for r in planned] == ["UndeployModel",
+                                                                 "DeleteEndpoint"]
+    assert registry.methods() == ["GetEndpoint"], "a dry run only reads the endpoint"
+    result = invoke("undeploy", "--endpoint", "7", "42@3", "--delete-endpoint")
+    assert result.exit_code == 0, result.output
+    assert registry.methods()[1:] == ["GetEndpoint", "UndeployModel", "DeleteEndpoint"]
+    assert registry.endpoints == {}
+
+
+def test_undeploy_a_version_that_is_not_there(registry) -> None:
+    registry.add_endpoint(ENDPOINT, deployed=[("11", f"{MODEL}@3")])
+    result = invoke("undeploy", "--endpoint", "7", "42@5")
+    assert result.exit_code == 2
+    assert "is not deployed on" in one_line_error(result)
+
+
+def test_predict_sends_a_chat_completions_instance(registry, tmp_path) -> None:
+    from google.protobuf import json_format
+
+    registry.add_endpoint(ENDPOINT)
+    result = invoke("predict", "--endpoint", "7", "--max-tokens", "32", "--system-prompt",
+                    "Be brief.", "What is LoRA?")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == VLLM_ANSWER
+    (req,) = registry.requests("Predict")
+    assert req.endpoint == ENDPOINT
+    (instance,) = [json_format.MessageToDict(v) for v in req._pb.instances]
+    assert instance == {
+        "@requestFormat": "chatCompletions",
+        "messages": [{"role": "system", "content": "Be brief."},
+                     {"role": "user", "content": "What is LoRA?"}],
+        "max_tokens": 32, "temperature": 0, "top_p": 1,
+    }
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "one"}\n{"prompt": "two"}\n')
+    result = invoke("predict", "--endpoint", "7", "--file", str(prompts))
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["prompt"] for r in rows] == ["one", "two"]
+    assert {r["response"] for r in rows} == {VLLM_ANSWER}
+
+
+def test_predict_on_an_endpoint_that_does_not_exist(registry) -> None:
+    result = invoke("predict", "--endpoint", "8", "hi")
+    assert result.exit_code == 2
+    assert "endpoints/8 does not exist" in one_line_error(result)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_predict_local_with_nothing_listening() -> None:
+    result = invoke("predict", "--local", f"http://127.0.0.1:{free_port()}", "hi")
+    assert result.exit_code == 2
+    assert "nothing answers at" in one_line_error(result)
+
+
+def test_serve_on_a_port_in_use(tmp_path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = invoke("serve", str(model), "--port", str(port))
+    assert result.exit_code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in one_line_error(result)
+
+
+def test_serve_a_run_without_a_merged_model(tmp_path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({"artifacts": {}}))
+    result = invoke("serve", str(run))
+    assert result.exit_code == 2
+    assert "no merged model in" in one_line_error(result)
