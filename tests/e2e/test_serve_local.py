@@ -14,6 +14,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from components.common.config import ExportConfig
 from tests.unit.test_export import BASE, make_adapter
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +36,8 @@ def export_dir(tmp_path_factory) -> tuple[Path, Path]:
     out = tmp_path_factory.mktemp("export")
     # Trained in fp32 on CPU, like the embedded default: exported in fp32 (export_dtype=auto).
     adapter = make_adapter(out / "trained-adapter", trained_bf16=False)
-    run_export(str(adapter), BASE, str(out / "merged"), str(out / "adapter"))
+    run_export(ExportConfig(), base=BASE, model=str(adapter), test="", merged=str(out / "merged"),
+               adapter=str(out / "adapter"))
     return adapter, out / "merged"
 
 

@@ -11,7 +11,6 @@ import pytest
 
 from components.common.secrets import load_secrets, version_name
 from components.register.register import lineage, register_model
-from tests.cli.vertex_fakes import Captured
 
 
 class FakeSecretManager:
@@ -142,69 +141,17 @@ def test_register_reads_the_base_model_from_the_model_folder(tmp_path: Path) -> 
     assert rec["base_model"] == "google/gemma-3-1b-it"
 
 
-SERVING_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/pytorch-gpu.2-4:latest"
-PARENT = "projects/my-proj/locations/us-central1"
-
-
-def register_on_vertex(cap: Captured, tmp_path: Path) -> tuple[dict[str, Any], Any]:
-    """register_model's Vertex branch; returns its record and the UploadModelRequest it sent,
-    read back from its JSON as the public aiplatform_v1 type (as the service parses it)."""
-    from google.cloud import aiplatform_v1
-
-    record_path = tmp_path / "registered.json"
-    rec = register_model(
-        model_uri="gs://bkt/root/123/dolly-lora-20261128-0700/fine-tune_-42/model",
-        model_metadata={"base_model": "google/gemma-3-1b-it"}, project="my-proj",
-        location="us-central1", display_name="dolly-lora-gemma3-1b", serving_image=SERVING_IMAGE,
-        pipeline_job="Dolly-Lora-20261128-0700", record_path=str(record_path),
-    )
-    assert json.loads(record_path.read_text()) == rec
-    [sent] = cap.model_uploads
-    wire = type(sent).to_json(sent)
-    return rec, aiplatform_v1.UploadModelRequest.from_json(wire)
-
-
-def test_vertex_register_uploads_the_first_version(vertex: Captured, tmp_path: Path) -> None:
-    rec, request = register_on_vertex(vertex, tmp_path)
-    [listed] = vertex.model_lists  # looks for the model in the job's project and region
-    assert listed.parent == PARENT and listed.filter == 'display_name="dolly-lora-gemma3-1b"'
-    assert request.parent == PARENT and request.parent_model == ""
-    model = request.model
-    assert model.display_name == "dolly-lora-gemma3-1b"
-    assert model.artifact_uri == "gs://bkt/root/123/dolly-lora-20261128-0700/fine-tune_-42/model"
-    assert model.container_spec.image_uri == SERVING_IMAGE
-    assert dict(model.labels) == {"pipeline-job": "dolly-lora-20261128-0700",
-                                  "source": "dolly-lora"}
-    assert "google/gemma-3-1b-it" in model.description
-    assert "Dolly-Lora-20261128-0700" in model.description
-    assert rec == {"registry": "vertex", "display_name": "dolly-lora-gemma3-1b",
-                   "artifact_uri": model.artifact_uri,
-                   "pipeline_job": "Dolly-Lora-20261128-0700",
-                   "base_model": "google/gemma-3-1b-it",
-                   "resourceName": f"{PARENT}/models/4242", "version_id": "1"}
-
-
-def test_vertex_register_adds_a_default_version_to_the_existing_model(
-    vertex: Captured, tmp_path: Path
-) -> None:
-    vertex.existing_models = [f"{PARENT}/models/777"]
-    rec, request = register_on_vertex(vertex, tmp_path)
-    assert request.parent_model == f"{PARENT}/models/777"
-    assert "default" in request.model.version_aliases
-    assert rec["resourceName"] == f"{PARENT}/models/777" and rec["version_id"] == "2"
-
-
 def test_the_registry_model_is_named_after_the_base_model_unless_given(tmp_path: Path) -> None:
     from components.register.register import display_name_for
 
     assert display_name_for("google/gemma-3-1b-it") == "dolly-lora-gemma-3-1b-it"
     assert display_name_for("embedded://tiny-gemma3") == "dolly-lora-tiny-gemma3"
     assert display_name_for("gs://b/models/My_Model/") == "dolly-lora-my_model"
-    rec = register_model(model_uri="m", model_metadata={"base_model": "meta-llama/Llama-3.2-1B"},
+    rec = register_model(model_uri="m", info={"base_model": "meta-llama/Llama-3.2-1B"},
                          project="", location="", display_name="", serving_image="img",
-                         pipeline_job="j", record_path=str(tmp_path / "r.json"))
+                         max_model_len=4096, record_path=str(tmp_path / "r.json"))
     assert rec["display_name"] == "dolly-lora-llama-3-2-1b"
-    given = register_model(model_uri="m", model_metadata={"base_model": "x/y"}, project="",
+    given = register_model(model_uri="m", info={"base_model": "x/y"}, project="",
                            location="", display_name="team-model", serving_image="img",
-                           pipeline_job="j", record_path=str(tmp_path / "g.json"))
+                           max_model_len=4096, record_path=str(tmp_path / "g.json"))
     assert given["display_name"] == "team-model"

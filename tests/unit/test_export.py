@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from components.common.config import ExportConfig
 from components.common.errors import InputError
 from components.export import merge
 
@@ -45,7 +46,8 @@ def adapter(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def exported(adapter, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("export")
-    report = merge.run_export(str(adapter), BASE, str(out / "merged"), str(out / "adapter"))
+    report = merge.run_export(ExportConfig(), base=BASE, model=str(adapter), test="",
+                              merged=str(out / "merged"), adapter=str(out / "adapter"))["merged"]
     return out, report
 
 
@@ -109,7 +111,9 @@ def test_a_cpu_trained_adapter_exports_fp32_exactly(tmp_path) -> None:
     from safetensors import safe_open
 
     adapter = make_adapter(tmp_path / "adapter", trained_bf16=False)
-    report = merge.run_export(str(adapter), BASE, str(tmp_path / "merged"), str(tmp_path / "a"))
+    report = merge.run_export(ExportConfig(), base=BASE, model=str(adapter), test="",
+                              merged=str(tmp_path / "merged"),
+                              adapter=str(tmp_path / "a"))["merged"]
     assert report["dtype"] == "float32" and report["base_drift_max_abs"] == 0.0
     assert report["export_max_abs_diff"] <= 10 * report["merge_max_abs_diff"] + 1e-6
     with safe_open(tmp_path / "merged" / "model.safetensors", framework="pt") as f:
