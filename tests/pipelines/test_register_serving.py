@@ -106,7 +106,7 @@ def test_local_register_records_the_serving_container(tmp_path) -> None:
 def spec(tmp_path_factory) -> dict[str, Any]:
     import yaml
 
-    from compile import compile_pipeline
+    from pipelines.compiler import compile_pipeline
     from pipelines.settings import CompileSettings
 
     out = compile_pipeline(tmp_path_factory.mktemp("tpl") / "t.yaml",
