@@ -47,9 +47,15 @@ def load_base_and_adapter(adapter_dir: str, base_ref: str = "") -> tuple[Any, An
     `base_ref` (the pipeline's fetched base model), else from the adapter's training config."""
     from peft import PeftModel
 
-    from components.common.modeling import bf16_enabled, load_model, load_tokenizer
+    from components.common.modeling import (
+        adapter_quantization,
+        bf16_enabled,
+        load_model,
+        load_tokenizer,
+    )
 
-    base = load_model(base_ref or adapter_base_model(adapter_dir), bf16=bf16_enabled("auto"))
+    base = load_model(base_ref or adapter_base_model(adapter_dir), bf16=bf16_enabled("auto"),
+                      quantization=adapter_quantization(adapter_dir))
     model = PeftModel.from_pretrained(base, adapter_dir)
     model.eval()
     return model, load_tokenizer(adapter_dir, padding_side="left")
