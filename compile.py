@@ -11,6 +11,10 @@ path is the last line printed; its first line records the settings, the source d
 commit (`pipelines.compiler`), which `submit` checks. Compiling twice gives byte-identical files.
 
     uv run python compile.py --target kfp        # -> build/dolly-lora-kfp.yaml (open-source KFP)
+    uv run python compile.py --profile 4b-qlora  # Gemma 3 4B QLoRA on 1 x L4 (README: Bigger models)
+
+A profile (pipelines/resources.py PROFILES) sets the model, precision, batch and sequence
+parameters' defaults and the GPU machine together; the flags above and DOLLY_LORA_* still win.
 """
 
 from __future__ import annotations
@@ -33,6 +37,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--target", choices=["vertex", "kfp", "local"], help="vertex "
                         "(default): GPU steps as Vertex custom jobs; kfp: open-source Kubeflow "
                         "Pipelines on GKE; local: plain tasks (kfp.local)")
+    from pipelines.resources import PROFILES
+
+    parser.add_argument("--profile", choices=list(PROFILES), help="model, machine, GPUs, "
+                        "precision, batch and sequence together [default; env "
+                        "DOLLY_LORA_PROFILE]")
     parser.add_argument("--machine-type", help="training machine [g2-standard-8]")
     parser.add_argument("--accelerator-type", help="training GPU [NVIDIA_L4]")
     parser.add_argument("--accelerator-count", type=int, help="GPUs [1]")

@@ -72,6 +72,8 @@ class Options:
     secrets: dict[str, str] = field(default_factory=dict)
     checkpoint_uri: str | None = None
     public_model: bool = False
+    profile: str | None = None
+    max_cost: float | None = None
 
 
 @app.callback(invoke_without_command=True)
@@ -166,6 +168,17 @@ def submit(
         "--verbose", help="--local: also print kfp's executor-input dumps (always in "
         "<output-dir>/<run-id>/steps.log).")
     ] = False,
+    profile: Annotated[str | None, typer.Option(
+        help="Profile (pipelines/resources.py PROFILES): model, machine, GPUs, precision, batch "
+        "and sequence together: default, 4b-qlora, 12b-qlora, 4b-lora-4xl4, "
+        "12b-lora-fsdp-4xl4. The default template is recompiled for it; --param still "
+        "overrides. Locally: the profile's parameters instead of the embedded default.",
+        envvar="DOLLY_LORA_PROFILE")
+    ] = None,
+    max_cost: Annotated[float | None, typer.Option(
+        "--max-cost", min=0.0, help="Refuse (exit 2, nothing sent) when the estimated cost in "
+        "USD is above this.", envvar="DOLLY_LORA_MAX_COST")
+    ] = None,
 ) -> None:
     secrets = {k: v for k, v in (("hf_token_secret", hf_token_secret),
                                  ("wandb_api_key_secret", wandb_key_secret)) if v}
@@ -174,6 +187,7 @@ def submit(
         service_account=service_account, network=network, labels=list(label or []),
         experiment=experiment, cache=cache, template=template, dry_run=dry_run, run_id=run_id,
         secrets=secrets, checkpoint_uri=checkpoint_uri, public_model=public_model,
+        profile=profile, max_cost=max_cost,
     )
     ctx.obj = opts
     if ctx.invoked_subcommand is not None:
@@ -193,8 +207,14 @@ def submit(
 
         run_id = run_id or _default_run_id()
         # The run id names the checkpoint folder, so the same --run-id finds it again.
-        profile = {**({} if real_defaults else EMBEDDED_DEFAULT), "run_name": run_id}
-        params = resolve_parameters(profile, _param_pairs(opts))
+        start = {} if real_defaults else EMBEDDED_DEFAULT
+        if profile:  # a profile's real model and settings (needs the hub, like --real-defaults)
+            from pipelines.resources import PROFILES
+
+            if profile not in PROFILES:
+                raise InputError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+            start = dict(PROFILES[profile].params)
+        params = resolve_parameters({**start, "run_name": run_id}, _param_pairs(opts))
         from cli.local_run import run_local
 
         summary = run_local(params, output_dir, run_id, verbose=verbose)
@@ -233,7 +253,7 @@ def _preflight(opts: Options) -> dict[str, Any]:
 
     values = _overrides(opts)
     vertex.check_model_access(
-        vertex.effective_parameter("base_model", values, opts.template),
+        vertex.effective_parameter("base_model", values, opts.template, opts.profile),
         values.get("hf_token_secret", ""), opts.public_model,
     )
     return values
@@ -244,7 +264,7 @@ def _template(opts: Options, target: str = "vertex") -> str:
     default one is (re)compiled when missing or stale; a named one is refused when stale."""
     from cli import vertex
 
-    path, note = vertex.resolve_template(opts.template, target)
+    path, note = vertex.resolve_template(opts.template, target, opts.profile)
     if note:
         _note(note)
     return path
@@ -297,10 +317,34 @@ def _vertex_job(opts: Options) -> tuple[Any, dict[str, Any], dict[str, str]]:
     return settings, values, vertex.job_labels(settings, vertex.template_commit(settings.template))
 
 
+def _cost_estimate(opts: Options, template: str, values: dict[str, Any]) -> Any:
+    """Print the cost estimate (stderr) and refuse above --max-cost; None when there is no
+    estimate for this run and no --max-cost asks for one."""
+    from cli import cost
+    from components.common.errors import InputError
+
+    try:
+        est = cost.for_submission(template, values, opts.profile)
+    except InputError as exc:
+        if opts.max_cost is not None:
+            raise InputError(f"--max-cost needs a cost estimate, and there is none: {exc}") from None
+        _note(f"no cost estimate: {exc}")
+        return None
+    for line in est.lines():
+        typer.echo(line, err=True)
+    cost.check_max_cost(est, opts.max_cost)
+    return est
+
+
 def _run_vertex(opts: Options, wait: bool) -> None:
     from cli import vertex
 
     settings, values, labels = _vertex_job(opts)
+    est = _cost_estimate(opts, settings.template, values)
+    spec = vertex.load_template(settings.template)
+    declared = (spec or {}).get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+    if est is not None and "cost_estimate" in declared:  # the report shows it next to actuals
+        values = {**values, "cost_estimate": est.as_json()}
     if opts.dry_run:
         job = vertex.build_job(settings, values, labels, credentials=vertex.dry_run_credentials())
         request = vertex.prepare_request(job, settings)
@@ -311,6 +355,8 @@ def _run_vertex(opts: Options, wait: bool) -> None:
                                                  settings)}
         if settings.experiment:
             out["experiment"] = settings.experiment
+        if est is not None:
+            out["cost_estimate"] = json.loads(est.as_json())
         print(json.dumps(out, indent=2, sort_keys=True))
         return
     job = vertex.build_job(settings, values, labels)

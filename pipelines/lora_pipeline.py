@@ -76,10 +76,13 @@ def build_pipeline(settings: CompileSettings) -> Any:
     description = (
         "LoRA fine-tune of an instruction model on Dolly-format data, with evaluation of base "
         f"vs tuned, batched inference and a gated model-registry upload. image={settings.image}"
+        f" profile={settings.profile}"
         + (f" target={settings.target} gpu={t.machine_type}x{t.accelerator_count}"
            f"{t.accelerator_type} capacity={t.capacity.value}"
            if settings.target != "local" else " target=local")
     )
+    # The profile's parameters (model, precision, batch, sequence) are the compiled defaults.
+    D = settings.parameter_defaults()  # noqa: N806 - the same name the signature reads below
 
     @dsl.pipeline(name=PIPELINE_NAME, description=description)
     def lora_pipeline(
@@ -106,6 +109,9 @@ def build_pipeline(settings: CompileSettings) -> Any:
         weight_decay: float = D["weight_decay"],
         max_grad_norm: float = D["max_grad_norm"],
         bf16: str = D["bf16"],
+        quantization: str = D["quantization"],
+        num_processes: int = D["num_processes"],
+        distributed: str = D["distributed"],
         batching: str = D["batching"],
         logging_steps: int = D["logging_steps"],
         eval_steps: int = D["eval_steps"],
@@ -120,6 +126,7 @@ def build_pipeline(settings: CompileSettings) -> Any:
         gate_threshold: float = D["gate_threshold"],
         bootstrap_samples: int = D["bootstrap_samples"],
         gpu_hourly_usd: float = D["gpu_hourly_usd"],
+        cost_estimate: str = D["cost_estimate"],
         checkpoint_uri: str = D["checkpoint_uri"],
         save_steps: int = D["save_steps"],
         save_minutes: float = D["save_minutes"],
@@ -170,6 +177,9 @@ def build_pipeline(settings: CompileSettings) -> Any:
             weight_decay=weight_decay,
             max_grad_norm=max_grad_norm,
             bf16=bf16,
+            quantization=quantization,
+            num_processes=num_processes,
+            distributed=distributed,
             batching=batching,
             logging_steps=logging_steps,
             eval_steps=eval_steps,
@@ -220,6 +230,7 @@ def build_pipeline(settings: CompileSettings) -> Any:
             generations=ev.outputs["generations"],
             predictions=inf.outputs["predictions"],
             gpu_hourly_usd=gpu_hourly_usd,
+            cost_estimate=cost_estimate,
             **tracked,
         )
         # The registry gate: `gate` returns True when the bootstrap interval of the improvement

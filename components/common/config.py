@@ -256,11 +256,12 @@ class ReportConfig(_Strict):
         "report next to what the run really took.",
     )
     gpu_hourly_usd: float = Field(
-        0.85,
+        0.85362,
         ge=0.0,
         le=1000.0,
-        description="Price of one hour of a GPU step's machine, for the report's cost estimate "
-        "(g2-standard-8 + 1 L4 on demand is about $0.85/h in us-central1; check your region).",
+        description="Price of one hour of a GPU step's machine, for the cost estimate and the "
+        "report (compiled from the price table for the profile's machine and capacity; "
+        "g2-standard-8 + 1 L4 on demand is $0.85362/h in us-central1; set your own rate).",
     )
 
 

@@ -214,6 +214,13 @@ def load_model(
     dtype = torch.bfloat16 if bf16 else torch.float32
     quant = quantization_config(quantization)
     if quant is None:
+        if device == "cuda" and torch.cuda.device_count() > 1:
+            # Evaluation and inference on a several-GPU machine (a model trained with FSDP may
+            # fit no single GPU): fill GPU 0 first, spill layers onto the next only if needed.
+            return AutoModelForCausalLM.from_pretrained(
+                resolve_model_ref(ref), dtype=dtype, attn_implementation="sdpa",
+                device_map="sequential",
+            )
         model = AutoModelForCausalLM.from_pretrained(
             resolve_model_ref(ref), dtype=dtype, attn_implementation="sdpa"
         )

@@ -19,6 +19,7 @@ def report(
     generations: Input[Artifact],
     predictions: Input[Dataset],
     gpu_hourly_usd: float,
+    cost_estimate: str,
     wandb_project: str,
     wandb_api_key_secret: str,
     html: Output[HTML],
@@ -44,6 +45,7 @@ def report(
         predictions_meta=dict(predictions.metadata),
         gpu_hourly_usd=gpu_hourly_usd,
         run_id=run_id,
+        cost_estimate=cost_estimate,
     )
     write_report(data, html.path, markdown.path)
     from pathlib import Path

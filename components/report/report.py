@@ -110,8 +110,10 @@ def collect(
     predictions_meta: dict[str, Any],
     gpu_hourly_usd: float,
     run_id: str = "",
+    cost_estimate: str = "",
 ) -> dict[str, Any]:
     """Everything the report shows, as plain data (also what the tests inspect)."""
+    from components.report import estimate
     from pipelines.resources import STEP_MACHINES
 
     model = Path(model_dir)
@@ -133,7 +135,11 @@ def collect(
     gpu_steps = {s for s, m in STEP_MACHINES.items() if m.accelerator_type}
     preds = _read_jsonl(predictions_path)
     training_config = _read_json(model / "training_config.json", {})
+    cost = step_costs(steps, gpu_steps, gpu_hourly_usd)
+    pre_run = estimate.parse(cost_estimate)
     return {
+        "estimate": {"profile": pre_run.get("profile"), "basis": pre_run.get("throughput_basis"),
+                     "rows": estimate.compare(pre_run, training, cost)},
         "run_id": run_id,
         # `submit --run-id` (also the checkpoint key) names the run for people; the pipeline job
         # name stays next to it, as that is what the Vertex console and W&B group show.
@@ -151,7 +157,7 @@ def collect(
             "evaluation": results.get("config", {}),
         },
         "data": data_summary(splits, split_meta),
-        "cost": step_costs(steps, gpu_steps, gpu_hourly_usd),
+        "cost": cost,
         "inference": {**predictions_meta, "rows": len(preds)},
         "wandb": {
             s: u for s, u in (
@@ -340,6 +346,11 @@ def render_markdown(data: dict[str, Any]) -> str:
         f"Time: {_fmt(cost['total_seconds'], 1)} s in steps, {_fmt(cost['gpu_seconds'], 1)} s on "
         f"GPU machines, estimated ${cost['gpu_cost_usd']:.4f} at ${cost['gpu_hourly_usd']:.2f}/h.",
     ]
+    if data.get("estimate", {}).get("rows"):
+        lines += ["", f"Estimate before the run (profile {data['estimate']['profile']}) vs actual:",
+                  "", "| | estimated | actual | actual / estimated |", "|---|---|---|---|"]
+        lines += [f"| {r['what']} | {_fmt(r['estimated'])} | {_fmt(r['actual'])} | "
+                  f"{_fmt(r['ratio'])} |" for r in data["estimate"]["rows"]]
     if data["wandb"]:
         lines += ["", "W&B: " + ", ".join(f"[{s}]({u})" for s, u in data["wandb"].items())]
     return "\n".join(lines) + "\n"
