@@ -73,15 +73,17 @@ def base_weights_digest(model: Any, max_params: int = 100_000_000) -> str | None
 NOT_LORA = r".*(vision_tower|multi_modal_projector).*"
 
 
-def lora_config(cfg: TrainConfig) -> Any:
+def lora_config(cfg: TrainConfig, model: Any = None) -> Any:
     from peft import LoraConfig
 
+    multimodal = model is not None and any(
+        "vision_tower" in name for name, _ in model.named_modules())
     return LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
         target_modules=cfg.target_module_list,
-        exclude_modules=NOT_LORA,
+        exclude_modules=NOT_LORA if multimodal else None,
         task_type="CAUSAL_LM",
     )
 
@@ -271,7 +273,7 @@ def train(
         train_dataset=to_prompt_completion(train_rows),
         eval_dataset=to_prompt_completion(val_rows) if val_rows else None,
         processing_class=tokenizer,
-        peft_config=lora_config(cfg),
+        peft_config=lora_config(cfg, model),
         callbacks=[ckpt.callback] if ckpt else None,
     )
     install_first(trainer, ThroughputCallback())  # tokens/s (+ GPU memory) on each log line
