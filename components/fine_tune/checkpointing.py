@@ -67,10 +67,16 @@ def fingerprint(cfg: TrainConfig, train_rows: list[dict[str, Any]], world_size: 
     checkpoint; another world size would replay other batches)."""
     from components.common.modeling import model_identity
 
-    settings = cfg.model_dump(exclude=set(RESUME_NEUTRAL_FIELDS))
+    settings = cfg.model_dump(exclude={*RESUME_NEUTRAL_FIELDS, "num_processes"})
     # The weights' identity, not the folder they were fetched to (a new one per pipeline job).
     settings["base_model"] = model_identity(cfg.base_model)
-    if world_size > 1:  # absent for one process: checkpoints written before this field resume
+    # Fields added with several GPUs and QLoRA count only when set, so a checkpoint written
+    # before them still resumes; the world size itself stands in for num_processes (0 = one
+    # per GPU and an explicit count of the same GPUs are the same training).
+    for name, default in (("quantization", "none"), ("distributed", "ddp")):
+        if settings[name] == default:
+            del settings[name]
+    if world_size > 1:
         settings["world_size"] = world_size
     h = hashlib.sha256()
     h.update(json.dumps(settings, sort_keys=True).encode())

@@ -91,3 +91,16 @@ def test_two_gloo_processes_train_the_adapter_one_process_trains(data, tmp_path)
     written = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert written["world_size"] == 2 and written["train_tokens"] == two["train_tokens"]
 
+
+
+@pytest.mark.slow  # two more trainings, one of them two processes
+def test_fsdp_over_two_processes_trains_the_same_adapter(data, tmp_path):
+    """FSDP (the base sharded across the ranks, as for a model bigger than one GPU) on gloo:
+    the same adapter as one process, within the same tolerance."""
+    sharded, _ = run(data, tmp_path / "fsdp", num_processes=2, per_device_train_batch_size=2,
+                     distributed="fsdp")
+    run(data, tmp_path / "one", num_processes=1, per_device_train_batch_size=4)
+    assert sharded["distributed"] == "fsdp" and sharded["world_size"] == 2
+    diff = max_diff(adapter(tmp_path / "fsdp"), adapter(tmp_path / "one"))
+    print(json.dumps({"fsdp_max_abs_diff": diff}))
+    assert diff < TOLERANCE

@@ -165,3 +165,13 @@ def test_every_profile_compiles_to_the_machine_and_parameters_it_claims(compiled
     assert stamp["settings"]["profile"] == name
     assert f"profile={name}" in spec["pipelineInfo"]["description"]
     assert json.dumps(stamp["settings"])  # what submit compares against
+
+
+def test_the_readme_shows_the_profile_table_as_the_tables_are():
+    from pathlib import Path
+
+    from scripts.profile_table import table
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "## Bigger models" in readme
+    assert table() in readme, "regenerate it: uv run python scripts/profile_table.py"
