@@ -1,31 +1,39 @@
-"""GPU LoRA throughput for the real Gemma 3 1B architecture: tokens/s, MFU, peak memory, cost.
+"""GPU LoRA / QLoRA throughput of a profile: tokens/s, MFU, peak memory vs the memory arithmetic.
 
-Builds Gemma 3 1B from its real configuration (random weights, no download), bf16, LoRA on all
-linear layers with the project's defaults, and trains it the way the project's training path
-does on GPU: TRL's fused LM head (never materialises the 262k-vocabulary logits), gradient
-checkpointing, AdamW. Measures sequence lengths 512-2048, padded rows vs padding-free packing
-(one row of concatenated sequences, position_ids, SDPA), and the memory of 8 x 1024 with and
-without the fused head. MFU = 4 x params x tokens/s / peak bf16 FLOP/s.
+Builds the profile's Gemma 3 language model from its architecture (pipelines/gemma3.py; random
+weights, no download), loads it the way the training step does (bf16, or NF4 through the project's
+own `load_model(quantization="nf4")` + PEFT k-bit preparation), puts LoRA on every Linear with the
+project's settings and trains like the GPU path: TRL's fused LM head (never the 262k-vocabulary
+logits), gradient checkpointing, AdamW. Measured at the profile's per-device batch and sequence
+length, padding-free packed rows (the GPU default) and padded rows side by side; then peak memory
+by batch size (the largest batch that fits is read off a line fitted to the peaks) and, at the
+profile's batch, the fused head against full logits. MFU = 4 x params x tokens/s / peak bf16
+FLOP/s. The summary's `throughput_row` is what goes into THROUGHPUT in pipelines/resources.py,
+marked measured with the GPU and the date. (The 4B/12B checkpoints also carry a 0.4B-parameter
+vision tower, ~0.2 GiB in NF4, which this text-only build leaves out.)
 
-    python benchmarks/gpu_lora.py              # on a CUDA GPU (a few minutes)
-    uv run python benchmarks/gpu_lora.py --smoke   # tiny config on CPU, checks that it runs
+    python benchmarks/gpu_lora.py --profile default --seq-len 1024   # Gemma 3 1B LoRA
+    python benchmarks/gpu_lora.py --profile 4b-qlora                  # Gemma 3 4B QLoRA
+    uv run python benchmarks/gpu_lora.py --smoke [--profile 4b-qlora] # tiny config on CPU
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import tempfile
 import time
 from typing import Any
 
 # Dense bf16 peak FLOP/s per GPU (vendor datasheets, without sparsity).
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
-L4_PRICE_PER_HOUR = 0.70
-DOLLY_EPOCH_TOKENS = 3_000_000
 
 
-def gemma3_1b_config(smoke: bool) -> Any:
+def text_config(base_model: str, smoke: bool) -> Any:
     from transformers import Gemma3TextConfig
+
+    from pipelines.gemma3 import GEMMA3
 
     if smoke:
         return Gemma3TextConfig(
@@ -33,13 +41,14 @@ def gemma3_1b_config(smoke: bool) -> Any:
             num_attention_heads=4, num_key_value_heads=1, head_dim=16, sliding_window=64,
             layer_types=["sliding_attention", "full_attention"], max_position_embeddings=4096,
         )
-    layers = 26
-    return Gemma3TextConfig(  # google/gemma-3-1b-it's config.json
-        vocab_size=262144, hidden_size=1152, intermediate_size=6912, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=1, head_dim=256, sliding_window=512,
+    t = GEMMA3[base_model].text
+    return Gemma3TextConfig(  # the checkpoint's text config (sliding 512 for 1B, 1024 above)
+        vocab_size=t.vocab, hidden_size=t.hidden, intermediate_size=t.intermediate,
+        num_hidden_layers=t.layers, num_attention_heads=t.heads, num_key_value_heads=t.kv_heads,
+        head_dim=t.head_dim, sliding_window=512 if t.hidden < 2000 else 1024,
         layer_types=["full_attention" if (i + 1) % 6 == 0 else "sliding_attention"
-                     for i in range(layers)],
-        max_position_embeddings=32768, query_pre_attn_scalar=256, rms_norm_eps=1e-6,
+                     for i in range(t.layers)],
+        max_position_embeddings=32768, query_pre_attn_scalar=t.head_dim, rms_norm_eps=1e-6,
         tie_word_embeddings=True,
     )
 
@@ -54,28 +63,40 @@ def gpu_name() -> tuple[str, float | None]:
     return name, peak
 
 
-def build(smoke: bool, fused: bool) -> tuple[Any, int]:
+def build(config: Any, quantization: str, fused: bool, smoke: bool, folder: str) -> Any:
+    """(PEFT model, base parameter count), loaded the way components/fine_tune/train.py does."""
     import torch
     from peft import get_peft_model
     from transformers import Gemma3ForCausalLM
     from trl.trainer.utils import add_fused_lm_head
 
     from components.common.config import TrainConfig
-    from components.fine_tune.train import lora_config
+    from components.common.modeling import load_model
+    from components.fine_tune.train import lora_config, prepare_quantized
 
     device = "cpu" if smoke else "cuda"
-    dtype = torch.float32 if smoke else torch.bfloat16
-    config = gemma3_1b_config(smoke)
-    config._attn_implementation = "sdpa"
-    with torch.device(device):
-        model = Gemma3ForCausalLM._from_config(config, dtype=dtype)
-    params = sum(p.numel() for p in model.parameters())
+    if quantization == "nf4":  # through the project's loader: quantized while loading
+        model = load_model(folder, bf16=not smoke, device=device, quantization="nf4")
+        params = sum(
+            p.numel() * (2 if p.dtype == torch.uint8 else 1) for p in model.parameters())
+        model = prepare_quantized(model, on_gpu=not smoke)
+    else:
+        dtype = torch.float32 if smoke else torch.bfloat16
+        config._attn_implementation = "sdpa"
+        with torch.device(device):
+            model = Gemma3ForCausalLM._from_config(config, dtype=dtype)
+        params = sum(p.numel() for p in model.parameters())
+        model.activation_checkpointing_enable(
+            activation_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
     model.config.use_cache = False
     if fused:
         add_fused_lm_head(model)
-    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    model.enable_input_require_grads()
     model = get_peft_model(model, lora_config(TrainConfig()))
+    if quantization == "nf4":  # TRL keeps a QLoRA adapter in bf16
+        for p in model.parameters():
+            if p.requires_grad:
+                p.data = p.data.to(torch.bfloat16)
     return model, params
 
 
@@ -99,7 +120,11 @@ def batch_for(bsz: int, seqlen: int, vocab: int, packed: bool, device: str) -> d
             "labels": labels.to(device)}
 
 
-def measure(model: Any, batch: dict[str, Any], fused: bool, steps: int, warmup: int) -> dict:
+def measure(model: Any, batch: dict[str, Any], fused: bool, steps: int, warmup: int,
+            bf16: bool) -> dict[str, Any]:
+    """tokens/s and peak memory of `steps` optimizer steps; None values after out-of-memory."""
+    import contextlib
+
     import torch
 
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
@@ -108,23 +133,30 @@ def measure(model: Any, batch: dict[str, Any], fused: bool, steps: int, warmup: 
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     kwargs = {"fused_lm_head": True} if fused else {}
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and bf16 else \
+        contextlib.nullcontext()
 
     def step() -> float:
-        loss = model(**batch, **kwargs).loss
+        with autocast:
+            loss = model(**batch, **kwargs).loss
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         return float(loss.detach())
 
-    for _ in range(warmup):
-        step()
-    if cuda:
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        loss = step()
-    if cuda:
-        torch.cuda.synchronize()
+    try:
+        for _ in range(warmup):
+            step()
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            loss = step()
+        if cuda:
+            torch.cuda.synchronize()
+    except torch.OutOfMemoryError:
+        opt.zero_grad(set_to_none=True)
+        return {"tokens_per_s": None, "peak_mem_gb": None, "loss": None, "oom": True}
     seconds = time.perf_counter() - t0
     tokens = batch["input_ids"].numel() * steps
     return {
@@ -137,67 +169,97 @@ def measure(model: Any, batch: dict[str, Any], fused: bool, steps: int, warmup: 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
 
+    from pipelines.memory import budget
+    from pipelines.resources import PROFILES
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", choices=list(PROFILES), default="default")
+    parser.add_argument("--seq-len", type=int, help="[the profile's max_seq_len]")
+    parser.add_argument("--batch", type=int, help="[the profile's per-device batch]")
     parser.add_argument("--smoke", action="store_true", help="tiny config on CPU")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--tokens-per-step", type=int, default=8192)
     args = parser.parse_args(argv)
+    prof = PROFILES[args.profile]
+    seqlen = args.seq_len or prof.params["max_seq_len"]
+    bsz = args.batch or prof.params["per_device_train_batch_size"]
+    quant = prof.params["quantization"]
     if args.smoke:
-        args.steps, args.warmup, args.tokens_per_step = 1, 1, 256
+        args.steps, args.warmup, seqlen, bsz = 1, 1, 64, 2
     elif not torch.cuda.is_available():
         parser.error("no CUDA GPU: use --smoke on CPU")
     device = "cpu" if args.smoke else "cuda"
     name, peak = gpu_name()
-    seqlens = [64, 128] if args.smoke else [512, 1024, 2048]
-    rows: list[dict[str, Any]] = []
-    model, params = build(args.smoke, fused=True)
-    vocab = model.config.vocab_size
-    print(f"device={name} params={params:,} peak_bf16={peak}", flush=True)
-    for packed in (False, True):
-        for seqlen in seqlens:
-            bsz = max(1, args.tokens_per_step // seqlen)
+    config = text_config(prof.params["base_model"], args.smoke)
+    vocab = config.vocab_size
+
+    with tempfile.TemporaryDirectory() as folder:
+        if quant == "nf4":  # random bf16 weights on disk, then the project's 4-bit loader
+            from transformers import Gemma3ForCausalLM
+
+            with torch.device(device):
+                Gemma3ForCausalLM._from_config(config, dtype=torch.bfloat16).save_pretrained(
+                    folder)
+            if not args.smoke:
+                torch.cuda.empty_cache()
+        model, params = build(config, quant, True, args.smoke, folder)
+        print(json.dumps({"profile": prof.name, "device": name, "params": params,
+                          "quantization": quant, "peak_bf16": peak}), flush=True)
+        bf16 = not args.smoke
+        rows = []
+        for packed in (True, False):
             r = measure(model, batch_for(bsz, seqlen, vocab, packed, device), True, args.steps,
-                        args.warmup)
+                        args.warmup, bf16)
             r |= {"mode": "packed" if packed else "padded", "seqlen": seqlen, "batch": bsz}
-            r["mfu"] = 4 * params * r["tokens_per_s"] / peak if peak else None
+            r["mfu"] = 4 * params * r["tokens_per_s"] / peak if peak and r["tokens_per_s"] \
+                else None
             rows.append(r)
             print(json.dumps(r), flush=True)
-    # memory per batch size at 1024 (fused): the largest batch that fits an L4 is read off a line
-    # fitted to measured peaks, not guessed
-    probe_len = 128 if args.smoke else 1024
-    by_batch = {}
-    for bsz in (2, 4, 8, 16):
-        r = measure(model, batch_for(bsz, probe_len, vocab, False, device), True, 1, 1)
-        by_batch[bsz] = r["peak_mem_gb"]
-    fit = None
-    if all(v is not None for v in by_batch.values()):
-        slope = (by_batch[16] - by_batch[2]) / 14
-        base = by_batch[2] - 2 * slope
-        fit = {"gb_fixed": round(base, 2), "gb_per_row": round(slope, 3),
-               "max_rows_in_22gb_of_l4": int((22 - base) // slope)}
-    print(json.dumps({f"peak_mem_gb_by_batch_x{probe_len}": by_batch, "l4_fit": fit}),
-          flush=True)
-    mem = {}
-    for fused in (True, False):
-        if not fused:
-            del model
-            model, _ = build(args.smoke, fused=False)
-        r = measure(model, batch_for(8, probe_len, vocab, False, device), fused, 1, 1)
-        mem["fused" if fused else "full_logits"] = r["peak_mem_gb"]
-    print(json.dumps({f"batch_8x{probe_len}_peak_mem_gb": mem}), flush=True)
-    best = max((r for r in rows if r["seqlen"] == (128 if args.smoke else 1024)),
-               key=lambda r: r["tokens_per_s"])
-    summary: dict[str, Any] = {"device": name, "params": params, "best_at_1024": best,
-                               "memory_8x1024_gb": mem, "l4_fit": fit}
-    if best["mfu"]:
-        l4_tps = best["mfu"] * PEAK_BF16["L4"] / (4 * params)
-        hours = DOLLY_EPOCH_TOKENS / l4_tps / 3600
-        summary["l4_projection"] = {
-            "assumes_same_mfu": round(best["mfu"], 3), "tokens_per_s": round(l4_tps),
-            "epoch_hours": round(hours, 2), "epoch_cost_usd": round(hours * L4_PRICE_PER_HOUR, 2),
+        # peak memory by batch at this length: the largest batch that fits is read off a line
+        # fitted to the measured peaks, not guessed
+        by_batch = {b: measure(model, batch_for(b, seqlen, vocab, False, device), True, 1, 1,
+                               bf16)["peak_mem_gb"] for b in (1, 2, 4, 8)}
+        fit = None
+        ok = {b: v for b, v in by_batch.items() if v is not None}
+        if len(ok) >= 2:
+            (b0, m0), (b1, m1) = min(ok.items()), max(ok.items())
+            slope = (m1 - m0) / (b1 - b0)
+            base = m0 - b0 * slope
+            fit = {"gb_fixed": round(base, 2), "gb_per_row": round(slope, 3),
+                   f"max_rows_in_{budget(prof.accelerator_type):.2f}_gib":
+                       int((budget(prof.accelerator_type) - base) // slope) if slope > 0 else None}
+        print(json.dumps({f"peak_mem_gb_by_batch_x{seqlen}": by_batch, "fit": fit}), flush=True)
+        mem = {"fused": rows[1]["peak_mem_gb"]}
+        del model
+        if not args.smoke:
+            torch.cuda.empty_cache()
+        model, _ = build(config, quant, False, args.smoke, folder)
+        mem["full_logits"] = measure(model, batch_for(bsz, seqlen, vocab, False, device), False,
+                                     1, 1, bf16)["peak_mem_gb"]
+    print(json.dumps({f"batch_{bsz}x{seqlen}_peak_mem_gb": mem}), flush=True)
+
+    best = max((r for r in rows if r["tokens_per_s"]), key=lambda r: r["tokens_per_s"],
+               default=rows[0])
+    packed = rows[0]
+    summary: dict[str, Any] = {
+        "profile": prof.name, "device": name, "params": params, "best": best,
+        "memory_gb": mem, "memory_fit": fit,
+        "planned_total_gib": prof.fit.total,  # the table's arithmetic, for comparison
+        "measured_peak_gib": packed["peak_mem_gb"],
+    }
+    if packed["tokens_per_s"] and not args.smoke:
+        summary["throughput_row"] = {
+            "key": [prof.name, prof.accelerator_type],
+            "train_tokens_per_s_one_gpu": round(packed["tokens_per_s"]),
+            "basis": f"measured: benchmarks/gpu_lora.py on 1 x {name}, "
+                     f"{dt.date.today().isoformat()}, batch {bsz} x {seqlen} packed, "
+                     f"MFU {packed['mfu']:.3f}" if packed["mfu"] else "measured",
         }
-    print(json.dumps(summary))
+        if "L4" not in name and packed["mfu"]:  # another GPU: the L4 figure at the same MFU
+            l4 = packed["mfu"] * PEAK_BF16["L4"] / (4 * params)
+            summary["l4_projection"] = {"assumes_same_mfu": round(packed["mfu"], 3),
+                                        "tokens_per_s": round(l4)}
+    print(json.dumps(summary, default=str))
     return summary
 
 

@@ -78,6 +78,8 @@ class Options:
     checkpoint_uri: str | None = None
     public_model: bool = False
     compile_overrides: dict[str, str] = field(default_factory=dict)
+    profile: str | None = None
+    max_cost: float | None = None
 
 
 @app.callback(invoke_without_command=True)
@@ -186,6 +188,17 @@ def submit(
         "--verbose", help="--local: also print every step's output and kfp's logs as they "
         "come (always in <output-dir>/<run-id>/steps.log).")
     ] = False,
+    profile: Annotated[str | None, typer.Option(
+        help="Profile (pipelines/resources.py PROFILES): model, machine, GPUs, precision, batch "
+        "and sequence together: default, 4b-qlora, 12b-qlora, 4b-lora-4xl4, "
+        "12b-lora-fsdp-4xl4. The default template is recompiled for it; --param still "
+        "overrides. Locally: the profile's parameters instead of the embedded default.",
+        envvar="DOLLY_LORA_PROFILE")
+    ] = None,
+    max_cost: Annotated[float | None, typer.Option(
+        "--max-cost", min=0.0, help="Refuse (exit 2, nothing sent) when the estimated cost in "
+        "USD is above this.", envvar="DOLLY_LORA_MAX_COST")
+    ] = None,
 ) -> None:
     secrets = {k: v for k, v in (("hf_token_secret", hf_token_secret),
                                  ("wandb_api_key_secret", wandb_key_secret),
@@ -197,6 +210,7 @@ def submit(
         secrets=secrets, checkpoint_uri=checkpoint_uri, public_model=public_model,
         compile_overrides={k: v for k, v in (("tensorboard", tensorboard),
                                              ("base_output_directory", base_output_dir)) if v},
+        profile=profile, max_cost=max_cost,
     )
     ctx.obj = opts
     if ctx.invoked_subcommand is not None:
@@ -219,9 +233,20 @@ def submit(
 def _run_local(opts: Options, real_defaults: bool, output_dir: Path, verbose: bool) -> Path | None:
     from cli.local_run import run_local
     from cli.params import local_parameters
+    from components.common.errors import InputError
 
     run_id = opts.run_id or default_run_id()
-    params, real = local_parameters(real_defaults, _param_pairs(opts), run_id)
+    if opts.profile:  # a profile's real model and settings (needs the hub, like --real-defaults)
+        from cli.params import resolve_parameters
+        from pipelines.resources import PROFILES
+
+        if opts.profile not in PROFILES:
+            raise InputError(f"unknown profile {opts.profile!r}; choose from {', '.join(PROFILES)}")
+        params = resolve_parameters({**PROFILES[opts.profile].params, "run_name": run_id},
+                                    _param_pairs(opts))
+        real: dict[str, Any] = {}
+    else:
+        params, real = local_parameters(real_defaults, _param_pairs(opts), run_id)
     return run_local(params, output_dir, run_id, verbose=verbose, dry_run=opts.dry_run,
                      defaults=real)
 
@@ -250,7 +275,7 @@ def _preflight(opts: Options) -> dict[str, Any]:
 
     values = _overrides(opts)
     vertex.check_model_access(
-        vertex.effective_parameter("base_model", values, opts.template),
+        vertex.effective_parameter("base_model", values, opts.template, opts.profile),
         values.get("hf_token_secret", ""), opts.public_model,
     )
     vertex.check_remote_inputs(values)
@@ -262,7 +287,9 @@ def _template(opts: Options, target: str = "vertex") -> str:
     default one is (re)compiled when missing or stale; a named one is refused when stale."""
     from cli import vertex
 
-    path, note = vertex.resolve_template(opts.template, target, opts.compile_overrides)
+    compile_overrides = {**opts.compile_overrides,
+                         **({"profile": opts.profile} if opts.profile else {})}
+    path, note = vertex.resolve_template(opts.template, target, compile_overrides)
     if note:
         _note(note)
     return path
@@ -337,12 +364,39 @@ def _with_experiment(settings: Any, values: dict[str, Any]) -> dict[str, Any]:
     return {**values, "vertex_experiment": settings.experiment}
 
 
+def _cost_estimate(opts: Options, template: str, values: dict[str, Any]) -> Any:
+    """Print the cost estimate (stderr) and refuse above --max-cost; None when there is no
+    estimate for this run and no --max-cost asks for one."""
+    from cli import cost
+    from components.common.errors import InputError
+
+    try:
+        est = cost.for_submission(template, values, opts.profile)
+    except InputError as exc:
+        if opts.max_cost is not None:
+            raise InputError(f"--max-cost needs a cost estimate, and there is none: {exc}") from None
+        _note(f"no cost estimate: {exc}")
+        return None
+    for line in est.lines():
+        typer.echo(line, err=True)
+    cost.check_max_cost(est, opts.max_cost)
+    return est
+
+
 def _run_vertex(opts: Options, wait: bool) -> None:
     from cli import vertex
 
     settings, values, labels = _vertex_job(opts)
+    est = _cost_estimate(opts, settings.template, values)
+    spec = vertex.load_template(settings.template)
+    declared = (spec or {}).get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+    if est is not None and "cost_estimate" in declared:  # the report shows it next to actuals
+        values = {**values, "cost_estimate": est.as_json()}
     if opts.dry_run:
-        print(json.dumps(vertex.dry_run(settings, values, labels), indent=2, sort_keys=True))
+        out = vertex.dry_run(settings, values, labels)
+        if est is not None:
+            out["cost_estimate"] = json.loads(est.as_json())
+        print(json.dumps(out, indent=2, sort_keys=True))
         return
     job = vertex.build_job(settings, values, labels)
     link = vertex.submit(job, settings)

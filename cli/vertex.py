@@ -195,9 +195,10 @@ def check_parameters(spec: dict[str, Any] | None, values: dict[str, Any]) -> Non
 def resolve_template(template: str | None, target: str,
                      overrides: dict[str, Any] | None = None) -> tuple[str, str]:
     """(template to send, note for the user). A template must match the code and the compile
-    settings asked for (DOLLY_LORA_* variables, the target): the default one under build/ is
-    compiled when missing and recompiled when stale, keeping the settings it was compiled with
-    (`compile.py` flags) under the environment's; one the user named is refused when stale."""
+    settings asked for (DOLLY_LORA_* variables, the target, `--profile`): the default one under
+    build/ is compiled when missing and recompiled when stale, keeping the settings it was
+    compiled with (`compile.py` flags) under the environment's, unless another profile is asked
+    for; one the user named is refused when stale."""
     from pipelines.compiler import compile_pipeline, stale_reasons
     from pipelines.settings import CompileSettings
 
@@ -210,7 +211,8 @@ def resolve_template(template: str | None, target: str,
         load_template(template)
         reasons = stale_reasons(read_stamp(Path(template)), wanted)
         if reasons:
-            flags = " --target kfp" if target == "kfp" else ""
+            flags = (" --target kfp" if target == "kfp" else "") + (
+                f" --profile {wanted['profile']}" if wanted.get("profile") else "")
             raise InputError(
                 f"template {template} does not match what this submit asks for: "
                 f"{'; '.join(reasons)}; recompile it (uv run python compile.py{flags} "
@@ -234,11 +236,17 @@ def template_commit(template: str) -> str:
     return str((stamp or {}).get("commit") or git_commit())
 
 
-def effective_parameter(name: str, values: dict[str, Any], template: str | None) -> Any:
-    """What a run will use for parameter `name`: the override, else the template's default,
-    else the pipeline's (the template need not exist yet)."""
+def effective_parameter(name: str, values: dict[str, Any], template: str | None,
+                        profile: str | None = None) -> Any:
+    """What a run will use for parameter `name`: the override, else the profile's (asked for
+    with --profile: the template will be compiled for it), else the template's default, else
+    the pipeline's (the template need not exist yet)."""
     if name in values:
         return values[name]
+    from pipelines.resources import PROFILES
+
+    if profile in PROFILES and name in PROFILES[profile].params:
+        return PROFILES[profile].params[name]
     if template and not template.startswith("https://") and Path(template).is_file():
         spec = load_template(template) or {}
         found = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {}).get(name)

@@ -6,6 +6,10 @@ command line; the root `compile.py` only calls it, since the root script is not 
     uv run python compile.py --capacity SPOT --timeout 21600s
     DOLLY_LORA_IMAGE=... uv run python compile.py             # the same, from the environment
     uv run python compile.py --target kfp        # -> build/dolly-lora-kfp.yaml (open-source KFP)
+    uv run python compile.py --profile 4b-qlora  # Gemma 3 4B QLoRA on 1 x L4 (README: Bigger models)
+
+A profile (pipelines/resources.py PROFILES) sets the model, precision, batch and sequence
+parameters' defaults and the GPU machine together; the flags above and DOLLY_LORA_* still win.
 
 The image and the GPU machine are compile-time settings (`pipelines.settings`): flags win over
 DOLLY_LORA_* variables, which win over the defaults (g2-standard-8, 1 x NVIDIA_L4). The written
@@ -128,6 +132,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="compile.py", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="YAML file to write [the target's file: " +
                         ", ".join(f"{t}: {p}" for t, p in DEFAULT_TEMPLATES.items()) + "]")
+    from pipelines.resources import PROFILES
+
+    parser.add_argument("--profile", choices=list(PROFILES), help="model, machine, GPUs, "
+                        "precision, batch and sequence together [default; env "
+                        "DOLLY_LORA_PROFILE]")
     parser.add_argument("--image", help="image for every step, tag or @sha256 digest "
                         "[env DOLLY_LORA_IMAGE]")
     parser.add_argument("--target", choices=["vertex", "kfp", "local"], help="vertex "

@@ -88,10 +88,11 @@ def pipeline_parameters(component: Any) -> list[str]:
     return [k for k in component_parameters(component) if k in PipelineConfig.model_fields]
 
 
-def define_pipeline_function(wire: Any) -> Any:
+def define_pipeline_function(wire: Any, defaults: Mapping[str, Any] | None = None) -> Any:
     """`lora_pipeline(base_model: str = ..., ...)`: every `PipelineConfig` field as a typed
-    parameter with its default, and an `Args:` docstring from the fields' help texts."""
-    defaults = parameter_defaults()
+    parameter with its default (`defaults`: a profile's, else the config's), and an `Args:`
+    docstring from the fields' help texts."""
+    defaults = {**parameter_defaults(), **(defaults or {})}
     fields = PipelineConfig.model_fields
     params = "".join(
         f"    {name}: {annotation_source(fields[name].annotation)} = {default!r},\n"
@@ -114,7 +115,7 @@ def build_pipeline(settings: CompileSettings) -> Any:
         "LoRA fine-tune of an instruction model on Dolly-format data, with evaluation of base "
         f"vs tuned, batched inference and a gated model-registry upload. image={settings.image}"
         + (f" target={settings.target} gpu={t.machine_type}x{t.accelerator_count}"
-           f"{t.accelerator_type} capacity={t.capacity.value}"
+           f"{t.accelerator_type} capacity={t.capacity.value} profile={settings.profile}"
            if settings.target != "local" else " target=local")
     )
     # A GPU step refuses to start without the accelerator it was compiled for.
@@ -160,8 +161,9 @@ def build_pipeline(settings: CompileSettings) -> Any:
             t.set_display_name(step)
             place(t, step, settings)
 
+    # The profile's parameters (model, precision, batch, sequence) are the compiled defaults.
     return dsl.pipeline(name=PIPELINE_NAME, description=description)(
-        define_pipeline_function(wire))
+        define_pipeline_function(wire, settings.parameter_defaults()))
 
 
 # The local runner's pipeline (`submit --local`, tests): plain tasks, default image.

@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pipelines.memory import Fit
+
 
 @dataclass(frozen=True)
 class MachineSpec:
@@ -239,3 +241,156 @@ class TrainingJobSpec(BaseModel):
 def gke_accelerator(accelerator_type: str) -> str:
     """The GKE node label value of a Vertex accelerator type (NVIDIA_L4 -> nvidia-l4)."""
     return GKE_ACCELERATORS.get(accelerator_type, accelerator_type.lower().replace("_", "-"))
+
+
+# ---- Profiles: model, machine, GPUs, precision, batch and sequence, chosen together -----------
+#
+# `compile.py --profile NAME` / `submit --profile NAME` pick one row; its `params` become the
+# compiled pipeline's parameter defaults and its machine the GPU steps' custom job. Every value
+# still overrides: profile < DOLLY_LORA_* environment < flags and --param. Global batch =
+# per_device_train_batch_size x gradient_accumulation_steps x processes = 16 sequences in every
+# profile, so the learning rate means the same everywhere.
+#
+# Beside each row: the memory of one GPU by the arithmetic of pipelines/memory.py (GiB; LoRA in
+# millions of parameters), from the architectures in pipelines/gemma3.py. The L4 budget is 90% of
+# its 22.5 usable GiB = 20.25 GiB. tests/unit/test_profiles.py recomputes every number.
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    summary: str
+    machine_type: str
+    accelerator_count: int
+    params: dict[str, Any]
+    fit: Fit
+    model_display_name: str
+    accelerator_type: str = "NVIDIA_L4"
+
+    @property
+    def processes(self) -> int:
+        return self.params.get("num_processes") or self.accelerator_count
+
+    @property
+    def global_batch(self) -> int:
+        p = self.params
+        return p["per_device_train_batch_size"] * p["gradient_accumulation_steps"] * self.processes
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The compile settings it chooses (the GPU steps' machine, the registry model)."""
+        return {"machine_type": self.machine_type, "accelerator_type": self.accelerator_type,
+                "accelerator_count": self.accelerator_count,
+                "model_display_name": self.model_display_name}
+
+
+_SEQ = {"max_seq_len": 1024, "lora_r": 16, "num_processes": 0}
+PROFILES: dict[str, Profile] = {p.name: p for p in (
+    # Gemma 3 1B, 999.9M params, bf16 LoRA, 1 x L4. weights 999.9M x 2 B = 1.86; LoRA 13.05M
+    # x 16 B (fp32 weight, grad, Adam m and v) = 0.19; activations 8 x 1024 tokens = 1.30;
+    # + loss 1.0 + overhead 1.5 = 5.86 of 20.25 GiB. The default job.
+    Profile("default", "Gemma 3 1B, LoRA bf16, 1 x L4", "g2-standard-8", 1,
+            {"base_model": "google/gemma-3-1b-it", "quantization": "none", "distributed": "ddp",
+             "per_device_train_batch_size": 8, "gradient_accumulation_steps": 2, **_SEQ},
+            Fit(1.86, 13.05, 0.19, 1.30, 5.86), "dolly-lora-gemma3-1b"),
+    # Gemma 3 4B (4.30B params with its vision tower), QLoRA, 1 x L4. weights: 3.62B Linear
+    # weights x 0.5159 B (NF4 + double-quantized scales) + 0.68B others in fp32 x 4 B = 4.27;
+    # LoRA 29.80M x 8 B (bf16) = 0.22; activations 4 x 1024 (fp32 residual) = 2.03; + 2.5
+    # = 9.03 of 20.25 GiB (in bf16 the weights alone would be 8.01: it would fit too, see
+    # 4b-lora-4xl4; QLoRA leaves room for longer sequences on one GPU).
+    Profile("4b-qlora", "Gemma 3 4B, QLoRA (NF4), 1 x L4", "g2-standard-8", 1,
+            {"base_model": "google/gemma-3-4b-it", "quantization": "nf4", "distributed": "ddp",
+             "per_device_train_batch_size": 4, "gradient_accumulation_steps": 4, **_SEQ},
+            Fit(4.27, 29.80, 0.22, 2.03, 9.03), "dolly-lora-gemma3-4b"),
+    # Gemma 3 12B (12.19B params), QLoRA, 1 x L4: the arithmetic needs no second GPU. weights:
+    # 11.17B Linear x 0.5159 B + 1.02B others x 4 B (the 262k x 3840 embedding, fp32) = 9.16;
+    # LoRA 65.47M x 8 B = 0.49; activations 2 x 1024 = 1.95; + 2.5 = 14.10 of 20.25 GiB
+    # (in bf16: 22.70 GiB of weights, more than an L4 has; see 12b-lora-fsdp-4xl4).
+    Profile("12b-qlora", "Gemma 3 12B, QLoRA (NF4), 1 x L4", "g2-standard-8", 1,
+            {"base_model": "google/gemma-3-12b-it", "quantization": "nf4", "distributed": "ddp",
+             "per_device_train_batch_size": 2, "gradient_accumulation_steps": 8, **_SEQ},
+            Fit(9.16, 65.47, 0.49, 1.95, 14.10), "dolly-lora-gemma3-12b"),
+    # Gemma 3 4B, bf16 LoRA, data-parallel over the 4 L4s of a g2-standard-48 (DDP: a whole
+    # copy per GPU). weights 4.30B x 2 B = 8.01; LoRA 29.80M x 16 B = 0.44; activations
+    # 4 x 1024 = 1.37; + 2.5 = 12.32 of 20.25 GiB per GPU. 4 x 4 x 1 = 16 per step.
+    Profile("4b-lora-4xl4", "Gemma 3 4B, LoRA bf16, DDP on 4 x L4", "g2-standard-48", 4,
+            {"base_model": "google/gemma-3-4b-it", "quantization": "none", "distributed": "ddp",
+             "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, **_SEQ},
+            Fit(8.01, 29.80, 0.44, 1.37, 12.32), "dolly-lora-gemma3-4b"),
+    # Gemma 3 12B, bf16 LoRA, FSDP over 4 x L4: 22.70 GiB of bf16 weights fit no single L4, so
+    # they are sharded: 22.70 / 4 + 2 gathered layers (2 x 0.42) = 6.51; LoRA 65.47M x 16 B / 4
+    # = 0.24; activations 2 x 1024 = 1.25; + 2.5 = 10.50 of 20.25 GiB per GPU. 2 x 2 x 4 = 16.
+    Profile("12b-lora-fsdp-4xl4", "Gemma 3 12B, LoRA bf16, FSDP on 4 x L4", "g2-standard-48", 4,
+            {"base_model": "google/gemma-3-12b-it", "quantization": "none", "distributed": "fsdp",
+             "per_device_train_batch_size": 2, "gradient_accumulation_steps": 2, **_SEQ},
+            Fit(6.51, 65.47, 0.24, 1.25, 10.50), "dolly-lora-gemma3-12b"),
+)}
+DEFAULT_PROFILE = "default"
+
+
+def profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}; choose from {', '.join(PROFILES)}") from None
+
+
+# ---- Prices: USD per hour of a whole machine, by capacity ------------------------------------
+#
+# us-central1 Compute Engine list prices of the G2 machine (vCPUs + memory) plus its L4s, from
+# SkyPilot's GCP catalog (github.com/skypilot-org/skypilot-catalog, catalogs/v8/gcp/vms.csv at
+# commit 8427bbff988abdd050a9f51addd314ef31cb4e85, read 2026-11-28): g2-standard-8 $0.29358 +
+# 1 x L4 $0.56004 on demand, $0.11747 + $0.2231 Spot; g2-standard-48 $1.7615 + 4 x L4
+# $2.24016 on demand, $0.70483 + $0.8924 Spot. Spot prices change (at most once a day) and
+# FLEX_START has no list price here, so it is estimated at the on-demand price, an upper bound.
+# Vertex AI custom training bills these machines at its own training rates
+# (cloud.google.com/vertex-ai/pricing), which may differ by region and over time: pass
+# `--param gpu_hourly_usd=RATE` with yours and the estimate and the report use it.
+MACHINE_PRICES: dict[tuple[str, Capacity], float] = {
+    ("g2-standard-8", Capacity.STANDARD): 0.29358 + 0.56004,
+    ("g2-standard-8", Capacity.SPOT): 0.11747 + 0.2231,
+    ("g2-standard-48", Capacity.STANDARD): 1.7615 + 2.24016,
+    ("g2-standard-48", Capacity.SPOT): 0.70483 + 0.8924,
+}
+PRICE_SOURCE = ("Compute Engine list price, us-central1, SkyPilot GCP catalog at commit 8427bbff "
+                "(read 2026-11-28)")
+
+
+def hourly_price(machine_type: str, capacity: Capacity | str) -> float | None:
+    """USD/hour of `machine_type` on `capacity` (FLEX_START: the on-demand price), or None."""
+    cap = Capacity(capacity)
+    if cap is Capacity.FLEX_START:
+        cap = Capacity.STANDARD
+    price = MACHINE_PRICES.get((machine_type, cap))
+    return None if price is None else round(price, 5)
+
+
+# ---- Throughput per (profile, GPU) -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Training and generation speed of a profile on one machine of its kind (all its GPUs), the
+    billed start of each GPU job, and where the numbers come from."""
+
+    train_tokens_per_s: float
+    generate_tokens_per_s: float  # at generation_batch_size 16
+    startup_s: float  # image pull + reading (and quantizing) the weights, per GPU job
+    basis: str  # "measured: where, when" or "estimated: the arithmetic"
+
+
+_EST = ("estimated (pipelines/throughput.py): train = MFU {mfu} x 121 TFLOP/s x {gpus} GPU"
+        "{scale} / (4 x {n}B params); generate = 16 x 300 GB/s x 0.5 / {wb} GB of weights; "
+        "startup {startup:.0f} s assumed")
+THROUGHPUT: dict[tuple[str, str], Throughput] = {
+    ("default", "NVIDIA_L4"): Throughput(7563, 1200, 240, _EST.format(
+        mfu=0.25, gpus=1, scale="", n="1.00", wb="2.00", startup=240)),
+    ("4b-qlora", "NVIDIA_L4"): Throughput(1364, 743, 300, _EST.format(
+        mfu=0.175, gpus=1, scale="", n="3.88", wb="3.23", startup=300)),
+    ("12b-qlora", "NVIDIA_L4"): Throughput(450, 308, 420, _EST.format(
+        mfu=0.175, gpus=1, scale="", n="11.77", wb="7.80", startup=420)),
+    ("4b-lora-4xl4", "NVIDIA_L4"): Throughput(7016, 279, 300, _EST.format(
+        mfu=0.25, gpus=4, scale=" x 0.9 (DDP)", n="3.88", wb="8.60", startup=300)),
+    ("12b-lora-fsdp-4xl4", "NVIDIA_L4"): Throughput(2057, 98, 420, _EST.format(
+        mfu=0.25, gpus=4, scale=" x 0.8 (FSDP)", n="11.77", wb="24.37", startup=420)),
+}

@@ -15,11 +15,18 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from components.common.errors import validation_error
+from components.common.errors import InputError, validation_error
 from components.common.images import DEFAULT_IMAGE
-from pipelines.resources import TrainingJobSpec
+from pipelines.resources import DEFAULT_PROFILE, PROFILES, Profile, TrainingJobSpec, hourly_price
 
 # registry-host[:port]/path[:tag][@sha256:digest], lowercase as Docker requires.
 IMAGE_REF = re.compile(
@@ -29,6 +36,7 @@ IMAGE_REF = re.compile(
 )
 
 ENV_IMAGE = "DOLLY_LORA_IMAGE"
+ENV_PROFILE = "DOLLY_LORA_PROFILE"
 ENV_TRAINING = {  # env var -> TrainingJobSpec field
     "DOLLY_LORA_MACHINE_TYPE": "machine_type",
     "DOLLY_LORA_ACCELERATOR_TYPE": "accelerator_type",
@@ -52,12 +60,52 @@ class CompileSettings(BaseModel):
         "Pipelines on GKE; local: KFP's local runner.",
     )
     image: str = Field(DEFAULT_IMAGE, description="Image for every component; tag or digest.")
+    profile: str = Field(
+        DEFAULT_PROFILE,
+        description="Row of pipelines.resources.PROFILES: model, machine, GPUs, precision, batch "
+        "and sequence settings chosen together (each still overridable).",
+    )
     training: TrainingJobSpec = Field(default_factory=TrainingJobSpec)
     model_display_name: str = Field(
         "",
         description="Vertex Model Registry model that gets new versions ('' = named after the "
         "base model of the run, e.g. dolly-lora-gemma-3-1b-it).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _profile_machine(cls, data: Any) -> Any:
+        """`CompileSettings(profile=X)` gets X's machine unless the training job is given."""
+        if isinstance(data, dict) and data.get("profile") in PROFILES:
+            row = PROFILES[data["profile"]].settings
+            data = dict(data)
+            data.setdefault("model_display_name", row["model_display_name"])
+            data.setdefault("training", TrainingJobSpec(**{
+                k: v for k, v in row.items() if k in TrainingJobSpec.model_fields}))
+        return data
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, v: str) -> str:
+        if v not in PROFILES:
+            raise ValueError(f"unknown profile {v!r}; choose from {', '.join(PROFILES)}")
+        return v
+
+    @property
+    def profile_row(self) -> Profile:
+        return PROFILES[self.profile]
+
+    def parameter_defaults(self) -> dict[str, Any]:
+        """The pipeline's parameter defaults under this profile: the config's defaults, the
+        profile's parameters over them, and the hourly price of the machine and capacity the GPU
+        steps were compiled for (kept from the config where the price table has no entry)."""
+        from components.common.config import parameter_defaults
+
+        values = {**parameter_defaults(), **self.profile_row.params}
+        price = hourly_price(self.training.machine_type, self.training.capacity)
+        if price is not None:
+            values["gpu_hourly_usd"] = price
+        return values
 
     @field_validator("image")
     @classmethod
@@ -98,6 +146,8 @@ class CompileSettings(BaseModel):
         found: dict[str, Any] = {f: env[k] for k, f in ENV_TRAINING.items() if env.get(k)}
         if env.get(ENV_IMAGE):
             found["image"] = env[ENV_IMAGE]
+        if env.get(ENV_PROFILE):
+            found["profile"] = env[ENV_PROFILE]
         return found
 
     def flat(self) -> dict[str, Any]:
@@ -110,14 +160,23 @@ class CompileSettings(BaseModel):
         cls, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
         base: Mapping[str, Any] | None = None,
     ) -> CompileSettings:
-        """Defaults < `base` < environment (DOLLY_LORA_*) < explicit overrides (flags).
+        """Defaults < profile < `base` < environment (DOLLY_LORA_*) < explicit overrides (flags).
 
-        `base` is a flat dict of settings, e.g. those a compiled template was built with. One
-        InputError names every bad value."""
+        `base` is a flat dict of settings, e.g. those a compiled template was built with; it
+        counts only for the profile it was compiled with (another profile brings its own
+        machine), except its image. One InputError names every bad value."""
         training: dict[str, Any] = {}
         top: dict[str, Any] = {}
         given = {k: v for k, v in (overrides or {}).items() if v is not None}
-        merged = {**(base or {}), **cls.from_environment(env), **given}
+        from_env = cls.from_environment(env)
+        base = dict(base or {})
+        name = given.get("profile") or from_env.get("profile") or base.get("profile") \
+            or DEFAULT_PROFILE
+        if name not in PROFILES:
+            raise InputError(f"unknown profile {name!r}; choose from {', '.join(PROFILES)}")
+        if base.get("profile", DEFAULT_PROFILE) != name:
+            base = {k: v for k, v in base.items() if k == "image"}
+        merged = {**PROFILES[name].settings, **base, **from_env, **given, "profile": name}
         for key, value in merged.items():
             if key in TrainingJobSpec.model_fields:
                 training[key] = value

@@ -258,6 +258,23 @@ class TrainConfig(CommonConfig, RunNameField, TrackingConfig):
     bf16: Literal["auto", "true", "false"] = Field(
         "auto", description="bf16 mixed precision; 'auto' = on where the GPU supports it."
     )
+    quantization: Literal["none", "nf4"] = Field(
+        "none",
+        description="Base weights while training: 'none' (bf16 on GPU, fp32 on CPU) or 'nf4' "
+        "(QLoRA: 4-bit NormalFloat with double quantization via bitsandbytes, bf16 compute). "
+        "Evaluation and inference load the base the way the adapter was trained.",
+    )
+    num_processes: int = Field(
+        0, ge=0, le=16,
+        description="Training processes, data-parallel, one per GPU (0 = one per GPU the machine "
+        "has, 1 on CPU). Global batch = per_device_train_batch_size x "
+        "gradient_accumulation_steps x num_processes.",
+    )
+    distributed: Literal["ddp", "fsdp"] = Field(
+        "ddp",
+        description="With several processes: 'ddp' keeps a whole model on every GPU; 'fsdp' "
+        "shards the frozen base across them (a model bigger than one GPU).",
+    )
     batching: Literal["auto", "padded", "packed"] = Field(
         "auto",
         description="'padded': length-bucketed dynamic padding (CPU); 'packed': padding-free "
@@ -299,6 +316,15 @@ class TrainConfig(CommonConfig, RunNameField, TrackingConfig):
         if not split_csv(v):
             raise ValueError("target_modules is empty; use 'all-linear' or e.g. 'q_proj,v_proj'")
         return v
+
+    @model_validator(mode="after")
+    def _fsdp_not_with_nf4(self) -> TrainConfig:
+        if self.distributed == "fsdp" and self.quantization == "nf4":
+            raise ValueError(
+                "distributed=fsdp with quantization=nf4 is not supported here; a 4-bit base fits "
+                "one GPU, so use distributed=ddp (or quantization=none with fsdp)"
+            )
+        return self
 
     @field_validator("checkpoint_uri")
     @classmethod
@@ -387,12 +413,18 @@ class InferenceConfig(GenerationConfig, SystemPromptField, TrackingConfig):
 class ReportConfig(RunNameField, TrackingConfig):
     """report."""
 
+    cost_estimate: str = Field(
+        "",
+        description="The pre-run cost estimate `submit` computed (JSON; '' = none), shown in the "
+        "report next to what the run really took.",
+    )
     gpu_hourly_usd: float = Field(
-        0.85,
+        0.85362,
         ge=0.0,
         le=1000.0,
-        description="Price of one hour of a GPU step's machine, for the report's cost estimate "
-        "(g2-standard-8 + 1 L4 on demand is about $0.85/h in us-central1; check your region).",
+        description="Price of one hour of a GPU step's machine, for the cost estimate and the "
+        "report (compiled from the price table for the profile's machine and capacity; "
+        "g2-standard-8 + 1 L4 on demand is $0.85362/h in us-central1; set your own rate).",
     )
 
 

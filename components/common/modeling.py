@@ -175,15 +175,77 @@ def bf16_enabled(setting: str) -> bool:
     return supported
 
 
-def load_model(ref: str, bf16: bool = False, device: str | None = None) -> Any:
+def quantization_config(kind: str) -> Any:
+    """transformers' BitsAndBytesConfig for `kind` ('nf4'), None for 'none'.
+
+    NF4 with double quantization and bf16 compute, as in the QLoRA paper (Dettmers et al. 2023):
+    4-bit NormalFloat weights (0.5 byte/param), their per-64 block scales quantized again to
+    8 bits (~0.016 byte/param), matmuls in bf16. bitsandbytes >= 0.45 runs this on CPU too
+    (slowly), which is what lets the tests exercise the path without a GPU."""
+    if kind == "none":
+        return None
+    if kind != "nf4":
+        raise InputError(f"quantization must be 'none' or 'nf4', got {kind!r}")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise InputError(
+            "quantization=nf4 needs bitsandbytes (installed with this project on Linux x86_64); "
+            "use quantization=none on this platform"
+        ) from None
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_quant_storage=torch.uint8,
+    )
+
+
+def load_model(
+    ref: str, bf16: bool = False, device: str | None = None, quantization: str = "none"
+) -> Any:
+    """The base model on `device` (default: the best there is). With quantization='nf4' the
+    linear layers load as bitsandbytes 4-bit layers (quantized while loading, shard by shard, so
+    a 12B model never sits in host memory in bf16); the rest (embeddings, norms) in bf16 on a
+    GPU, fp32 on CPU."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    device = device or best_device()
     dtype = torch.bfloat16 if bf16 else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(
-        resolve_model_ref(ref), dtype=dtype, attn_implementation="sdpa"
+    quant = quantization_config(quantization)
+    if quant is None:
+        if device == "cuda" and torch.cuda.device_count() > 1:
+            # Evaluation and inference on a several-GPU machine (a model trained with FSDP may
+            # fit no single GPU): fill GPU 0 first, spill layers onto the next only if needed.
+            return AutoModelForCausalLM.from_pretrained(
+                resolve_model_ref(ref), dtype=dtype, attn_implementation="sdpa",
+                device_map="sequential",
+            )
+        model = AutoModelForCausalLM.from_pretrained(
+            resolve_model_ref(ref), dtype=dtype, attn_implementation="sdpa"
+        )
+        return model.to(device)
+    return AutoModelForCausalLM.from_pretrained(
+        resolve_model_ref(ref), dtype=dtype, attn_implementation="sdpa",
+        quantization_config=quant, device_map={"": device},
     )
-    return model.to(device or best_device())
+
+
+def adapter_quantization(adapter_dir: str) -> str:
+    """How the adapter's base was loaded while training ('none' or 'nf4', from its
+    training_config.json): evaluation and inference load the base the same way, so the adapter
+    meets the weights it was trained against."""
+    path = Path(adapter_dir) / "training_config.json"
+    try:
+        found = json.loads(path.read_text()).get("quantization", "none")
+    except (OSError, ValueError):
+        return "none"
+    return found if found in ("none", "nf4") else "none"
 
 
 def linear_module_names(ref: str) -> set[str]:
@@ -227,7 +289,9 @@ def load_base_and_adapter(adapter_dir: str, base_ref: str = "") -> tuple[Any, An
     `base_ref` (the pipeline's fetched base model), else from the adapter's training config."""
     from peft import PeftModel
 
-    base = load_model(base_ref or adapter_base_model(adapter_dir), bf16=bf16_enabled("auto"))
+    # Loaded the way the adapter was trained (a QLoRA adapter on its 4-bit base).
+    base = load_model(base_ref or adapter_base_model(adapter_dir), bf16=bf16_enabled("auto"),
+                      quantization=adapter_quantization(adapter_dir))
     model = PeftModel.from_pretrained(base, adapter_dir)
     model.eval()
     return model, load_tokenizer(adapter_dir, padding_side="left")

@@ -30,7 +30,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,13 +61,23 @@ def task_prefix(checkpoint_uri: str, run_name: str) -> str:
     return f"{checkpoint_uri.rstrip('/')}/{run_name}/fine-tune"
 
 
-def fingerprint(cfg: TrainConfig, train_rows: list[dict[str, Any]]) -> str:
-    """What a checkpoint may only be resumed with: the same training data and training config."""
+def fingerprint(cfg: TrainConfig, train_rows: list[dict[str, Any]], world_size: int = 1) -> str:
+    """What a checkpoint may only be resumed with: the same training data and training config,
+    and the same number of processes (each rank's RNG state and data slice are in the
+    checkpoint; another world size would replay other batches)."""
     from components.common.modeling import model_identity
 
-    settings = cfg.model_dump(exclude=set(RESUME_NEUTRAL_FIELDS))
+    settings = cfg.model_dump(exclude={*RESUME_NEUTRAL_FIELDS, "num_processes"})
     # The weights' identity, not the folder they were fetched to (a new one per pipeline job).
     settings["base_model"] = model_identity(cfg.base_model)
+    # Fields added with several GPUs and QLoRA count only when set, so a checkpoint written
+    # before them still resumes; the world size itself stands in for num_processes (0 = one
+    # per GPU and an explicit count of the same GPUs are the same training).
+    for name, default in (("quantization", "none"), ("distributed", "ddp")):
+        if settings[name] == default:
+            del settings[name]
+    if world_size > 1:
+        settings["world_size"] = world_size
     h = hashlib.sha256()
     h.update(json.dumps(settings, sort_keys=True).encode())
     for row in train_rows:
@@ -139,9 +149,10 @@ class CheckpointStore:
                 return f"{rel} differs from the manifest (size {blob.size} vs {meta['size']})"
         if want_fingerprint and manifest.get("fingerprint") not in (None, want_fingerprint):
             raise InputError(
-                f"{ckpt.uri} was written with other training data or settings than this run "
-                f"({manifest.get('fingerprint')} vs {want_fingerprint}); resuming would mix two "
-                "trainings. Use another run name (--run-id) or checkpoint_uri."
+                f"{ckpt.uri} was written with other training data, settings or number of "
+                f"processes than this run ({manifest.get('fingerprint')} vs {want_fingerprint}); "
+                "resuming would mix two trainings. Use another run name (--run-id) or "
+                "checkpoint_uri, or the machine it was started on."
             )
         return None
 
@@ -254,8 +265,17 @@ class SaveRecord:
 
 
 def make_callback(store: CheckpointStore, cfg: TrainConfig, fp: str, log_path: Path) -> Any:
-    """A TrainerCallback bound to `store` (built here so transformers is imported lazily)."""
+    """A TrainerCallback bound to `store` (built here so transformers is imported lazily).
+
+    With several processes every rank runs it: the decisions that change control flow (save
+    now, stop on SIGTERM) are agreed by all ranks (`distributed.any_rank`), the Trainer writes
+    each rank's part of a checkpoint (rank 0 the adapter and optimizer, every rank its RNG state)
+    and, after a barrier, rank 0 alone uploads, prunes and writes the log."""
     from transformers import TrainerCallback
+
+    from components.fine_tune import distributed
+
+    main = distributed.is_main()
 
     class CheckpointCallback(TrainerCallback):
         """Time-based saves, upload of every saved checkpoint, the step log as it goes."""
@@ -272,7 +292,12 @@ def make_callback(store: CheckpointStore, cfg: TrainConfig, fp: str, log_path: P
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             now = time.monotonic()
-            if cfg.save_minutes > 0 and now - self.last_save >= cfg.save_minutes * 60:
+            due = cfg.save_minutes > 0 and now - self.last_save >= cfg.save_minutes * 60
+            if distributed.world_size() > 1:  # one small all-reduce per step
+                flags = distributed.any_rank(due, args.device), distributed.any_rank(
+                    self.sigterm, args.device)
+                due, self.sigterm = flags
+            if due:
                 control.should_save = True
             if self.sigterm and self.preempted_at is None:
                 # Preemption notice (Spot gives ~30 s): save this step now, then stop.
@@ -285,11 +310,16 @@ def make_callback(store: CheckpointStore, cfg: TrainConfig, fp: str, log_path: P
             self.mark = time.monotonic()
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
-            with log_path.open("a") as f:
-                f.write(json.dumps({"step": state.global_step, **(logs or {})}) + "\n")
+            if main:
+                with log_path.open("a") as f:
+                    f.write(json.dumps({"step": state.global_step, **(logs or {})}) + "\n")
             self.mark = time.monotonic()
 
         def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            distributed.barrier()  # every rank has written its part (RNG state) of checkpoint-N
+            if not main:
+                self.last_save = self.mark = time.monotonic()
+                return
             start = time.monotonic()
             local = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             size = store.upload_checkpoint(local, state.global_step, fp)
@@ -306,7 +336,8 @@ def make_callback(store: CheckpointStore, cfg: TrainConfig, fp: str, log_path: P
             self.last_save = self.mark = time.monotonic()
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            store.upload_log(log_path)
+            if main:
+                store.upload_log(log_path)
 
     return CheckpointCallback()
 
@@ -338,13 +369,15 @@ def step_log(path: Path) -> Iterator[None]:
             h.close()
 
 
-def open_store(cfg: TrainConfig, run_name: str) -> CheckpointStore | None:
+def open_store(cfg: TrainConfig, run_name: str, check: bool = True) -> CheckpointStore | None:
     """The run's checkpoint store with its permissions checked, or None without checkpoint_uri.
-    Called before the model loads, so a wrong bucket costs seconds, not a GPU start."""
+    Called before the model loads, so a wrong bucket costs seconds, not a GPU start (with
+    several processes the launching process checks once, before they start)."""
     if not cfg.checkpoint_uri:
         return None
     store = CheckpointStore(task_prefix(cfg.checkpoint_uri, run_name))
-    store.check_access()
+    if check:
+        store.check_access()
     return store
 
 
@@ -352,9 +385,9 @@ class Session:
     """Checkpointing for one training attempt: Trainer arguments, callback, resume, summary."""
 
     def __init__(self, store: CheckpointStore, cfg: TrainConfig, train_rows: list[dict[str, Any]],
-                 work: Path) -> None:
+                 work: Path, world_size: int = 1) -> None:
         self.store, self.cfg, self.work = store, cfg, work
-        self.fingerprint = fingerprint(cfg, train_rows)
+        self.fingerprint = fingerprint(cfg, train_rows, world_size)
         self.log_path = work / "fine-tune.log"
         self.callback = make_callback(store, cfg, self.fingerprint, self.log_path)
         self.resumed_from_step: int | None = None
@@ -378,11 +411,17 @@ class Session:
         preemption or a shutdown) makes the current step end with a complete checkpoint, then
         the step fails with `Preempted`, so the restarted job resumes from exactly that step.
         """
-        with step_log(self.log_path), self._sigterm_saves():
+        from components.fine_tune import distributed
+
+        main = distributed.is_main()
+        with step_log(self.log_path) if main else nullcontext(), self._sigterm_saves():
             try:
-                found = self.store.prepare_resume(self.work, self.fingerprint)
+                # Rank 0 picks and downloads the checkpoint into the work folder every rank
+                # shares (one machine); the others wait and read the same files.
+                found = self.store.prepare_resume(self.work, self.fingerprint) if main else None
+                found = distributed.broadcast(found)
                 self.resumed_from_step = found[0] if found else None
-                if found is None:
+                if found is None and main:
                     log.info("no complete checkpoint under %s; starting fresh",
                              self.store.checkpoints_uri)
                 yield str(found[1]) if found else None
@@ -395,7 +434,8 @@ class Session:
                 log.error("training failed: %s", exc)
                 raise
             finally:
-                self.store.upload_log(self.log_path)
+                if main:
+                    self.store.upload_log(self.log_path)
 
     @contextmanager
     def _sigterm_saves(self) -> Iterator[None]:

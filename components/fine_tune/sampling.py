@@ -70,4 +70,7 @@ def bucketed_sampler_for(trainer: Any, train_dataset: Any | None) -> LengthBucke
     lengths = [len(ids) for ids in dataset["input_ids"]]
     # `_train_batch_size` is the DataLoader's: it shrinks when auto_find_batch_size backs off.
     batch_size = getattr(trainer, "_train_batch_size", None) or trainer.args.train_batch_size
-    return LengthBucketedSampler(lengths, batch_size)
+    # With several processes accelerate cuts this order into per-device batches and deals them
+    # out in turn, so bucket by the micro-batch of all ranks together: ranks 0..N-1 then get the
+    # consecutive slices of one bucket, which is the batch one process would have taken.
+    return LengthBucketedSampler(lengths, batch_size * max(trainer.args.world_size, 1))

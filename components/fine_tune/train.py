@@ -70,15 +70,36 @@ def base_weights_digest(model: Any, max_params: int = 100_000_000) -> str | None
     return h.hexdigest()[:16]
 
 
-def lora_config(cfg: TrainConfig) -> Any:
+# Gemma 3 4B and 12B checkpoints are vision-language models (Gemma3ForConditionalGeneration):
+# LoRA goes on the language model only; the SigLIP tower and its projector see no images here.
+NOT_LORA = r".*(vision_tower|multi_modal_projector).*"
+
+
+def lora_config(cfg: TrainConfig, model: Any = None) -> Any:
     from peft import LoraConfig
 
+    multimodal = model is not None and any(
+        "vision_tower" in name for name, _ in model.named_modules())
     return LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
         target_modules=cfg.target_module_list,
+        exclude_modules=NOT_LORA if multimodal else None,
         task_type="CAUSAL_LM",
+    )
+
+
+def prepare_quantized(model: Any, on_gpu: bool) -> Any:
+    """QLoRA: PEFT's k-bit preparation of a 4-bit base (freeze it, cast the layers kept in 16
+    bits (norms, embeddings) to fp32 for stable training, enable input gradients and, on GPU,
+    gradient checkpointing). TRL's SFTTrainer then puts LoRA on top and keeps the adapter in
+    bf16, as the QLoRA paper does."""
+    from peft import prepare_model_for_kbit_training
+
+    return prepare_model_for_kbit_training(
+        model, use_gradient_checkpointing=on_gpu,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
     )
 
 
@@ -128,7 +149,25 @@ def batching_mode(setting: str) -> str:
     return "packed" if best_device() == "cuda" else "padded"
 
 
-def sft_config(cfg: TrainConfig, output_dir: Path, has_eval: bool, report_to: str) -> Any:
+def fsdp_settings(cfg: TrainConfig, world: int) -> dict[str, Any]:
+    """FSDP for a base model that does not fit one GPU: each decoder layer is a shard unit,
+    parameters sharded across the ranks and gathered layer by layer (`full_shard`). LoRA mixes
+    frozen and trainable weights in one layer, hence `use_orig_params`."""
+    if cfg.distributed != "fsdp" or world < 2:
+        return {}
+    return {
+        "fsdp": "full_shard auto_wrap",
+        "fsdp_config": {
+            "transformer_layer_cls_to_wrap": ["Gemma3DecoderLayer"],
+            "use_orig_params": True,
+            "sync_module_states": True,
+            "activation_checkpointing": False,  # the Trainer's own checkpointing does it
+        },
+    }
+
+
+def sft_config(cfg: TrainConfig, output_dir: Path, has_eval: bool, report_to: str,
+               world: int = 1) -> Any:
     """Hardware-aware SFTConfig.
 
     GPU: bf16, gradient checkpointing, padding-free best-fit-decreasing packing (rows never cut,
@@ -136,7 +175,9 @@ def sft_config(cfg: TrainConfig, output_dir: Path, has_eval: bool, report_to: st
     batch that starts at the configured size and halves on out-of-memory (measured, not guessed).
     CPU: fp32 (bf16 is ~10x slower there), no checkpointing, length-bucketed dynamic padding
     (sampling.py). Both: response-only loss; on GPU through TRL's fused LM head, which never
-    materialises the full logits (see `trainer_class` for CPU).
+    materialises the full logits (see `trainer_class` for CPU). With several processes the batch
+    does not back off on out-of-memory (one rank halving alone would stall the others) and DDP
+    does not search for unused parameters (every LoRA weight gets a gradient).
     """
     from trl import SFTConfig
 
@@ -150,7 +191,7 @@ def sft_config(cfg: TrainConfig, output_dir: Path, has_eval: bool, report_to: st
         padding_free=packed,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         per_device_eval_batch_size=cfg.per_device_train_batch_size,
-        auto_find_batch_size=on_gpu,
+        auto_find_batch_size=on_gpu and world == 1,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler_type,
@@ -176,6 +217,8 @@ def sft_config(cfg: TrainConfig, output_dir: Path, has_eval: bool, report_to: st
         dataloader_num_workers=0,
         disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",
+        ddp_find_unused_parameters=False if world > 1 else None,
+        **fsdp_settings(cfg, world),
     )
 
 
@@ -186,13 +229,18 @@ def train(
     output_dir: Path,
     tracker: DummyRun | None = None,
     run_name: str = "",
+    work_dir: str = "",
 ) -> TrainResult:
     """Train a LoRA adapter and save adapter + tokenizer + config + metrics to `output_dir`.
 
     With `cfg.checkpoint_uri`, checkpoints stream to `<uri>/<run_name>/fine-tune/` and a rerun
-    with the same run name resumes from the newest complete one (`checkpointing.py`)."""
+    with the same run name resumes from the newest complete one (`checkpointing.py`).
+    Run by every process of a data-parallel job (`distributed.py`), it trains on this rank's
+    slice of each batch; only rank 0 writes outputs, the others return empty metrics. `work_dir`
+    is the scratch folder all ranks share (checkpoints are written there before upload)."""
     import torch
 
+    from components.fine_tune import distributed
     from components.fine_tune.callbacks import (
         BEST_FILE,
         BestAdapterCallback,
@@ -201,22 +249,30 @@ def train(
     )
 
     tracker = tracker or DummyRun()
+    world, main = distributed.world_size(), distributed.is_main()
     if not train_rows:
         raise InputError("the train split is empty; check the prepare step's filters")
     check_target_modules(cfg.base_model, cfg.target_module_list)
-    store = checkpointing.open_store(cfg, run_name)  # bad bucket/permissions fail here, early
+    # Bad bucket/permissions fail here, early (once, in the launching process, for several).
+    store = checkpointing.open_store(cfg, run_name, check=not distributed.in_worker())
     # Denormal floats make CPU training slow down several-fold late in a run; flush them to 0.
     torch.set_flush_denormal(True)
     torch.manual_seed(cfg.seed)
 
     tokenizer = load_tokenizer(cfg.base_model, padding_side="right")
-    model = load_model(cfg.base_model, bf16=bf16_enabled(cfg.bf16))
+    on_gpu = best_device() == "cuda"
+    model = load_model(cfg.base_model, bf16=bf16_enabled(cfg.bf16),
+                       device=distributed.device_for_rank() if world > 1 else None,
+                       quantization=cfg.quantization)
     model.config.use_cache = False  # packed/padded batches stay isolated; no KV cache in training
+    if cfg.quantization != "none":
+        model = prepare_quantized(model, on_gpu)
 
     # Trainer scratch space stays out of the Model artifact (only the adapter is published).
-    work = Path(tempfile.mkdtemp(prefix="fine-tune-"))
-    args = sft_config(cfg, work, has_eval=bool(val_rows), report_to=tracker.report_to)
-    ckpt = checkpointing.Session(store, cfg, train_rows, work) if store else None
+    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="fine-tune-"))
+    args = sft_config(cfg, work, has_eval=bool(val_rows), report_to=tracker.report_to,
+                      world=world)
+    ckpt = checkpointing.Session(store, cfg, train_rows, work, world) if store else None
     if ckpt:
         args = ckpt.training_args(args)
     # HF's own report_to integrations (W&B, TensorBoard, MLflow) log the training curves into
@@ -228,7 +284,7 @@ def train(
             train_dataset=to_prompt_completion(train_rows),
             eval_dataset=to_prompt_completion(val_rows) if val_rows else None,
             processing_class=tokenizer,
-            peft_config=lora_config(cfg),
+            peft_config=lora_config(cfg, model),
             callbacks=[ckpt.callback] if ckpt else None,
         )
     best = BestAdapterCallback() if val_rows else None  # keeps the lowest-validation-loss adapter
@@ -249,8 +305,13 @@ def train(
     history = [h for h in trainer.state.log_history if "loss" in h]
     kept = keep_best(trainer, best, peft_model) if best else {}
 
+    if args.fsdp:  # the full adapter is gathered from the shards (a collective), rank 0 writes
+        trainer.save_model(str(output_dir))
+    if not main:
+        return TrainResult(metrics={}, output_dir=output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    peft_model.save_pretrained(output_dir)
+    if not args.fsdp:
+        peft_model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     tokens = int(trainer.state.num_input_tokens_seen or 0)
     source = model_source(cfg.base_model)
@@ -276,6 +337,11 @@ def train(
         "base_model": source,
         "device": best_device(),
         "bf16": args.bf16,
+        "quantization": cfg.quantization,
+        "world_size": world,
+        "distributed": cfg.distributed if world > 1 else "none",
+        "global_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps
+        * world,
         "resumed_from_step": None,
         **(ckpt.summary(seconds) if ckpt else {}),
     }
@@ -287,7 +353,8 @@ def train(
     (output_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=2))
     if ckpt:
         ckpt.publish(output_dir)
-    shutil.rmtree(work, ignore_errors=True)  # local checkpoints: the durable copies are in GCS
+    if not work_dir:  # a shared one belongs to the launching process
+        shutil.rmtree(work, ignore_errors=True)  # local checkpoints: the durable copies are in GCS
     tracker.summary({k: v for k, v in metrics.items() if isinstance(v, int | float)})
     return TrainResult(metrics=metrics, output_dir=output_dir)
 
@@ -321,25 +388,59 @@ def run_fine_tune(
     Refuses, in seconds, to start without the accelerator it was compiled for. Checkpoints are
     keyed by a stable run name (`cfg.run_name`: `submit --run-id`, else the pipeline job, which
     survives worker restarts). Everything later steps need is written into `model` (on Vertex
-    this step is a custom job, whose artifact metadata never reaches the pipeline)."""
-    from components.common.jsonl import read_rows
-    from components.common.step import step_run
+    this step is a custom job, whose artifact metadata never reaches the pipeline).
 
-    # `train` is the train split's path here (the artifact's name), so the function gets another.
-    from components.fine_tune.train import train as train_adapter
+    With several GPUs (or `num_processes` > 1) it starts one training process per GPU with
+    torchrun's launcher (`distributed.py`) and returns what rank 0 returned; everything a user
+    can get wrong is checked here first, before any process starts."""
+    from components.fine_tune import distributed
 
+    started = time.time()
     require_accelerator(required_accelerator, "fine-tune")  # seconds, not hours
     bf16_enabled(cfg.bf16)  # bf16=true on a machine without bf16: refused before any data loads
-    with step_run("fine-tune", cfg, run_id, output_path=model) as step:
-        result = train_adapter(cfg, read_rows(train), read_rows(validation), Path(model),
-                               step.tracker, run_name=cfg.run_name or run_id)
+    world = distributed.world_size_for(cfg)
+    if world == 1 or distributed.in_worker():
+        return fine_tune_process(cfg, train, validation, model, run_id, "", started)
+    gpus = distributed.visible_gpus()
+    if gpus and world > gpus:
+        raise InputError(f"num_processes={world} but this machine has {gpus} GPU(s); use at "
+                         f"most {gpus} (or 0: one per GPU)")
+    check_target_modules(cfg.base_model, cfg.target_module_list)
+    checkpointing.open_store(cfg, cfg.run_name or run_id)  # access, checked once
+    work = tempfile.mkdtemp(prefix="fine-tune-")  # shared by the ranks: checkpoints land here
+    try:
+        return distributed.launch(world, fine_tune_process, cfg, train, validation, model,
+                                  run_id, work, started)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def fine_tune_process(
+    cfg: TrainConfig, train_path: str, val_path: str, model_dir: str, run_id: str,
+    work_dir: str, started: float,
+) -> dict[str, dict[str, Any]]:
+    """One training process: rank 0 (or the only process) tracks and publishes; other ranks
+    train their share and return {}."""
+    from components.common.jsonl import read_rows
+    from components.common.step import step_run
+    from components.fine_tune import distributed
+
+    run_name = cfg.run_name or run_id
+    if not distributed.is_main():
+        train(cfg, read_rows(train_path), read_rows(val_path), Path(model_dir), DummyRun(),
+              run_name=run_name, work_dir=work_dir)
+        return {}
+    with step_run("fine-tune", cfg, run_id, output_path=model_dir) as step:
+        result = train(cfg, read_rows(train_path), read_rows(val_path), Path(model_dir),
+                       step.tracker, run_name=run_name, work_dir=work_dir)
         source = model_source(cfg.base_model)
-        step.tracker.log_reference("lora-adapter", "model", model, {
+        step.tracker.log_reference("lora-adapter", "model", model_dir, {
             "base_model": source, "eval_loss": result.metrics.get("eval_loss")})
-        # The step's own time, in the model folder: the report reads it from there.
-        result.metrics.update(step_seconds=step.seconds(), wandb_url=step.tracker.url or "",
-                              tracking=step.tracker.report())
-        (Path(model) / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
+        # The step's own time, in the model folder: the report reads it from there, since on
+        # Vertex this step is a custom job whose artifact metadata never reaches the pipeline.
+        result.metrics.update(step_seconds=round(time.time() - started, 2),
+                              wandb_url=step.tracker.url or "", tracking=step.tracker.report())
+        (Path(model_dir) / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
         return {"model": {
             "base_model": source,
             "lora_r": cfg.lora_r,

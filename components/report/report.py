@@ -124,9 +124,13 @@ def collect(
     run_id: str = "",
     run_name: str = "",
     gpu_steps: set[str] | None = None,
+    cost_estimate: str = "",
 ) -> dict[str, Any]:
     """Everything the report shows, as plain data (also what the tests inspect). `gpu_steps`:
-    the steps that ran on a GPU machine (the pipeline passes what it compiled)."""
+    the steps that ran on a GPU machine (the pipeline passes what it compiled); `cost_estimate`:
+    the pre-run estimate `submit` computed (JSON), shown next to what the run took."""
+    from components.report import estimate
+
     model = Path(model_dir)
     results = _read_json(Path(eval_path), {})
     history = _read_json(model / "log_history.json", [])
@@ -151,7 +155,11 @@ def collect(
     training_config = _read_json(model / "training_config.json", {})
     train_curve = [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h]
     val_curve = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h and "step" in h]
+    cost = step_costs(steps, gpu_steps, gpu_hourly_usd, devices)
+    pre_run = estimate.parse(cost_estimate)
     return {
+        "estimate": {"profile": pre_run.get("profile"), "basis": pre_run.get("throughput_basis"),
+                     "rows": estimate.compare(pre_run, training, cost)},
         "run_id": run_id,
         # `submit --run-id` (also the checkpoint key) names the run for people; the pipeline job
         # name stays next to it, as that is what the Vertex console and W&B group show.
@@ -170,7 +178,7 @@ def collect(
             "evaluation": typed_config(results.get("config", {})),
         },
         "data": data_summary(splits, split_meta),
-        "cost": step_costs(steps, gpu_steps, gpu_hourly_usd, devices),
+        "cost": cost,
         "inference": {**predictions_meta, "rows": len(preds)},
         "wandb": {
             s: u for s, u in (
@@ -472,6 +480,11 @@ def render_markdown(data: dict[str, Any]) -> str:
            f"${cost['gpu_cost_usd']:.4f} at ${cost['gpu_hourly_usd']:.2f}/h."
            if gpu else ", no step ran on a GPU machine (no GPU cost)."),
     ]
+    if data.get("estimate", {}).get("rows"):
+        lines += ["", f"Estimate before the run (profile {data['estimate']['profile']}) vs actual:",
+                  "", "| | estimated | actual | actual / estimated |", "|---|---|---|---|"]
+        lines += [f"| {r['what']} | {_fmt(r['estimated'])} | {_fmt(r['actual'])} | "
+                  f"{_fmt(r['ratio'])} |" for r in data["estimate"]["rows"]]
     if data["wandb"]:
         lines += ["", "W&B: " + ", ".join(f"[{s}]({u})" for s, u in data["wandb"].items())]
     return "\n".join(lines) + "\n"
@@ -502,7 +515,7 @@ def run_report(
             eval_path=generations, eval_meta=generations_metadata or {},
             predictions_path=predictions, predictions_meta=predictions_metadata or {},
             gpu_hourly_usd=cfg.gpu_hourly_usd, run_id=run_id, run_name=cfg.run_name,
-            gpu_steps=set(split_csv(gpu_steps)),
+            gpu_steps=set(split_csv(gpu_steps)), cost_estimate=cfg.cost_estimate,
         )
         write_report(data, html, markdown)
         step.tracker.log_html("report", Path(html).read_text(encoding="utf-8"))

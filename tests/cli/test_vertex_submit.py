@@ -74,8 +74,11 @@ def test_dry_run_prints_the_request(vertex: Captured, template: Path) -> None:
     assert req["parent"] == "projects/my-proj/locations/us-central1"
     assert req["pipelineJobId"] == "dolly-lora-test"
     assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://my-bucket/pipelines"
-    assert job["runtimeConfig"]["parameterValues"] == {
-        "max_steps": 20, "lora_r": 8, "hf_token_secret": HF_SECRET}
+    values = dict(job["runtimeConfig"]["parameterValues"])
+    estimate = json.loads(values.pop("cost_estimate"))  # for the report: estimate vs actual
+    assert values == {"max_steps": 20, "lora_r": 8, "hf_token_secret": HF_SECRET}
+    assert estimate == out["cost_estimate"] and estimate["profile"] == "default"
+    assert estimate["train_tokens"] == 20 * 16 * 1024  # max_steps x global batch x max_seq_len
     assert job["serviceAccount"] == "runner@my-proj.iam.gserviceaccount.com"
     labels = job["labels"]
     assert labels["pipeline"] == "dolly-lora" and labels["team"] == "ml"
@@ -108,7 +111,9 @@ def test_submit_sends_what_dry_run_prints(vertex: Captured, template: Path) -> N
     assert sent["parent"] == dry["parent"] and sent["pipeline_job_id"] == dry["pipelineJobId"]
     assert sent_job == dry["pipelineJob"]
     assert sent_job["network"] == "projects/123/global/networks/vpc"
-    assert sent_job["runtimeConfig"]["parameterValues"] == {"learning_rate": 1e-4}
+    sent_values = dict(sent_job["runtimeConfig"]["parameterValues"])
+    assert json.loads(sent_values.pop("cost_estimate"))["usd"] > 0
+    assert sent_values == {"learning_rate": 1e-4}
     assert ("bucket_check", "gs://my-bucket/pipelines") in vertex.calls
     assert not any(s in json.dumps(sent_job) for s in SECRET_VALUES)
 

@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from components.common.config import DataConfig, TrainConfig
+from components.common.errors import InputError
 from components.fine_tune import checkpointing
 from components.fine_tune.train import train
 from components.prepare_data.prepare import prepare
@@ -63,9 +64,10 @@ class Child:
         spec_path.parent.mkdir(parents=True)
         spec_path.write_text(json.dumps(spec))
         self.log = tmp / name / "child.log"
-        with self.log.open("wb") as out:
+        with self.log.open("wb") as out:  # its own session: kill() takes its workers too
             self.proc = subprocess.Popen([sys.executable, "-m", "tests.train_driver", str(spec_path)],
-                                         cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+                                         cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
 
     def wait_for(self, flag: str, timeout: float = 240) -> None:
         def ready() -> bool:
@@ -77,7 +79,8 @@ class Child:
         wait_until(ready, timeout, flag)
 
     def kill(self) -> None:
-        os.kill(self.proc.pid, signal.SIGKILL)
+        """SIGKILL the driver and every process it started (torchrun workers included)."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
         assert self.proc.wait(timeout=30) == -signal.SIGKILL
 
     def finish(self, timeout: float = 300) -> dict:
@@ -188,3 +191,44 @@ def test_sigterm_saves_the_current_step_then_a_rerun_resumes_there(
 
     m = train(cfg, train_rows, [], tmp_path / "b", run_name="sigterm").metrics
     assert m["resumed_from_step"] == 3 and m["global_step"] == 6
+
+
+@pytest.mark.slow  # three trainings, two of them two processes: ~7 min on a busy 2-core machine
+def test_two_processes_killed_then_resumed_end_at_the_planned_step(gcs, rows, tmp_path):
+    """The same kill -9 with two gloo processes (rank 0 held at step 3, rank 1 waiting for it in
+    the next all-reduce): the rerun of both resumes from the last complete checkpoint, which holds
+    both ranks' RNG states, and ends at the planned step with the adapter an uninterrupted
+    single process with the combined batch trains (see test_distributed.py for the tolerance)."""
+    cfg = {**CFG, "per_device_train_batch_size": 1, "lora_dropout": 0.0}  # 2 x 1 = 2 per step
+    child = Child(tmp_path, rows, "killed", cfg, pause_at_step=3, nprocs=2)
+    ref = train(TrainConfig(**{**cfg, "checkpoint_uri": "", "per_device_train_batch_size": 2}),
+                read(rows["train"]), [], tmp_path / "reference")
+    child.wait_for("paused-3")
+    killed_at = child.last_step
+    child.kill()
+    assert stored_steps(gcs) == {2: True}
+
+    final = Child(tmp_path, rows, "resumed", cfg, nprocs=2)
+    m = final.finish()
+    assert m["resumed_from_step"] == 2 and killed_at - 2 <= cfg["save_steps"]
+    assert m["global_step"] == ref.metrics["global_step"] == cfg["max_steps"]
+    assert m["world_size"] == 2 and m["global_batch_size"] == 2
+    assert stored_steps(gcs) == {4: True, 6: True}
+    assert "fine-tune.log" not in {p.name for p in (tmp_path / "resumed" / "adapter").iterdir()}
+    wa = load_file(tmp_path / "resumed" / "adapter" / "adapter_model.safetensors")
+    wb = load_file(ref.output_dir / "adapter_model.safetensors")
+    assert max((wa[k] - wb[k]).abs().max().item() for k in wa) < 1e-5
+
+
+def test_resuming_with_another_number_of_processes_is_refused(gcs, rows, tmp_path):
+    """A checkpoint holds one RNG state per rank and that world's data slices: resuming it with
+    another world size would replay other batches, so the fingerprint includes the world size."""
+    cfg = TrainConfig(**{**CFG, "max_steps": 2})
+    store = checkpointing.CheckpointStore(checkpointing.task_prefix(cfg.checkpoint_uri, RUN))
+    train_rows = read(rows["train"])
+    assert checkpointing.fingerprint(cfg, train_rows, 2) != checkpointing.fingerprint(cfg, train_rows)
+    assert checkpointing.fingerprint(cfg, train_rows, 1) == checkpointing.fingerprint(cfg, train_rows)
+    train(cfg, train_rows, [], tmp_path / "one", run_name=RUN)  # leaves checkpoint step 2
+    newest = store.scan()[-1]
+    with pytest.raises(InputError, match="number of processes"):
+        store.problem(newest, checkpointing.fingerprint(cfg, train_rows, 2))

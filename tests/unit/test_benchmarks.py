@@ -12,9 +12,22 @@ def test_gpu_benchmark_smoke_runs_on_cpu(capsys):
     out = capsys.readouterr().out
     assert summary["device"] == "cpu" and summary["params"] > 0
     assert '"mode": "padded"' in out and '"mode": "packed"' in out
-    best = summary["best_at_1024"]
+    best = summary["best"]
     assert math.isfinite(best["loss"]) and best["tokens_per_s"] > 0
     assert best["mfu"] is None and "l4_projection" not in summary  # no peak FLOP/s for a CPU
+    assert summary["profile"] == "default" and summary["planned_total_gib"] == 5.86
+
+
+def test_gpu_benchmark_takes_the_qlora_profile(capsys):
+    """The 4B QLoRA profile's path (NF4 through the project's loader, k-bit preparation, bf16
+    adapter) on the tiny config: bitsandbytes runs NF4 on CPU."""
+    import bitsandbytes as bnb
+
+    summary = gpu_lora.main(["--smoke", "--profile", "4b-qlora"])
+    assert summary["profile"] == "4b-qlora" and math.isfinite(summary["best"]["loss"])
+    model, _ = gpu_lora.build(gpu_lora.text_config("google/gemma-3-4b-it", True), "none",
+                              True, True, "")
+    assert not any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
 
 
 def test_throughput_benchmark_compares_identical_training(capsys):

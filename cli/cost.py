@@ -1,0 +1,266 @@
+"""What a run will cost, before it is submitted: training tokens, GPU time, price, dollars.
+
+    training tokens   from the data's token statistics: the prepare step's own code run here
+                      when the data and the tokenizer are both on this machine (measured);
+                      otherwise rows x tokens/row of the shipped Dolly sample (an estimate)
+    GPU time          fine-tune: tokens / training tokens/s; evaluate + inference: generated
+                      tokens (at most test rows x max_new_tokens x 3 passes) / generation
+                      tokens/s; plus each GPU job's start-up. Speeds from the throughput table
+                      per (profile, GPU) in pipelines/resources.py, each marked measured or
+                      estimated
+    price             the machine's hourly price for the capacity kind (on demand / Spot), from
+                      the price table there, or your --param gpu_hourly_usd
+    cost              GPU hours x price
+
+`submit` prints this before it calls Vertex (`--dry-run` too) and refuses above `--max-cost`;
+the report shows it next to what the run really took.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from components.common.errors import InputError
+
+DOLLY_15K = "databricks/databricks-dolly-15k"
+DOLLY_15K_ROWS = 15_011  # the dataset card's row count (train split, the only one)
+GENERATION_PASSES = 3  # evaluate generates with the base and the tuned model, inference once
+
+
+@dataclass
+class Tokens:
+    """Training rows and tokens of one epoch, test rows, and how they were obtained."""
+
+    train_rows: int
+    train_tokens: int
+    test_rows: int
+    measured: bool
+    note: str
+
+
+@dataclass
+class Estimate:
+    profile: str
+    machine_type: str
+    accelerator_type: str
+    accelerator_count: int
+    capacity: str
+    price_per_hour: float
+    price_source: str
+    train_tokens: int
+    tokens_measured: bool
+    tokens_note: str
+    train_tokens_per_s: float
+    generate_tokens: int
+    generate_tokens_per_s: float
+    throughput_basis: str
+    train_seconds: float
+    generate_seconds: float
+    startup_seconds: float
+    gpu_seconds: float
+    usd: float
+
+    def as_json(self) -> str:
+        return json.dumps({k: (round(v, 4) if isinstance(v, float) else v)
+                           for k, v in asdict(self).items()}, sort_keys=True)
+
+    def lines(self) -> list[str]:
+        kind = {"STANDARD": "on demand", "SPOT": "Spot", "FLEX_START": "FLEX_START"}.get(
+            self.capacity, self.capacity)
+        basis = "measured" if self.tokens_measured else "estimate"
+        return [
+            f"cost estimate: profile {self.profile}, {self.machine_type} with "
+            f"{self.accelerator_count} x {self.accelerator_type}, {kind}",
+            f"  training tokens: {self.train_tokens:,} ({basis}: {self.tokens_note})",
+            f"  GPU time: {self.gpu_seconds / 3600:.2f} h = fine-tune "
+            f"{self.train_seconds / 60:.1f} min at {self.train_tokens_per_s:,.0f} tokens/s + "
+            f"evaluate and inference {self.generate_seconds / 60:.1f} min ({self.generate_tokens:,}"
+            f" generated tokens at most, {self.generate_tokens_per_s:,.0f} tokens/s) + start-up "
+            f"{self.startup_seconds / 60:.1f} min",
+            f"  throughput: {self.throughput_basis}",
+            f"  price: ${self.price_per_hour:.4f}/h {kind} ({self.price_source})",
+            f"  estimated cost: ${self.usd:.2f}",
+        ]
+
+
+def _local_file(ref: str) -> bool:
+    from components.common.storage import is_gcs
+    from components.prepare_data.prepare import looks_like_hub_id
+
+    return ref.startswith("embedded://") or not (is_gcs(ref) or looks_like_hub_id(ref))
+
+
+def _tokenizer_here(ref: str) -> bool:
+    from pathlib import Path
+
+    from components.common.modeling import is_hub_id
+    from components.common.storage import is_gcs
+
+    return ref.startswith("embedded://") or (not is_gcs(ref) and not is_hub_id(ref)
+                                             and Path(ref).is_dir())
+
+
+def data_tokens(params: dict[str, Any]) -> Tokens:
+    """One epoch's training tokens, from the data's token statistics (see the module doc)."""
+    from components.common.config import DataConfig, build
+    from components.common.modeling import load_tokenizer
+    from components.common.paths import EMBEDDED_SCHEME
+    from components.prepare_data.prepare import load_source, prepare
+
+    cfg: DataConfig = build(DataConfig, params)
+    if _local_file(cfg.dataset) and _tokenizer_here(cfg.base_model):
+        splits = prepare(cfg, load_tokenizer(cfg.base_model)).splits
+        tokens = sum(r["num_tokens"] for r in splits["train"])
+        return Tokens(len(splits["train"]), tokens, len(splits["test"]), True,
+                      f"the prepare step's token counts of {cfg.dataset} with "
+                      f"{cfg.base_model}'s tokenizer, {len(splits['train']):,} train rows")
+    sample_cfg = cfg.model_copy(update={"dataset": EMBEDDED_SCHEME + "dolly-15k-sample.jsonl",
+                                        "base_model": EMBEDDED_SCHEME + "tiny-gemma3"})
+    sample = prepare(sample_cfg, load_tokenizer(sample_cfg.base_model))
+    kept = [r for rows in sample.splits.values() for r in rows]
+    per_row = sum(r["num_tokens"] for r in kept) / len(kept)
+    share = len(kept) / sample.source_rows  # rows that survive validation, categories, max_seq_len
+    if _local_file(cfg.dataset):
+        rows, where = len(load_source(cfg.dataset)), f"the {cfg.dataset} rows counted here"
+    elif cfg.dataset == DOLLY_15K:
+        rows, where = DOLLY_15K_ROWS, f"{DOLLY_15K}'s {DOLLY_15K_ROWS:,} rows"
+    else:
+        rows, where = DOLLY_15K_ROWS, f"{cfg.dataset} not readable here: assumed Dolly-15k's " \
+                                      f"{DOLLY_15K_ROWS:,} rows"
+    usable = rows * share
+    train_rows = round(usable * (1 - cfg.val_fraction - cfg.test_fraction))
+    return Tokens(
+        train_rows, round(train_rows * per_row), round(usable * cfg.test_fraction), False,
+        f"{where} x {share:.1%} kept x {1 - cfg.val_fraction - cfg.test_fraction:.0%} train "
+        f"= {train_rows:,} rows x {per_row:.1f} tokens/row of the shipped Dolly sample with the "
+        "embedded tokenizer (its 2k vocabulary splits text finer than Gemma's 262k one: errs "
+        "high)",
+    )
+
+
+def training_tokens(tokens: Tokens, params: dict[str, Any], processes: int) -> tuple[int, str]:
+    """Tokens the fine-tune step will process: epochs of the data, or max_steps full steps."""
+    if params["max_steps"] > 0:
+        per_step = (params["per_device_train_batch_size"] * params["gradient_accumulation_steps"]
+                    * processes * params["max_seq_len"])
+        return params["max_steps"] * per_step, (
+            f"max_steps {params['max_steps']} x {per_step:,} tokens per step at most (packed "
+            f"sequences of {params['max_seq_len']})")
+    return round(tokens.train_tokens * params["num_train_epochs"]), (
+        f"{tokens.note}, x {params['num_train_epochs']:g} epoch(s)")
+
+
+def throughput_for(profile: str, params: dict[str, Any], accelerator_type: str,
+                   accelerator_count: int) -> tuple[float, float, float, str]:
+    """(train tokens/s, generate tokens/s, start-up s per job, basis): the profile's row of the
+    throughput table when the run is that profile's, else the same arithmetic for what was
+    overridden (a known Gemma 3 model), else InputError."""
+    from pipelines import throughput
+    from pipelines.gemma3 import GEMMA3
+    from pipelines.resources import PROFILES, THROUGHPUT
+
+    row = PROFILES[profile]
+    same = (all(params.get(k) == row.params[k] for k in ("base_model", "quantization",
+                                                         "distributed"))
+            and accelerator_count == row.accelerator_count
+            and accelerator_type == row.accelerator_type)
+    batch_scale = params["generation_batch_size"] / 16
+    if same and (profile, accelerator_type) in THROUGHPUT:
+        t = THROUGHPUT[(profile, accelerator_type)]
+        return t.train_tokens_per_s, t.generate_tokens_per_s * batch_scale, t.startup_s, t.basis
+    model = params["base_model"]
+    if model not in GEMMA3 or accelerator_type not in throughput.PEAK_BF16:
+        raise InputError(
+            f"no throughput figure for {model} on {accelerator_type} (profile {profile} was "
+            "changed); use a profile as it is, or leave out --max-cost"
+        )
+    q, gpus = params["quantization"], accelerator_count
+    return (throughput.train_tokens_per_s(model, q, accelerator_type, gpus, params["distributed"]),
+            throughput.generate_tokens_per_s(model, q, accelerator_type,
+                                             params["generation_batch_size"]),
+            300.0, f"estimated (pipelines/throughput.py arithmetic for {model}, {q}, {gpus} GPU)")
+
+
+def estimate(params: dict[str, Any], profile: str, machine_type: str, accelerator_type: str,
+             accelerator_count: int, capacity: str, price: float | None = None,
+             tokens: Tokens | None = None) -> Estimate:
+    """The estimate for a run with these parameter values (all of them, as the run will use
+    them) on this machine. `price` overrides the price table (the user's gpu_hourly_usd)."""
+    from pipelines.resources import GPU_STEPS, PRICE_SOURCE, hourly_price
+
+    tokens = tokens or data_tokens(params)
+    processes = params["num_processes"] or accelerator_count
+    train_tokens, note = training_tokens(tokens, params, processes)
+    train_tps, gen_tps, startup, basis = throughput_for(profile, params, accelerator_type,
+                                                        accelerator_count)
+    source = "your gpu_hourly_usd"
+    if price is None:
+        price, source = hourly_price(machine_type, capacity), PRICE_SOURCE
+        if capacity == "FLEX_START":
+            source += "; FLEX_START at the on-demand price, an upper bound"
+    if price is None:
+        raise InputError(f"no price for {machine_type} on {capacity} capacity; pass --param "
+                         "gpu_hourly_usd=USD_PER_HOUR")
+    eval_rows = min(tokens.test_rows, params["eval_max_rows"] or tokens.test_rows)
+    generated = (eval_rows * 2 + tokens.test_rows) * params["max_new_tokens"]
+    train_s = train_tokens / train_tps
+    gen_s = generated / gen_tps
+    startup_s = startup * len(GPU_STEPS)
+    gpu_s = train_s + gen_s + startup_s
+    return Estimate(
+        profile=profile, machine_type=machine_type, accelerator_type=accelerator_type,
+        accelerator_count=accelerator_count, capacity=capacity, price_per_hour=price,
+        price_source=source, train_tokens=train_tokens, tokens_measured=tokens.measured,
+        tokens_note=note, train_tokens_per_s=train_tps, generate_tokens=generated,
+        generate_tokens_per_s=gen_tps, throughput_basis=basis, train_seconds=train_s,
+        generate_seconds=gen_s, startup_seconds=startup_s, gpu_seconds=gpu_s,
+        usd=gpu_s / 3600 * price,
+    )
+
+
+def check_max_cost(est: Estimate, max_cost: float | None) -> None:
+    """One line, exit 2 (InputError), nothing sent, when the estimate is above the cap."""
+    if max_cost is not None and est.usd > max_cost:
+        raise InputError(
+            f"estimated cost ${est.usd:.2f} (profile {est.profile}, {est.gpu_seconds / 3600:.2f} "
+            f"GPU hours at ${est.price_per_hour:.4f}/h) is above --max-cost ${max_cost:.2f}; "
+            "raise --max-cost, or pick a smaller profile, Spot capacity or fewer max_steps"
+        )
+
+
+def for_submission(template: str, values: dict[str, Any], profile: str | None) -> Estimate:
+    """The estimate for submitting `template` with the parameter overrides `values`: the
+    template's stamp says which profile, machine and capacity it was compiled for, its
+    parameter defaults are the profile's; an Artifact Registry template (no local copy) is
+    taken to be `profile` (default: 'default') on its own machine, on demand."""
+    from pathlib import Path
+
+    from cli import vertex
+    from components.common.config import parameter_defaults
+    from pipelines.compiler import read_stamp
+    from pipelines.resources import DEFAULT_PROFILE, PROFILES
+
+    spec = vertex.load_template(template)
+    stamp = None if spec is None else (read_stamp(Path(template)) or {})
+    settings = (stamp or {}).get("settings", {})
+    name = settings.get("profile") or profile or DEFAULT_PROFILE
+    row = PROFILES[name]
+    defaults = {**parameter_defaults(), **row.params}
+    if spec is not None:
+        declared = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+        defaults.update({k: v["defaultValue"] for k, v in declared.items() if "defaultValue" in v})
+    params = {**defaults, **values}
+    for key in ("num_processes", "max_steps", "per_device_train_batch_size",
+                "gradient_accumulation_steps", "max_seq_len", "eval_max_rows", "max_new_tokens",
+                "generation_batch_size"):
+        params[key] = int(params[key])  # YAML defaults come back as floats
+    return estimate(
+        params, name,
+        machine_type=settings.get("machine_type", row.machine_type),
+        accelerator_type=settings.get("accelerator_type", row.accelerator_type),
+        accelerator_count=int(settings.get("accelerator_count", row.accelerator_count)),
+        capacity=str(settings.get("capacity", "STANDARD")),
+        price=values.get("gpu_hourly_usd"),
+    )

@@ -1,0 +1,125 @@
+"""Several GPUs in one custom job: one training process per GPU, started by torchrun's launcher.
+
+Why torchrun's Python API (`torch.distributed.launcher.api.elastic_launch`) and not a loop of
+`subprocess.Popen`: it is what `torchrun --standalone --nproc-per-node N` runs. It finds a free
+port for the rendezvous, sets RANK / LOCAL_RANK / WORLD_SIZE / MASTER_ADDR for each worker, streams
+their output, forwards SIGTERM from the step's PID 1 to every worker (which then checkpoints, see
+checkpointing.py) and turns a crashed worker into one error naming its rank. The HF Trainer
+(accelerate) then initialises the process group from those variables: NCCL on GPUs, gloo on CPU.
+
+Data parallel means: every process sees a different slice of every global batch, gradients are
+averaged, and the optimizer step is the same everywhere. The global batch is
+`per_device_train_batch_size x gradient_accumulation_steps x world size`; a profile sets the first
+two so that product stays what one GPU would use (same learning rate, same meaning of a step).
+Only rank 0 writes checkpoints, logs and outputs.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from components.common.config import TrainConfig
+
+
+def visible_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def world_size_for(cfg: TrainConfig) -> int:
+    """Processes to train with: `num_processes`, else one per visible GPU (1 on CPU)."""
+    return cfg.num_processes or max(visible_gpus(), 1)
+
+
+def in_worker() -> bool:
+    """True inside a process started by the launcher (or by an outer torchrun)."""
+    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main() -> bool:
+    """Rank 0: the one process that writes checkpoints, logs and outputs."""
+    return rank() == 0
+
+
+def device_for_rank() -> str:
+    """This process's device: its own GPU (`cuda:LOCAL_RANK`), or the CPU."""
+    import torch
+
+    return f"cuda:{local_rank()}" if torch.cuda.is_available() else "cpu"
+
+
+def _initialized() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
+def barrier() -> None:
+    """Wait for every process (no-op with one)."""
+    if _initialized():
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def any_rank(flag: bool, device: Any = "cpu") -> bool:
+    """True when `flag` is true on any process. Decisions that change control flow (stop on
+    SIGTERM, save now) must be the same on every rank, or the ranks wait for each other forever."""
+    if not _initialized():
+        return flag
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def broadcast(obj: Any) -> Any:
+    """Rank 0's `obj` on every rank (no-op with one process)."""
+    if not _initialized():
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def launch(nprocs: int, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run `fn(*args)` in `nprocs` processes on this machine; rank 0's return value.
+
+    `fn` must be a module-level function (workers are spawned, so it is pickled by name).
+    A worker that fails raises torch's ChildFailedError here, naming the rank and its error.
+    """
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nprocs,
+        run_id=f"fine-tune-{uuid.uuid4().hex[:8]}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",  # what `torchrun --standalone` uses: a free local port
+        max_restarts=0,  # a restart is Vertex's job (restart_job_on_worker_restart) + resume
+        monitor_interval=0.5,
+        start_method="spawn",
+    )
+    results = elastic_launch(config, fn)(*args)
+    return results[0]

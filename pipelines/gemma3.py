@@ -1,0 +1,108 @@
+"""Gemma 3 architectures: the numbers the memory arithmetic and the benchmarks are built from.
+
+No hub access is needed (or available) to size a profile, so the architecture of each checkpoint
+the profiles use is written down here, with where it comes from:
+
+- huggingface/transformers, src/transformers/models/gemma3/convert_gemma3_weights.py (commit
+  0d7e95d96b4e187c651e2b2406ed98ed40d74963), `_VARIANTS`: hidden size, layers, intermediate
+  size, heads, KV heads and head dim of gemma3_1b / gemma3_4b / gemma3_12b, vocabulary 262,144;
+  the 4B and 12B checkpoints carry the SigLIP vision tower (`_VISION_CONFIG`: hidden 1152,
+  intermediate 4304, 27 layers, 896 px images in 14 px patches) and, when converted with it,
+  64 more embedding rows for image tokens (`config.vocab_size += 64`): 262,208.
+- keras-team/keras-hub, keras_hub/src/models/gemma3/gemma3_presets.py: the text models' parameter
+  counts (999,885,952 / 3,880,099,328 / 11,765,788,416 at vocabulary 262,144), which
+  tests/unit/test_profiles.py checks `text_params` against, so a wrong number here fails a test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Text:
+    hidden: int
+    layers: int
+    vocab: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    head_dim: int = 256
+
+    @property
+    def linear_shapes(self) -> dict[str, tuple[int, int]]:
+        """(in, out) of each Linear in one decoder layer: what LoRA 'all-linear' targets and what
+        bitsandbytes quantizes."""
+        h, q, kv, i = self.hidden, self.heads * self.head_dim, self.kv_heads * self.head_dim, \
+            self.intermediate
+        return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
+                "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+
+    @property
+    def linear_params(self) -> int:
+        """Weights of every decoder layer's Linear layers (no biases in Gemma)."""
+        return self.layers * sum(a * b for a, b in self.linear_shapes.values())
+
+    @property
+    def embedding_params(self) -> int:
+        return self.vocab * self.hidden  # tied: the same matrix is the LM head
+
+    @property
+    def norm_params(self) -> int:
+        """4 RMSNorms per layer, q/k norms over head_dim, the final norm."""
+        return self.layers * (4 * self.hidden + 2 * self.head_dim) + self.hidden
+
+    @property
+    def params(self) -> int:
+        return self.linear_params + self.embedding_params + self.norm_params
+
+    def lora_params(self, rank: int) -> int:
+        """LoRA on every Linear of every layer: A is r x in, B is out x r."""
+        return self.layers * rank * sum(a + b for a, b in self.linear_shapes.values())
+
+
+@dataclass(frozen=True)
+class Vision:
+    """SigLIP encoder (so400m shape) + Gemma 3's multimodal projector."""
+
+    hidden: int = 1152
+    intermediate: int = 4304
+    layers: int = 27
+    image: int = 896
+    patch: int = 14
+
+    @property
+    def linear_params(self) -> int:
+        h, i = self.hidden, self.intermediate
+        return self.layers * (4 * h * h + 2 * h * i)  # q, k, v, out; fc1, fc2
+
+    def other_params(self, text_hidden: int) -> int:
+        """Biases, layer norms, patch and position embeddings, the projector (not Linear
+        layers, so never quantized)."""
+        h, i = self.hidden, self.intermediate
+        biases_norms = self.layers * (4 * h + i + h + 4 * h)
+        embeddings = 3 * self.patch**2 * h + h + (self.image // self.patch) ** 2 * h
+        return biases_norms + embeddings + 2 * h + h * text_hidden + h
+
+
+@dataclass(frozen=True)
+class Arch:
+    text: Text
+    vision: Vision | None = None
+
+    @property
+    def params(self) -> int:
+        extra = (self.vision.linear_params + self.vision.other_params(self.text.hidden)
+                 if self.vision else 0)
+        return self.text.params + extra
+
+
+SIGLIP = Vision()
+GEMMA3: dict[str, Arch] = {
+    "google/gemma-3-1b-it": Arch(Text(hidden=1152, layers=26, vocab=262_144, intermediate=6912,
+                                      heads=4, kv_heads=1)),
+    "google/gemma-3-4b-it": Arch(Text(hidden=2560, layers=34, vocab=262_208, intermediate=10240,
+                                      heads=8, kv_heads=4), SIGLIP),
+    "google/gemma-3-12b-it": Arch(Text(hidden=3840, layers=48, vocab=262_208, intermediate=15360,
+                                       heads=16, kv_heads=8), SIGLIP),
+}

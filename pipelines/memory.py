@@ -1,0 +1,91 @@
+"""Memory of one training GPU, by arithmetic: why a profile fits its GPU before anyone pays for it.
+
+Per GPU, in GiB (2**30 bytes), for LoRA/QLoRA with gradient checkpointing as
+`components/fine_tune/train.py` trains on GPU:
+
+- weights: bf16 base = 2 bytes/param. NF4 base (QLoRA, bitsandbytes, double quantization):
+  0.5 byte/param for the 4-bit codes + 1 byte per 64-weight block for the 8-bit block scales
+  + 4 bytes per 256 blocks for their fp32 scales = 0.5159 byte/param, on every Linear (the vision
+  tower's too); what is not a Linear (embedding = tied LM head, norms, vision embeddings) is cast
+  to fp32 (4 bytes) by PEFT's k-bit preparation. FSDP divides the bf16 base by the world size
+  and adds two whole decoder layers in bf16: the one gathered for compute, the next prefetched.
+- LoRA: r x (in + out) per targeted Linear (the language model's, vision excluded); weights +
+  gradients + AdamW's two moments = 16 bytes/param in fp32 (bf16 LoRA: PEFT keeps adapters in
+  fp32), 8 bytes/param in bf16 (QLoRA: TRL casts the adapter to bf16).
+- activations, T = per-device batch x max_seq_len tokens (packed rows fill each sequence):
+  checkpoints = one hidden state per layer, T x hidden x 2 bytes (4 with QLoRA, whose residual
+  stream stays fp32 after the embedding's cast); plus the one layer being recomputed in the
+  backward pass, T x (6 x intermediate + 4 x q width + 2 x kv width + 8 x hidden) x 2 bytes
+  (MLP gate/up/activation/product and their gradients, attention projections, norms; SDPA keeps
+  no T x T matrix).
+- loss: TRL's fused LM head scores the 262k vocabulary in tiles, never the full logits: a 1 GiB
+  allowance (an assumption until `benchmarks/gpu_lora.py` measures it on a GPU).
+- overhead: CUDA context, cuBLAS workspaces, allocator fragmentation: 1.5 GiB (assumption).
+
+A profile fits when the total stays under 90% of the GPU's usable memory (NVIDIA L4: 24 GB
+GDDR6, of which 22.5 GiB usable), the 10% being the estimate's own margin of error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipelines.gemma3 import GEMMA3, Arch
+
+GIB = 2**30
+NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # codes + 8-bit block scales + fp32 scales of scales
+LOSS_GIB = 1.0
+OVERHEAD_GIB = 1.5
+GPU_GIB = {"NVIDIA_L4": 22.5}
+HEADROOM = 0.9
+
+
+@dataclass(frozen=True)
+class Fit:
+    """One GPU's memory for a profile, GiB (LoRA parameters in millions)."""
+
+    weights: float
+    lora_m: float
+    lora_states: float
+    activations: float
+    total: float
+
+    def rounded(self) -> Fit:
+        return Fit(*(round(v, 2) for v in (self.weights, self.lora_m, self.lora_states,
+                                          self.activations, self.total)))
+
+
+def weight_bytes(arch: Arch, quantization: str) -> float:
+    if quantization == "none":
+        return arch.params * 2.0
+    linear = arch.text.linear_params + (arch.vision.linear_params if arch.vision else 0)
+    return linear * NF4_BYTES + (arch.params - linear) * 4.0
+
+
+def activation_bytes(arch: Arch, tokens: int, quantization: str) -> float:
+    t = arch.text
+    checkpoints = t.layers * tokens * t.hidden * (4 if quantization == "nf4" else 2)
+    per_token = (6 * t.intermediate + 4 * t.heads * t.head_dim + 2 * t.kv_heads * t.head_dim
+                 + 8 * t.hidden)
+    return checkpoints + tokens * per_token * 2
+
+
+def plan(base_model: str, quantization: str, lora_r: int, batch: int, seq_len: int,
+         world: int = 1, fsdp: bool = False) -> Fit:
+    """The memory arithmetic above for one GPU of a profile."""
+    arch = GEMMA3[base_model]
+    shards = world if fsdp else 1
+    lora = arch.text.lora_params(lora_r)
+    state_bytes = 8 if quantization == "nf4" else 16
+    weights = weight_bytes(arch, quantization) / shards / GIB
+    if fsdp:
+        weights += 2 * (arch.text.linear_params / arch.text.layers) * 2 / GIB
+    states = lora * state_bytes / shards / GIB
+    acts = activation_bytes(arch, batch * seq_len, quantization) / GIB
+    total = weights + states + acts + LOSS_GIB + OVERHEAD_GIB
+    return Fit(weights, lora / 1e6, states, acts, total)
+
+
+def budget(accelerator_type: str) -> float:
+    """GiB a profile may plan to use on one GPU of this type."""
+    return GPU_GIB[accelerator_type] * HEADROOM

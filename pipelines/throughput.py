@@ -1,0 +1,47 @@
+"""Throughput by arithmetic, for profiles nobody has measured on a GPU yet.
+
+Training is compute-bound: tokens/s = MFU x peak bf16 FLOP/s x GPUs x scaling / (4 x N), with
+N the language model's parameters (the vision tower does nothing for text) and 4N FLOPs per token
+(forward 2N + the backward pass's input gradients 2N; LoRA's own weight gradients are negligible
+and gradient checkpointing's recomputation is not counted, the usual MFU convention, as in
+benchmarks/gpu_lora.py). Assumed MFU: 0.25 for bf16 LoRA (HF Trainer, SDPA, packing, gradient
+checkpointing: a conservative figure for an L4), 0.7 x that for QLoRA (every matmul dequantizes
+its 4-bit weight first). Scaling over several GPUs of a G2 machine (PCIe, no NVLink): 0.9 for
+DDP (only the LoRA gradients are all-reduced), 0.8 for FSDP (the bf16 base is all-gathered layer
+by layer, forward and backward).
+
+Generation (evaluate, inference) is memory-bound: each decoding step reads every weight once
+for the whole batch, so tokens/s = batch x bandwidth x 0.5 / weight bytes (bf16 base: 2
+bytes/param; NF4: 0.5159 bytes per Linear weight, 2 for the rest).
+
+NVIDIA L4 datasheet: 121 TFLOP/s dense bf16 (242 with sparsity), 300 GB/s GDDR6.
+"""
+
+from __future__ import annotations
+
+from pipelines.gemma3 import GEMMA3
+from pipelines.memory import NF4_BYTES
+
+PEAK_BF16 = {"NVIDIA_L4": 121e12}
+BANDWIDTH = {"NVIDIA_L4": 300e9}
+MFU = {"none": 0.25, "nf4": 0.25 * 0.7}
+SCALING = {"ddp": 0.9, "fsdp": 0.8}
+DECODE_EFFICIENCY = 0.5
+
+
+def train_tokens_per_s(base_model: str, quantization: str, accelerator: str, gpus: int,
+                       distributed: str = "ddp") -> float:
+    n = GEMMA3[base_model].text.params
+    scale = SCALING[distributed] if gpus > 1 else 1.0
+    return MFU[quantization] * PEAK_BF16[accelerator] * gpus * scale / (4 * n)
+
+
+def generate_tokens_per_s(base_model: str, quantization: str, accelerator: str,
+                          batch: int) -> float:
+    arch = GEMMA3[base_model]
+    if quantization == "nf4":
+        linear = arch.text.linear_params + (arch.vision.linear_params if arch.vision else 0)
+        weight_bytes = linear * NF4_BYTES + (arch.params - linear) * 2
+    else:
+        weight_bytes = arch.params * 2
+    return batch * BANDWIDTH[accelerator] * DECODE_EFFICIENCY / weight_bytes

@@ -1,0 +1,52 @@
+"""Print the README's profile table from the tables it summarises (a test keeps them equal).
+
+    uv run python scripts/profile_table.py
+
+Per profile: model and precision, machine and GPUs, batch (per GPU x accumulation x processes),
+memory of one GPU by the arithmetic (pipelines/memory.py) against its budget, training speed (and
+whether measured or estimated), the machine's price on demand and on Spot, and the estimated cost
+of one epoch of Dolly-15k with the whole pipeline (cli/cost.py, the same estimate `submit` prints).
+"""
+
+from __future__ import annotations
+
+from cli import cost
+from components.common.config import parameter_defaults
+from pipelines.memory import budget
+from pipelines.resources import PROFILES, THROUGHPUT, hourly_price
+
+
+def table() -> str:
+    lines = [
+        "| profile | model | precision | machine | GPUs | batch | memory / GPU (GiB) "
+        "| training tokens/s | $/h on demand / Spot | one Dolly epoch |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    tokens = cost.data_tokens(parameter_defaults())
+    for p in PROFILES.values():
+        t = THROUGHPUT[(p.name, p.accelerator_type)]
+        q = {"nf4": "QLoRA (NF4)", "none": "LoRA bf16"}[p.params["quantization"]]
+        if p.processes > 1:
+            q += f", {p.params['distributed'].upper()}"
+        params = {**parameter_defaults(), **p.params}
+        est = cost.estimate(params, p.name, p.machine_type, p.accelerator_type,
+                            p.accelerator_count, "STANDARD", tokens=tokens)
+        spot = cost.estimate(params, p.name, p.machine_type, p.accelerator_type,
+                             p.accelerator_count, "SPOT", tokens=tokens)
+        kind = "measured" if t.basis.startswith("measured") else "estimated"
+        lines.append(
+            f"| `{p.name}` | {p.params['base_model'].removeprefix('google/')} | {q} "
+            f"| {p.machine_type} | {p.accelerator_count} x L4 "
+            f"| {p.params['per_device_train_batch_size']} x "
+            f"{p.params['gradient_accumulation_steps']} x {p.processes} = {p.global_batch} "
+            f"| {p.fit.total:.2f} of {budget(p.accelerator_type):.2f} "
+            f"| {t.train_tokens_per_s:,.0f} ({kind}) "
+            f"| {hourly_price(p.machine_type, 'STANDARD'):.2f} / "
+            f"{hourly_price(p.machine_type, 'SPOT'):.2f} "
+            f"| {est.gpu_seconds / 3600:.2f} h, ${est.usd:.2f} (Spot ${spot.usd:.2f}) |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(table())

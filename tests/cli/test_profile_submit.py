@@ -1,0 +1,84 @@
+"""`submit --profile NAME --dry-run`: the machine, its accelerators and the cost estimate before
+anything is sent; `--max-cost` refuses in one line (exit 2) and sends nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.submit import app
+from pipelines import compiler
+from pipelines.resources import PROFILES
+from tests.cli.vertex_fakes import IMAGE, Captured
+
+WHERE = ["--project", "my-proj", "--region", "us-central1",
+         "--pipeline-root", "gs://my-bucket/pipelines", "--public-model"]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith(("DOLLY_LORA_", "GOOGLE_CLOUD_")) or name == "KFP_HOST":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("DOLLY_LORA_IMAGE", IMAGE)
+    monkeypatch.chdir(tmp_path)  # a build/ of this test's own
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.mark.parametrize("name", list(PROFILES))
+def test_dry_run_of_each_profile_shows_machine_accelerators_and_cost(vertex: Captured,
+                                                                     name: str) -> None:
+    p = PROFILES[name]
+    r = invoke(*WHERE, "--profile", name, "--dry-run")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert f"profile {name}, {p.machine_type} with {p.accelerator_count} x NVIDIA_L4" in r.stderr
+    assert "estimated cost: $" in r.stderr and "training tokens:" in r.stderr
+    assert out["cost_estimate"]["machine_type"] == p.machine_type
+    assert out["cost_estimate"]["accelerator_count"] == p.accelerator_count
+    for job in out["custom_jobs"].values():
+        assert job["machine_spec"]["machine_type"] == p.machine_type
+        assert job["machine_spec"]["accelerator_count"] == p.accelerator_count
+    stamp = compiler.read_stamp(Path("build/dolly-lora.yaml"))
+    assert stamp["settings"]["profile"] == name
+    assert not vertex.pipeline_jobs
+
+
+def test_max_cost_refuses_the_default_profile_in_one_line(vertex: Captured) -> None:
+    r = invoke(*WHERE, "--profile", "default", "--max-cost", "0.01")
+    assert r.exit_code == 2
+    [line] = [x for x in r.stderr.splitlines() if x.startswith("error:")]
+    assert "above --max-cost $0.01" in line
+    assert not vertex.pipeline_jobs and not vertex.calls, "nothing was sent"
+
+
+def test_a_submit_under_the_cap_sends_the_estimate_for_the_report(vertex: Captured) -> None:
+    r = invoke(*WHERE, "--profile", "default", "--max-cost", "50", "--param", "max_steps=30")
+    assert r.exit_code == 0, r.output
+    assert "estimated cost: $" in r.stderr
+    [sent] = vertex.pipeline_jobs
+    values = dict(sent["pipeline_job"].runtime_config.parameter_values)
+    est = json.loads(values["cost_estimate"])
+    assert est["train_tokens"] == 30 * 16 * 1024 and est["usd"] < 50
+
+
+def test_a_parameter_still_overrides_the_profile(vertex: Captured) -> None:
+    r = invoke(*WHERE, "--profile", "4b-qlora", "--param", "per_device_train_batch_size=2",
+               "--param", "gradient_accumulation_steps=8", "--dry-run")
+    assert r.exit_code == 0, r.output
+    values = json.loads(r.stdout)["request"]["pipelineJob"]["runtimeConfig"]["parameterValues"]
+    assert values["per_device_train_batch_size"] == 2
+    assert json.loads(r.stdout)["cost_estimate"]["profile"] == "4b-qlora"
+
+
+def test_an_unknown_profile_is_one_line(vertex: Captured) -> None:
+    r = invoke(*WHERE, "--profile", "70b", "--dry-run")
+    assert r.exit_code == 2 and "unknown profile '70b'; choose from default" in r.stderr
