@@ -59,7 +59,10 @@ def max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
 
 def run(data: dict[str, str], out: Path, **params) -> tuple[dict, float]:
     t0 = time.perf_counter()
-    meta = run_fine_tune({**BASE, **params}, data["train"], data["validation"], str(out))
+    from components.common.config import TrainConfig, build
+
+    meta = run_fine_tune(build(TrainConfig, {**BASE, **params}), train=data["train"],
+                         validation=data["validation"], model=str(out))["model"]
     return meta, time.perf_counter() - t0
 
 
