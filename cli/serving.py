@@ -236,7 +236,7 @@ def ask_vertex(ctx: typer.Context, endpoint: str, prompts: list[str], max_tokens
                              "`submit deploy MODEL_ID@VERSION`") from None
         except exceptions.GoogleAPICallError as exc:
             raise ServerError(f"{name}: {exc.message or exc}") from None
-        predictions = [json_format.MessageToDict(v) for v in response._pb.predictions]
+        predictions = type(response).to_dict(response)["predictions"]
         answers.append(chat_answer({"predictions": predictions}))
     return answers
 

@@ -88,7 +88,7 @@ def test_keeps_the_last_k_complete_checkpoints(gcs, tmp_path):
 def test_other_training_data_is_never_resumed_silently(gcs, tmp_path):
     store = CheckpointStore(PREFIX)
     save(store, tmp_path, 2, fp="aaaa")
-    with pytest.raises(InputError, match="other training data or settings"):
+    with pytest.raises(InputError, match="other training data, settings"):
         store.prepare_resume(tmp_path / "work", "bbbb")
 
 

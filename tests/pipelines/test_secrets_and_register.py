@@ -141,17 +141,21 @@ def test_register_reads_the_base_model_from_the_model_folder(tmp_path: Path) -> 
     assert rec["base_model"] == "google/gemma-3-1b-it"
 
 
+INFO = {"pipeline_job": "j", "split_hash": "abc", "eval_metric": "loss",
+        "eval_improvement_low": 0.01, "eval_improvement_high": 0.02, "eval_rows": 40}
+
+
 def test_the_registry_model_is_named_after_the_base_model_unless_given(tmp_path: Path) -> None:
     from components.register.register import display_name_for
 
     assert display_name_for("google/gemma-3-1b-it") == "dolly-lora-gemma-3-1b-it"
     assert display_name_for("embedded://tiny-gemma3") == "dolly-lora-tiny-gemma3"
     assert display_name_for("gs://b/models/My_Model/") == "dolly-lora-my_model"
-    rec = register_model(model_uri="m", info={"base_model": "meta-llama/Llama-3.2-1B"},
+    rec = register_model(model_uri="m", info={**INFO, "base_model": "meta-llama/Llama-3.2-1B"},
                          project="", location="", display_name="", serving_image="img",
                          max_model_len=4096, record_path=str(tmp_path / "r.json"))
     assert rec["display_name"] == "dolly-lora-llama-3-2-1b"
-    given = register_model(model_uri="m", info={"base_model": "x/y"}, project="",
+    given = register_model(model_uri="m", info={**INFO, "base_model": "x/y"}, project="",
                            location="", display_name="team-model", serving_image="img",
                            max_model_len=4096, record_path=str(tmp_path / "g.json"))
     assert given["display_name"] == "team-model"

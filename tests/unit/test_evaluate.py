@@ -60,6 +60,9 @@ def result(adapter, test_file, tmp_path_factory, wandb_dir):
                     "WANDB_CONFIG_DIR"):
             mp.setenv(var, str(wandb_dir))
         mp.setenv("WANDB_MODE", "offline")
+        import wandb
+
+        wandb.teardown()  # an earlier test's wandb session would keep its own directory
         meta = ev.run_evaluate(cfg, base="", test=str(test_file), model=str(adapter),
                                generations=str(out), run_id="grp-1")
         scalars = ev.scalar_metrics(json.loads(out.read_text()))

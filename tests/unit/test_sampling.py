@@ -108,5 +108,6 @@ def test_sampler_follows_the_batch_size_auto_find_backs_off_to():
     from components.fine_tune.sampling import bucketed_sampler_for
 
     trainer = SimpleNamespace(train_dataset={"input_ids": [[1] * n for n in LENGTHS]},
-                              args=SimpleNamespace(train_batch_size=8), _train_batch_size=4)
+                              args=SimpleNamespace(train_batch_size=8, world_size=1),
+                              _train_batch_size=4)
     assert bucketed_sampler_for(trainer, None).batch_size == 4
