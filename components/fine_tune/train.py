@@ -126,7 +126,8 @@ def batching_mode(setting: str) -> str:
     return "packed" if best_device() == "cuda" else "padded"
 
 
-def sft_config(cfg: TrainConfig, output_dir: Path, has_eval: bool, report_to: str) -> Any:
+def sft_config(cfg: TrainConfig, output_dir: Path, has_eval: bool,
+               report_to: str | list[str]) -> Any:
     """Hardware-aware SFTConfig.
 
     GPU: bf16, gradient checkpointing, padding-free best-fit-decreasing packing (rows never cut,
