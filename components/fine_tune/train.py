@@ -166,8 +166,8 @@ def fsdp_settings(cfg: TrainConfig, world: int) -> dict[str, Any]:
     }
 
 
-def sft_config(cfg: TrainConfig, output_dir: Path, has_eval: bool, report_to: str,
-               world: int = 1) -> Any:
+def sft_config(cfg: TrainConfig, output_dir: Path, has_eval: bool,
+               report_to: str | list[str], world: int = 1) -> Any:
     """Hardware-aware SFTConfig.
 
     GPU: bf16, gradient checkpointing, padding-free best-fit-decreasing packing (rows never cut,

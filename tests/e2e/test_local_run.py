@@ -41,7 +41,7 @@ def run(run_out) -> subprocess.CompletedProcess:
         [sys.executable, "-m", "cli.submit", "--local", "--output-dir", str(out),
          "--run-id", "e2e", "--param", "max_steps=30", "--param", "max_new_tokens=16",
          "--param", "trackers=wandb,tensorboard,mlflow"],
-        capture_output=True, text=True, timeout=900, env=env,
+        capture_output=True, text=True, timeout=1800, env=env,
         cwd=Path(__file__).resolve().parents[2],
     )
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
