@@ -327,8 +327,9 @@ def fig_categories(categories: dict[str, Any], metric: str) -> str:
         ax2.errorbar([e], [yi], xerr=[[e - lo_], [hi_ - e]], fmt="o", color=col, capsize=3,
                      mfc=col if ok else "white", ls="--" if not ok else "-")
         if not ok:
-            ax2.annotate("too few rows", (hi_, yi), xytext=(4, 0), textcoords="offset points",
-                         va="center", fontsize=7, color="#8c8c8c")
+            ax2.annotate("too few rows to decide", (e, yi), xytext=(0, -10),
+                         textcoords="offset points", ha="center", va="top", fontsize=7,
+                         color="#8c8c8c")
     ax1.set_yticks(y, [f"{c} (n={categories[c]['rows']}{'' if ok else ', too few'})"
                        for c, ok in zip(cats, enough, strict=True)])
     ax2.axvline(0, color="black", lw=0.8)

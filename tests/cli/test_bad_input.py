@@ -5,6 +5,7 @@ Each case runs in a fresh working directory holding only the files it needs; "no
 means that directory (where `runs/` and `build/` would go) is byte-for-byte what the case put
 there. `submit` runs in-process (typer's CliRunner, stderr apart); `compile.py` through its
 `main`. The cases that work use `submit --local --dry-run`: every check, nothing run.
+To read every message: `SHOW_MESSAGES=1 uv run pytest tests/cli/test_bad_input.py -s`.
 """
 
 from __future__ import annotations

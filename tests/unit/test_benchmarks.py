@@ -38,3 +38,15 @@ def test_throughput_benchmark_compares_identical_training(capsys):
     # same batches, same masked loss: the two paths see the same tokens and reach the same loss
     assert project.split()[3] == naive.split()[3]
     assert project.split()[-1] == naive.split()[-1]
+
+
+def test_gate_minimum_benchmark_shows_few_rows_pass_too_often(capsys):
+    """The evidence behind gate_min_rows: with no real effect, 2 test rows pass the gate far
+    more often than 30 do (nominal 2.5%)."""
+    from benchmarks import gate_min_rows
+
+    out = gate_min_rows.main(["--trials", "100", "--samples", "200", "--sizes", "2", "30"])
+    assert set(out) == {2, 30}
+    for shape in ("normal", "t3", "skewed"):
+        assert out[2][shape] > out[30][shape] + 0.05, (shape, out)
+    assert "false passes of the gate" in capsys.readouterr().out
