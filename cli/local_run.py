@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from cli.report_outputs import add_evaluation, publish_reports
-from cli.run_output import ANSI, StepLog, StepTimer, results_table, runner_output_to, terminal_console
+from cli.run_output import (
+    ANSI,
+    StepLog,
+    StepTimer,
+    results_table,
+    runner_output_to,
+    step_peak,
+    terminal_console,
+)
 from cli.tracking_outputs import tracking_lines, tracking_summary
 from components.common.errors import InputError
 
@@ -191,6 +199,9 @@ def build_summary(
         value = prep.get(name, {}).get(key)
         return int(value) if value is not None else None
 
+    for task, outs in meta.items():  # each step's peak memory beside its status and seconds
+        if task in steps and (peak := step_peak(outs)):
+            steps[task] = {**steps[task], **peak}
     summary = {
         "run_id": run_id,
         "status": status,
@@ -328,6 +339,8 @@ def _run_claimed(
         root.removeFilter(timer)
         timer.close_running()
         log.close()
+    if timer.failure:  # "evaluate: out of memory (...)" says more than kfp's "Inner task failed"
+        error = timer.failure
     wall = time.perf_counter() - start
     run_dirs = sorted(pipeline_root.glob("*/")) if pipeline_root.exists() else []
     summary = build_summary(

@@ -33,6 +33,8 @@ from rich.text import Text
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 FAILED_TAIL_LINES = 20  # of a failed step's own output, shown under its line
+# The line components.common.entrypoint writes when a step ran out of memory: shown alone.
+OUT_OF_MEMORY = re.compile(r"^\S+: out of memory \(")
 
 
 class StepLog(io.TextIOBase):
@@ -163,15 +165,34 @@ FIGURES: dict[str, Callable[[dict[str, dict[str, Any]], Path], str]] = {
 }
 
 
+PEAK_KEYS = ("peak_rss_mb", "peak_cuda_allocated_mb")
+
+
+def step_peak(outs: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """The step's peak memory (MiB), from whichever output carries it."""
+    for meta in outs.values():
+        if "peak_rss_mb" in meta:
+            return {k: float(meta[k]) for k in PEAK_KEYS if k in meta}
+    return {}
+
+
+def _peak_text(peak: dict[str, float]) -> str:
+    if "peak_cuda_allocated_mb" in peak:
+        return f", peak {peak['peak_cuda_allocated_mb'] / 1024:.1f} GiB on the GPU"
+    return f", peak {peak['peak_rss_mb'] / 1024:.1f} GiB" if peak else ""
+
+
 def step_figure(task: str, task_dir: Path | None) -> str:
-    """The figure that says how step `task` went, from its executor_output.json ('' if none)."""
-    if task_dir is None or task not in FIGURES:
+    """The figure that says how step `task` went and its peak memory, from its
+    executor_output.json ('' if none)."""
+    if task_dir is None:
         return ""
     try:
         executor = json.loads((task_dir / "executor_output.json").read_text())
         outs = {name: arts["artifacts"][0].get("metadata", {})
                 for name, arts in executor.get("artifacts", {}).items()}
-        return FIGURES[task](outs, task_dir)
+        figure = FIGURES[task](outs, task_dir) if task in FIGURES else ""
+        return (figure + _peak_text(step_peak(outs))).removeprefix(", ")
     except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
         return ""  # a figure is a courtesy: never let it break the run's output
 
@@ -190,6 +211,7 @@ class StepTimer(logging.Filter):
         self.started: dict[str, float] = {}
         self.offsets: dict[str, int] = {}
         self.steps: dict[str, dict[str, Any]] = {}
+        self.failure: str | None = None  # the one line that says why a step failed, if known
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = ANSI.sub("", str(record.getMessage()))
@@ -224,10 +246,17 @@ class StepTimer(logging.Filter):
             self._line("[green]■[/]", name, f" {seconds:7.1f} s  {figure}".rstrip())
             return
         self._line("[red]■[/]", name, f" {status} after {seconds:.1f} s")
-        if self.log is not None:
-            for line in self.log.tail_since(self.offsets.get(name, 0)):
-                self.console.print(f"    {line}", style="dim", soft_wrap=True, markup=False,
-                                   highlight=False)
+        if self.log is None:
+            return
+        tail = self.log.tail_since(self.offsets.get(name, 0))
+        if oom := [line for line in tail if OUT_OF_MEMORY.match(line)]:
+            self.failure = oom[-1]
+            self.console.print(f"    {oom[-1]}", style="bold red", soft_wrap=True, markup=False,
+                               highlight=False)
+            return
+        for line in tail:
+            self.console.print(f"    {line}", style="dim", soft_wrap=True, markup=False,
+                               highlight=False)
 
     def close_running(self) -> None:
         for name, info in list(self.steps.items()):

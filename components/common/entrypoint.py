@@ -1,25 +1,47 @@
-"""The container's main process: installs a SIGTERM handler, then runs kfp's executor module.
+"""The container's main process: runs kfp's executor in a child, passes signals on, and says so
+in one line when the step ran out of memory.
 
-Why: the compiled command `exec`s this module, so it is PID 1 of the container and receives the
-SIGTERM that a Spot preemption, a cancelled run or a shutdown sends. The kernel ignores a signal
-that PID 1 does not handle, so without a handler the step would run on until the runtime's
-SIGKILL. Here SIGTERM raises SystemExit in the main thread: `finally` blocks run (W&B finishes,
-logs flush) and the step exits with 143. While fine-tune trains, its checkpointing installs its
-own handler (finish the step, save a complete checkpoint, then stop) and restores this one.
+Why a parent: the kernel's OOM killer ends a step with SIGKILL, which no process can catch or
+report; only its parent sees it. So this module (PID 1 of the container, as the compiled command
+`exec`s it; the top process of a `submit --local` step) starts the step as its child, waits, and
+turns a SIGKILL into "<step>: out of memory ..." with the step's peak and the settings that lower
+it, in the step's log (Vertex) and the terminal (`submit --local`). A CUDA out-of-memory error
+gets the same line from the child itself.
+
+Signals: the kernel ignores a signal that PID 1 does not handle, so this parent handles SIGTERM
+(Spot preemption, a cancelled run) and SIGHUP and passes them to the child, where SIGTERM raises
+SystemExit (`finally` blocks run, W&B finishes, logs flush; exit 143). While fine-tune trains,
+its checkpointing installs its own handler (finish the step, save a complete checkpoint, then
+stop). Ctrl-C reaches the child straight from the terminal (same process group), so the parent
+ignores SIGINT instead of delivering it twice.
 
     python -m components.common.entrypoint kfp.dsl.executor_main --executor_input ... \
         --function_to_execute NAME
 
 The module to run comes first, so the command still names kfp's executor (kfp.local recognises
-a lightweight component by it).
+a lightweight component by it). Only the standard library is imported here.
 """
 
 from __future__ import annotations
 
+import os
+import resource
 import runpy
 import signal
+import subprocess
 import sys
 from types import FrameType
+
+CHILD = "--step-process"  # argv[0] of the child: run the module here, in this process
+OOM_EXIT = 137  # what a shell reports for a SIGKILLed process: retried like one
+# The settings that lower each step's peak, by the function a component executes.
+LOWER_IT = {
+    "fine_tune": "per_device_train_batch_size (raise gradient_accumulation_steps to keep the "
+                 "global batch) or max_seq_len",
+    "evaluate": "generation_batch_size, eval_max_rows or max_seq_len",
+    "inference": "generation_batch_size or max_new_tokens",
+    "export": "the machine: export holds the merged model in memory (a smaller base_model)",
+}
 
 
 def terminate(signum: int, frame: FrameType | None) -> None:
@@ -28,13 +50,108 @@ def terminate(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv:
-        raise SystemExit("usage: python -m components.common.entrypoint MODULE [ARGS...]")
+def step_of(argv: list[str]) -> str:
+    """The function the executor runs (`--function_to_execute NAME`), '' if none."""
+    for i, arg in enumerate(argv[:-1]):
+        if arg == "--function_to_execute":
+            return argv[i + 1]
+    return ""
+
+
+def out_of_memory_line(function: str, peak_mb: float | None, how: str) -> str:
+    """The one line a person reads: which step, that memory ran out, its peak, what lowers it."""
+    step = function.replace("_", "-") or "the step"
+    peak = f", peak {peak_mb / 1024:.1f} GiB" if peak_mb else ""
+    lower = LOWER_IT.get(function, "the batch size or the sequence length")
+    return f"{step}: out of memory ({how}{peak}); lower {lower}"
+
+
+def oom_kills() -> int | None:
+    """The kernel's count of OOM kills since boot (/proc/vmstat), None where it has none."""
+    try:
+        with open("/proc/vmstat") as f:
+            for line in f:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def supervise(argv: list[str]) -> int:
+    """Run the step as a child; its exit status, with the out-of-memory line after a SIGKILL."""
+    before = oom_kills()
+    child = subprocess.Popen([sys.executable, "-m", "components.common.entrypoint", CHILD, *argv])
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGHUP, forward)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    code = child.wait()
+    if code == -signal.SIGKILL:
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        after = oom_kills()
+        how = ("killed by the kernel's OOM killer" if before is not None and after is not None
+               and after > before else "killed by SIGKILL, as the kernel's OOM killer does")
+        print(out_of_memory_line(step_of(argv), peak, how + ", resident memory"),
+              file=sys.stderr, flush=True)
+        return OOM_EXIT
+    return 128 - code if code < 0 else code
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch's CUDA OutOfMemoryError, a MemoryError, or the CPU allocator's failure, anywhere in
+    the exception's chain."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":
+            return True
+        if isinstance(e, RuntimeError) and ("out of memory" in str(e)
+                                            or "can't allocate memory" in str(e)):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def run_step(argv: list[str]) -> None:
+    """The child: kfp's executor in this process, SIGTERM as SystemExit, and the one line on
+    an out-of-memory error (after its traceback, which stays in the log)."""
     signal.signal(signal.SIGTERM, terminate)
     module, sys.argv = argv[0], [argv[0], *argv[1:]]
-    runpy.run_module(module, run_name="__main__", alter_sys=True)
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except BaseException as exc:
+        if not is_out_of_memory(exc):
+            raise
+        import traceback
+
+        from components.common.memory import peak_memory
+
+        traceback.print_exc()
+        peak = peak_memory()
+        cuda = "peak_cuda_allocated_mb" in peak
+        print(out_of_memory_line(
+            step_of(argv), peak.get("peak_cuda_allocated_mb") or peak["peak_rss_mb"],
+            "CUDA, allocated" if cuda else type(exc).__name__ + ", resident memory"),
+            file=sys.stderr, flush=True)
+        raise SystemExit(OOM_EXIT) from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [CHILD]:
+        run_step(argv[1:])
+        return
+    if not argv:
+        raise SystemExit("usage: python -m components.common.entrypoint MODULE [ARGS...]")
+    sys.stdout.flush()
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")  # the child's lines reach the log in order
+    raise SystemExit(supervise(argv))
 
 
 if __name__ == "__main__":

@@ -33,10 +33,21 @@ def prompt_text(tokenizer: Any, messages: list[dict[str, str]]) -> str:
 def response_losses(
     model: Any, tokenizer: Any, conversations: list[list[dict[str, str]]], batch_size: int = 8
 ) -> list[tuple[float, int]]:
-    """(summed NLL over response tokens, number of response tokens) per conversation."""
-    import torch
+    """(summed NLL over response tokens, number of response tokens) per conversation.
 
-    device = next(model.parameters()).device
+    Never batch x width x vocabulary at once: the backbone gives the hidden states, only the
+    response positions are kept, and TRL's chunked log-probability kernel projects them through
+    the LM head a tile at a time (`components.common.memory.scoring_bytes`). With Gemma 3's
+    262,144-token vocabulary the full logits of 16 rows of 1,024 tokens would be 48 GiB."""
+    import torch
+    from trl.kernels import ChunkedLogProbFunction
+
+    from components.common.memory import VOCAB_TILE
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    backbone, head = base.base_model, base.get_output_embeddings()  # LoRA layers live inside
+    softcap = getattr(base.config.get_text_config(), "final_logit_softcapping", None)
+    device = head.weight.device
     out: list[tuple[float, int]] = []
     for start in range(0, len(conversations), batch_size):
         batch = conversations[start : start + batch_size]
@@ -55,15 +66,18 @@ def response_losses(
             [[1] * len(x) + [0] * (width - len(x)) for x in full_ids], device=device
         )
         lab = torch.tensor([y + [-100] * (width - len(y)) for y in labels], device=device)
+        targets = lab[:, 1:]
+        valid = targets != -100
         with torch.no_grad():
-            logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
-        shift_logits, shift_labels = logits[:, :-1], lab[:, 1:]
-        nll = torch.nn.functional.cross_entropy(
-            shift_logits.transpose(1, 2), shift_labels, ignore_index=-100, reduction="none"
-        )
-        valid = shift_labels != -100
-        for i in range(len(batch)):
-            out.append((float(nll[i][valid[i]].sum()), int(valid[i].sum())))
+            hidden = backbone(input_ids=ids, attention_mask=mask, use_cache=False)
+            picked = hidden.last_hidden_state[:, :-1][valid]  # response positions only
+            del hidden
+            logprobs = ChunkedLogProbFunction.apply(
+                picked, head.weight, head.bias, targets[valid], 1.0, VOCAB_TILE, softcap, 1.0, ()
+            )[0]
+        counts = valid.sum(dim=1).tolist()
+        for nll, n in zip(torch.split(-logprobs.double(), counts), counts, strict=True):
+            out.append((float(nll.sum()), int(n)))
     return out
 
 

@@ -30,6 +30,7 @@ from pydantic import BaseModel
 
 from components.common.config import build
 from components.common.errors import InputError
+from components.common.memory import peak_memory
 from components.common.tracking import DummyRun
 
 SECRET_SUFFIX = "_secret"
@@ -134,6 +135,10 @@ def call(
     result = run(build(section, values), **kwargs)
     if not isinstance(result, StepResult):
         result = StepResult(metadata=result or {})
+    if outputs:  # the step's peak memory, on its first output (and in its log)
+        peak = peak_memory()
+        result.metadata.setdefault(outputs[0], {}).update(peak)
+        print(f"peak memory: {peak}", file=sys.stderr, flush=True)
     for name, meta in result.metadata.items():
         meta = dict(meta)
         uri = meta.pop("artifact_uri", None)

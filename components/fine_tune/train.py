@@ -25,6 +25,7 @@ from typing import Any
 
 from components.common.config import TrainConfig
 from components.common.errors import InputError
+from components.common.memory import peak_memory
 from components.common.modeling import (
     best_device,
     bf16_enabled,
@@ -103,14 +104,16 @@ def prepare_quantized(model: Any, on_gpu: bool) -> Any:
     )
 
 
-def trainer_class() -> Any:
-    """TRL's SFTTrainer with whole-epoch length bucketing; on CPU also the model's plain loss.
+def trainer_class(fused_head: bool = True) -> Any:
+    """TRL's SFTTrainer with whole-epoch length bucketing; with `fused_head=False`, the model's
+    plain full-logits loss instead of TRL's fused LM head.
 
-    Why the plain loss on CPU: TRL computes the loss through a fused, chunked LM head that never
-    materialises the logits, which is what lets a 262k-vocabulary model train with a useful batch
-    on a 24 GB L4. On CPU there is no memory pressure to relieve, and the chunked path's
-    recomputation costs about a quarter of each step, so the plain full-logits loss (identical
-    value, see tests/unit/test_batching.py) is the faster fallback there.
+    Why a choice: TRL's fused head scores the vocabulary in tiles and never holds the logits,
+    which is what lets a 262k-vocabulary model train with a useful batch (on CPU as on an L4:
+    8 x 1,024 tokens of full logits are 24 GiB). With a small vocabulary (the tiny model) the
+    full logits are smaller than the tiles, and the plain loss (identical value, see
+    tests/unit/test_batching.py) skips the head's recomputation, about a quarter of a CPU step.
+    `loss_head` decides by that arithmetic, not by the device.
     """
     from transformers import Trainer
     from trl import SFTTrainer
@@ -123,7 +126,7 @@ def trainer_class() -> Any:
                 return bucketed_sampler_for(self, train_dataset)  # see sampling.py for why
             return super()._get_train_sampler(train_dataset)
 
-    if best_device() == "cuda":
+    if fused_head:
         return BucketedSFTTrainer
 
     class PlainLossSFTTrainer(BucketedSFTTrainer):
@@ -135,6 +138,17 @@ def trainer_class() -> Any:
             )
 
     return PlainLossSFTTrainer
+
+
+def loss_head(cfg: TrainConfig, model: Any) -> bool:
+    """True for TRL's fused LM head: unless a batch's full logits (per-device batch x
+    max_seq_len x vocabulary) are smaller than its tiles (`components.common.memory`)."""
+    from components.common.memory import use_fused_head
+
+    on_cpu = best_device() == "cpu"
+    d = 2 if bf16_enabled(cfg.bf16) else 4
+    return use_fused_head(cfg.per_device_train_batch_size, cfg.max_seq_len,
+                          model.config.get_text_config().vocab_size, d, on_cpu)
 
 
 def batching_mode(setting: str) -> str:
@@ -174,10 +188,11 @@ def sft_config(cfg: TrainConfig, output_dir: Path, has_eval: bool,
     never attending to each other: position_ids restart per row and `use_cache=False`), and a
     batch that starts at the configured size and halves on out-of-memory (measured, not guessed).
     CPU: fp32 (bf16 is ~10x slower there), no checkpointing, length-bucketed dynamic padding
-    (sampling.py). Both: response-only loss; on GPU through TRL's fused LM head, which never
-    materialises the full logits (see `trainer_class` for CPU). With several processes the batch
-    does not back off on out-of-memory (one rank halving alone would stall the others) and DDP
-    does not search for unused parameters (every LoRA weight gets a gradient).
+    (sampling.py). Both: response-only loss, through TRL's fused LM head (which never
+    materialises the full logits) wherever the full logits would be bigger (`loss_head`).
+    With several processes the batch does not back off on out-of-memory (one rank halving alone
+    would stall the others) and DDP does not search for unused parameters (every LoRA weight
+    gets a gradient).
     """
     from trl import SFTConfig
 
@@ -268,6 +283,7 @@ def train(
     if cfg.quantization != "none":
         model = prepare_quantized(model, on_gpu)
 
+    fused_head = loss_head(cfg, model)
     # Trainer scratch space stays out of the Model artifact (only the adapter is published).
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="fine-tune-"))
     args = sft_config(cfg, work, has_eval=bool(val_rows), report_to=tracker.report_to,
@@ -278,7 +294,7 @@ def train(
     # HF's own report_to integrations (W&B, TensorBoard, MLflow) log the training curves into
     # the runs the tracker opened; TensorBoardCallback reads its folder from the environment.
     with scoped_env(getattr(tracker, "hf_env", dict)()):
-        trainer = trainer_class()(
+        trainer = trainer_class(fused_head)(
             model=model,
             args=args,
             train_dataset=to_prompt_completion(train_rows),
@@ -343,7 +359,9 @@ def train(
         "global_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps
         * world,
         "resumed_from_step": None,
+        "loss_head": "fused" if fused_head else "full_logits",
         **(ckpt.summary(seconds) if ckpt else {}),
+        **peak_memory(),
     }
     (output_dir / "training_config.json").write_text(json.dumps({
         **cfg.model_dump(), "base_model": source, "run_name": run_name,

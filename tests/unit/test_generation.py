@@ -40,6 +40,73 @@ def test_padding_does_not_change_per_row_loss(model, tokenizer):
         assert a == pytest.approx(b, rel=1e-4)
 
 
+def full_logits_losses(model, tokenizer, convs):
+    """The reference: every conversation alone, the model's whole logits, plain cross-entropy
+    (what scoring did before the LM head was tiled)."""
+    out = []
+    for msgs in convs:
+        full = tokenizer(tokenizer.apply_chat_template(msgs, tokenize=False),
+                         add_special_tokens=False)["input_ids"]
+        prompt = tokenizer(prompt_text(tokenizer, msgs), add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([full])).logits.float()[0, :-1]
+        labels = torch.tensor(full[1:])
+        nll = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+        out.append((float(nll[len(prompt) - 1:].sum()), len(full) - len(prompt)))
+    return out
+
+
+def _assert_same(got, want):
+    for (a, na), (b, nb) in zip(got, want, strict=True):
+        assert na == nb
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-4)
+
+
+def test_tiled_head_losses_equal_full_logits(model, tokenizer):
+    _assert_same(response_losses(model, tokenizer, CONVS, batch_size=2),
+                 full_logits_losses(model, tokenizer, CONVS))
+
+
+def test_tiled_head_losses_with_the_adapter_on_and_off(model, tokenizer):
+    """Through PEFT: the backbone call must go through the LoRA layers, and not when disabled."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    peft = get_peft_model(copy.deepcopy(model), LoraConfig(
+        r=4, target_modules="all-linear", init_lora_weights=False)).eval()
+    tuned = response_losses(peft, tokenizer, CONVS, batch_size=3)
+    _assert_same(tuned, full_logits_losses(peft, tokenizer, CONVS))
+    with peft.disable_adapter():
+        _assert_same(response_losses(peft, tokenizer, CONVS, batch_size=3),
+                     full_logits_losses(model, tokenizer, CONVS))
+    assert [s for s, _ in tuned] != pytest.approx(
+        [s for s, _ in full_logits_losses(model, tokenizer, CONVS)], rel=1e-3)
+
+
+def test_tiled_head_applies_final_logit_softcapping(model, tokenizer):
+    """A model that soft-caps its logits (Gemma 2 does, at 30) scores the capped logits."""
+    from transformers import AutoModelForCausalLM
+
+    config = copy_config(model.config, final_logit_softcapping=2.0)
+    torch.manual_seed(0)
+    capped = AutoModelForCausalLM.from_config(config).eval()
+    capped.load_state_dict(model.state_dict())
+    want = full_logits_losses(capped, tokenizer, CONVS)
+    assert want != full_logits_losses(model, tokenizer, CONVS)
+    _assert_same(response_losses(capped, tokenizer, CONVS, batch_size=3), want)
+
+
+def copy_config(config, **changes):
+    import copy
+
+    config = copy.deepcopy(config)
+    for k, v in changes.items():
+        setattr(config, k, v)
+    return config
+
+
 def test_batched_greedy_equals_sequential(model, tokenizer):
     prompts = [prompt_text(tokenizer, c) for c in CONVS]
     batched = generate(model, tokenizer, prompts, max_new_tokens=12, batch_size=3)

@@ -80,7 +80,7 @@ def _corrupting_trainer(monkeypatch, at_step: int) -> None:
 
     from components.fine_tune import train as train_mod
 
-    base = train_mod.trainer_class()
+    base = train_mod.trainer_class(fused_head=False)  # what the tiny model gets
 
     class Corrupt(TrainerCallback):
         def on_step_end(self, args, state, control, model=None, **kw):
@@ -95,7 +95,7 @@ def _corrupting_trainer(monkeypatch, at_step: int) -> None:
             super().__init__(*a, **kw)
             self.add_callback(Corrupt())
 
-    monkeypatch.setattr(train_mod, "trainer_class", lambda: Corrupting)
+    monkeypatch.setattr(train_mod, "trainer_class", lambda fused_head: Corrupting)
 
 
 BEST_CFG = dict(base_model=MODEL, max_seq_len=256, max_steps=6, learning_rate=3e-3,

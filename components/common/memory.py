@@ -1,0 +1,160 @@
+"""Memory of the steps that run the model, by arithmetic, and each step's measured peak.
+
+Why here: with Gemma 3's 262,144-token vocabulary the LM head, not the weights, decides whether a
+step fits. Logits over the whole batch cost tokens x vocabulary x ~12 bytes (the logits, an fp32
+copy, the log-softmax): 16 rows x 1,024 tokens is 48 GiB. So every step that runs the model
+scores the vocabulary in tiles (TRL's chunked log-probability kernel) and the fine-tune step
+picks the plain loss only where its full logits are smaller than those tiles. The same formulas
+size the profiles before a run (`pipelines/memory.py`, `submit --dry-run`) and bound the
+real-size tests. Bytes throughout; `d` is the compute dtype's size (4 on CPU, 2 in bf16).
+
+Per decoder layer, the largest transient of a forward pass without gradients is the MLP's three
+batch x width x intermediate tensors (gate, up, their activation), or the attention's scores
+and softmax, batch x heads x width^2 each (SDPA's math path, which CPU and masked batches take),
+plus four hidden-sized tensors (residual, norm, attention output, hidden).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+GIB = 2**30
+# The LM head in tiles: trl.kernels.ChunkedLogProbFunction projects TOKEN_TILE tokens against
+# VOCAB_TILE vocabulary rows at a time (trl.kernels.chunked_logprob.TOKEN_CHUNK_SIZE = 4096).
+TOKEN_TILE = 4096
+VOCAB_TILE = 8192  # what evaluation passes; TRL's trainer passes 32768
+TRAINER_VOCAB_TILE = 32768
+# Full logits: the logits (fp32 on CPU, upcast from bf16 on GPU), a log-softmax and its
+# gradient (or, without gradients, cross-entropy's own copy): ~12 bytes a token a vocabulary row.
+FULL_LOGITS_BYTES = 12
+
+
+class Shape(Protocol):
+    """What the arithmetic needs of a decoder-only model (pipelines.gemma3.Text has it)."""
+
+    hidden: int
+    layers: int
+    vocab: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    hidden: int
+    layers: int
+    vocab: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+
+    @classmethod
+    def of(cls, config: Any) -> ModelShape:
+        """From a transformers config (a multimodal one's text config)."""
+        c = config.get_text_config() if hasattr(config, "get_text_config") else config
+        heads = c.num_attention_heads
+        return cls(hidden=c.hidden_size, layers=c.num_hidden_layers, vocab=c.vocab_size,
+                   intermediate=c.intermediate_size, heads=heads,
+                   kv_heads=getattr(c, "num_key_value_heads", None) or heads,
+                   head_dim=getattr(c, "head_dim", None) or c.hidden_size // heads)
+
+
+def full_logits_bytes(tokens: int, vocab: int) -> int:
+    return tokens * vocab * FULL_LOGITS_BYTES
+
+
+def head_tile_bytes(tokens: int, vocab: int, d: int, on_cpu: bool,
+                    vocab_tile: int = VOCAB_TILE) -> int:
+    """One tile of the chunked LM head: the projection in the compute dtype and, where the
+    tile is folded with torch ops (CPU), three fp32 temporaries (scaled logits, shifted, exp)."""
+    tile = min(tokens, TOKEN_TILE) * min(vocab, vocab_tile)
+    return tile * (d + (12 if on_cpu else 0))
+
+
+def layer_transient_bytes(m: Shape, batch: int, width: int, d: int) -> int:
+    """The biggest set of tensors alive at once inside one decoder layer, no gradients."""
+    t = batch * width
+    mlp = 3 * t * m.intermediate
+    attention = 2 * batch * m.heads * width * width + t * (m.heads + 2 * m.heads) * m.head_dim
+    return (max(mlp, attention) + 4 * t * m.hidden) * d
+
+
+def scoring_bytes(m: Shape, batch: int, width: int, response_tokens: int, d: int,
+                  on_cpu: bool) -> int:
+    """Response-token losses of one batch (`generation.response_losses`), beyond the weights:
+    the forward's largest layer transient, the last hidden states, the response positions'
+    hidden states and one head tile."""
+    hidden_states = batch * width * m.hidden * d
+    picked = response_tokens * m.hidden * d
+    return (layer_transient_bytes(m, batch, width, d) + hidden_states + picked
+            + head_tile_bytes(response_tokens, m.vocab, d, on_cpu))
+
+
+def kv_cache_bytes(m: Shape, batch: int, tokens: int, d: int) -> int:
+    """Keys and values of every layer for `tokens` positions (an upper bound: Gemma 3's sliding
+    layers keep only their window)."""
+    return m.layers * 2 * batch * tokens * m.kv_heads * m.head_dim * d
+
+
+def generation_bytes(m: Shape, batch: int, prompt: int, new_tokens: int, d: int) -> int:
+    """`generate()` of one batch, beyond the weights: the KV cache at full length, the prefill's
+    largest layer transient, and the last position's logits with the sampler's fp32 copies."""
+    return (kv_cache_bytes(m, batch, prompt + new_tokens, d)
+            + layer_transient_bytes(m, batch, prompt, d)
+            + batch * prompt * m.hidden * d
+            + batch * m.vocab * (d + 3 * 4))
+
+
+def activation_per_token(m: Shape) -> int:
+    """Elements one decoder layer keeps (or recomputes) per token for the backward pass: the MLP
+    gate/up/activation/product and their gradients, attention projections, norms."""
+    return (6 * m.intermediate + 4 * m.heads * m.head_dim + 2 * m.kv_heads * m.head_dim
+            + 8 * m.hidden)
+
+
+def training_bytes(m: Shape, batch: int, width: int, d: int, fused_head: bool,
+                   checkpointing: bool, on_cpu: bool) -> int:
+    """One training step, beyond weights and optimizer states: activations (every layer's,
+    or with gradient checkpointing one hidden state per layer plus the layer recomputed), the
+    attention scores each layer keeps, and the loss (full logits, or TRL's fused head: a tile
+    and the hidden states' gradient)."""
+    t = batch * width
+    per_layer = t * activation_per_token(m) * d + 2 * batch * m.heads * width * width * d
+    acts = m.layers * t * m.hidden * d + per_layer if checkpointing else m.layers * per_layer
+    tiles = 2 * head_tile_bytes(t, m.vocab, d, on_cpu, TRAINER_VOCAB_TILE)
+    loss = tiles + 2 * t * m.hidden * 4 if fused_head else full_logits_bytes(t, m.vocab)
+    return acts + loss
+
+
+def use_fused_head(batch: int, width: int, vocab: int, d: int, on_cpu: bool) -> bool:
+    """TRL's fused LM head unless the full logits are smaller than its tiles (a small
+    vocabulary: the tiny model), where the plain loss is as small and a quarter faster on CPU."""
+    fused = 2 * head_tile_bytes(batch * width, vocab, d, on_cpu, TRAINER_VOCAB_TILE)
+    return full_logits_bytes(batch * width, vocab) > fused
+
+
+# ------------------------------------------------------------------------ measured
+
+
+def peak_memory() -> dict[str, float]:
+    """This process's peak memory so far, MiB: resident set (and its children's, e.g. the
+    training ranks) and, where CUDA was used, the most the allocator held.
+
+    Why both: on CPU the kernel's OOM killer acts on resident memory; on a GPU what runs out is
+    device memory, which `torch.cuda.max_memory_allocated` measures."""
+    import resource
+    import sys
+
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    out = {"peak_rss_mb": round(max(own, children), 1)}
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["peak_cuda_allocated_mb"] = round(
+            max(torch.cuda.max_memory_allocated(i) for i in range(torch.cuda.device_count()))
+            / 2**20, 1)
+    return out
