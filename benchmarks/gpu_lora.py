@@ -33,7 +33,7 @@ PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10"
 def text_config(base_model: str, smoke: bool) -> Any:
     from transformers import Gemma3TextConfig
 
-    from pipelines.gemma3 import GEMMA3
+    from pipelines.gemma3 import text_config as checkpoint_config
 
     if smoke:
         return Gemma3TextConfig(
@@ -41,16 +41,7 @@ def text_config(base_model: str, smoke: bool) -> Any:
             num_attention_heads=4, num_key_value_heads=1, head_dim=16, sliding_window=64,
             layer_types=["sliding_attention", "full_attention"], max_position_embeddings=4096,
         )
-    t = GEMMA3[base_model].text
-    return Gemma3TextConfig(  # the checkpoint's text config (sliding 512 for 1B, 1024 above)
-        vocab_size=t.vocab, hidden_size=t.hidden, intermediate_size=t.intermediate,
-        num_hidden_layers=t.layers, num_attention_heads=t.heads, num_key_value_heads=t.kv_heads,
-        head_dim=t.head_dim, sliding_window=512 if t.hidden < 2000 else 1024,
-        layer_types=["full_attention" if (i + 1) % 6 == 0 else "sliding_attention"
-                     for i in range(t.layers)],
-        max_position_embeddings=32768, query_pre_attn_scalar=t.head_dim, rms_norm_eps=1e-6,
-        tie_word_embeddings=True,
-    )
+    return checkpoint_config(base_model)
 
 
 def gpu_name() -> tuple[str, float | None]:

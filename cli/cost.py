@@ -61,6 +61,9 @@ class Estimate:
     startup_seconds: float
     gpu_seconds: float
     usd: float
+    # Expected peak GiB of each GPU step (pipelines/memory.py); None: architecture unknown.
+    memory_gib: dict[str, float] | None = None
+    memory_budget_gib: float | None = None
 
     def as_json(self) -> str:
         return json.dumps({k: (round(v, 4) if isinstance(v, float) else v)
@@ -82,7 +85,15 @@ class Estimate:
             f"  throughput: {self.throughput_basis}",
             f"  price: ${self.price_per_hour:.4f}/h {kind} ({self.price_source})",
             f"  estimated cost: ${self.usd:.2f}",
+            self.memory_line(),
         ]
+
+    def memory_line(self) -> str:
+        if not self.memory_gib:
+            return "  GPU memory: architecture not in pipelines/gemma3.py, not estimated"
+        steps = ", ".join(f"{k} {v:.1f}" for k, v in self.memory_gib.items())
+        return (f"  GPU memory, expected peak per GPU: {steps} GiB of the "
+                f"{self.accelerator_type}'s {self.memory_budget_gib:.2f} GiB budget")
 
 
 def _local_file(ref: str) -> bool:
@@ -188,6 +199,7 @@ def estimate(params: dict[str, Any], profile: str, machine_type: str, accelerato
              tokens: Tokens | None = None) -> Estimate:
     """The estimate for a run with these parameter values (all of them, as the run will use
     them) on this machine. `price` overrides the price table (the user's gpu_hourly_usd)."""
+    from pipelines.memory import GPU_GIB, budget, gpu_steps_gib
     from pipelines.resources import GPU_STEPS, PRICE_SOURCE, hourly_price
 
     tokens = tokens or data_tokens(params)
@@ -209,6 +221,7 @@ def estimate(params: dict[str, Any], profile: str, machine_type: str, accelerato
     gen_s = generated / gen_tps
     startup_s = startup * len(GPU_STEPS)
     gpu_s = train_s + gen_s + startup_s
+    memory = gpu_steps_gib(params, processes)
     return Estimate(
         profile=profile, machine_type=machine_type, accelerator_type=accelerator_type,
         accelerator_count=accelerator_count, capacity=capacity, price_per_hour=price,
@@ -217,7 +230,23 @@ def estimate(params: dict[str, Any], profile: str, machine_type: str, accelerato
         generate_tokens_per_s=gen_tps, throughput_basis=basis, train_seconds=train_s,
         generate_seconds=gen_s, startup_seconds=startup_s, gpu_seconds=gpu_s,
         usd=gpu_s / 3600 * price,
+        memory_gib={k: round(v, 2) for k, v in memory.items()} if memory else None,
+        memory_budget_gib=budget(accelerator_type) if accelerator_type in GPU_GIB else None,
     )
+
+
+def check_memory(est: Estimate) -> None:
+    """One line, exit 2, nothing sent, when a GPU step needs more than its GPU has by the memory
+    arithmetic: it would run out of memory after the paid steps before it."""
+    from components.common.entrypoint import LOWER_IT
+    from pipelines.memory import GPU_GIB
+
+    usable = GPU_GIB.get(est.accelerator_type)
+    for step, gib in (est.memory_gib or {}).items():
+        if usable and gib > usable:
+            raise InputError(
+                f"{step} needs about {gib:.1f} GiB by the memory arithmetic, more than the "
+                f"{usable} GiB one {est.accelerator_type} has; lower {LOWER_IT[step.replace('-', '_')]}")
 
 
 def check_max_cost(est: Estimate, max_cost: float | None) -> None:

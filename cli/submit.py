@@ -380,6 +380,7 @@ def _cost_estimate(opts: Options, template: str, values: dict[str, Any]) -> Any:
     for line in est.lines():
         typer.echo(line, err=True)
     cost.check_max_cost(est, opts.max_cost)
+    cost.check_memory(est)
     return est
 
 

@@ -17,6 +17,9 @@ the profiles use is written down here, with where it comes from:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from components.common.memory import linear_shapes, lora_params
 
 
 @dataclass(frozen=True)
@@ -31,12 +34,7 @@ class Text:
 
     @property
     def linear_shapes(self) -> dict[str, tuple[int, int]]:
-        """(in, out) of each Linear in one decoder layer: what LoRA 'all-linear' targets and what
-        bitsandbytes quantizes."""
-        h, q, kv, i = self.hidden, self.heads * self.head_dim, self.kv_heads * self.head_dim, \
-            self.intermediate
-        return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
-                "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+        return linear_shapes(self)
 
     @property
     def linear_params(self) -> int:
@@ -57,8 +55,7 @@ class Text:
         return self.linear_params + self.embedding_params + self.norm_params
 
     def lora_params(self, rank: int) -> int:
-        """LoRA on every Linear of every layer: A is r x in, B is out x r."""
-        return self.layers * rank * sum(a + b for a, b in self.linear_shapes.values())
+        return lora_params(self, rank)
 
 
 @dataclass(frozen=True)
@@ -106,3 +103,22 @@ GEMMA3: dict[str, Arch] = {
     "google/gemma-3-12b-it": Arch(Text(hidden=3840, layers=48, vocab=262_208, intermediate=15360,
                                        heads=16, kv_heads=8), SIGLIP),
 }
+
+
+def text_config(base_model: str, layers: int | None = None, **overrides: Any) -> Any:
+    """The checkpoint's text config as transformers builds it (sliding window 512 for 1B, 1024
+    above; every sixth layer global), with `layers` decoder layers if given: what the GPU
+    benchmark and the real-size tests build a random-weight Gemma 3 from."""
+    from transformers import Gemma3TextConfig
+
+    t = GEMMA3[base_model].text
+    n = layers or t.layers
+    return Gemma3TextConfig(**{
+        "vocab_size": t.vocab, "hidden_size": t.hidden, "intermediate_size": t.intermediate,
+        "num_hidden_layers": n, "num_attention_heads": t.heads, "num_key_value_heads": t.kv_heads,
+        "head_dim": t.head_dim, "sliding_window": 512 if t.hidden < 2000 else 1024,
+        "layer_types": ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention"
+                        for i in range(n)],
+        "max_position_embeddings": 32768, "query_pre_attn_scalar": t.head_dim,
+        "rms_norm_eps": 1e-6, "tie_word_embeddings": True, **overrides,
+    })

@@ -30,6 +30,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from components.common.memory import (
+    activation_per_token,
+    generation_bytes,
+    scoring_bytes,
+)
 from pipelines.gemma3 import GEMMA3, Arch
 
 GIB = 2**30
@@ -37,6 +42,7 @@ NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # codes + 8-bit block scales + fp32 s
 LOSS_GIB = 1.0
 OVERHEAD_GIB = 1.5
 GPU_GIB = {"NVIDIA_L4": 22.5}
+BF16 = 2
 HEADROOM = 0.9
 
 
@@ -65,9 +71,7 @@ def weight_bytes(arch: Arch, quantization: str) -> float:
 def activation_bytes(arch: Arch, tokens: int, quantization: str) -> float:
     t = arch.text
     checkpoints = t.layers * tokens * t.hidden * (4 if quantization == "nf4" else 2)
-    per_token = (6 * t.intermediate + 4 * t.heads * t.head_dim + 2 * t.kv_heads * t.head_dim
-                 + 8 * t.hidden)
-    return checkpoints + tokens * per_token * 2
+    return checkpoints + tokens * activation_per_token(t) * 2
 
 
 def plan(base_model: str, quantization: str, lora_r: int, batch: int, seq_len: int,
@@ -89,3 +93,48 @@ def plan(base_model: str, quantization: str, lora_r: int, batch: int, seq_len: i
 def budget(accelerator_type: str) -> float:
     """GiB a profile may plan to use on one GPU of this type."""
     return GPU_GIB[accelerator_type] * HEADROOM
+
+
+def serving_weights_gib(arch: Arch, quantization: str, lora_r: int) -> float:
+    """The base as evaluation and inference load it (bf16, or NF4 like its adapter) plus the
+    adapter in fp32."""
+    if quantization == "none":
+        weights = arch.params * BF16
+    else:  # no k-bit preparation here: what is not a Linear stays in bf16
+        linear = arch.text.linear_params + (arch.vision.linear_params if arch.vision else 0)
+        weights = linear * NF4_BYTES + (arch.params - linear) * BF16
+    return (weights + arch.text.lora_params(lora_r) * 4) / GIB
+
+
+def evaluate_gib(base_model: str, quantization: str, lora_r: int, batch: int, seq_len: int,
+                 new_tokens: int) -> float:
+    """The evaluate step on one GPU: the heavier of scoring a batch of `seq_len`-token rows
+    (every token a response token, the worst case for the LM head's tiles) and generating for
+    it, plus the weights and the overhead above."""
+    arch = GEMMA3[base_model]
+    t = batch * seq_len
+    score = scoring_bytes(arch.text, batch, seq_len, t, BF16, on_cpu=False)
+    gen = generation_bytes(arch.text, batch, seq_len, new_tokens, BF16)
+    return serving_weights_gib(arch, quantization, lora_r) + max(score, gen) / GIB + OVERHEAD_GIB
+
+
+def inference_gib(base_model: str, quantization: str, lora_r: int, batch: int, seq_len: int,
+                  new_tokens: int) -> float:
+    """The inference step on one GPU: generation at the batch size, prompts up to `seq_len`."""
+    arch = GEMMA3[base_model]
+    gen = generation_bytes(arch.text, batch, seq_len, new_tokens, BF16)
+    return serving_weights_gib(arch, quantization, lora_r) + gen / GIB + OVERHEAD_GIB
+
+
+def gpu_steps_gib(params: dict, world: int = 1) -> dict[str, float] | None:
+    """Expected peak GiB of every GPU step for these pipeline parameters (None for a base model
+    whose architecture is not in pipelines/gemma3.py)."""
+    base = params["base_model"]
+    if base not in GEMMA3:
+        return None
+    q, r, seq = params["quantization"], params["lora_r"], params["max_seq_len"]
+    batch, new = params["generation_batch_size"], params["max_new_tokens"]
+    fit = plan(base, q, r, params["per_device_train_batch_size"], seq, world,
+               fsdp=params.get("distributed") == "fsdp")
+    return {"fine-tune": fit.total, "evaluate": evaluate_gib(base, q, r, batch, seq, new),
+            "inference": inference_gib(base, q, r, batch, seq, new)}

@@ -63,16 +63,37 @@ class ModelShape:
                    head_dim=getattr(c, "head_dim", None) or c.hidden_size // heads)
 
 
+def linear_shapes(m: Shape) -> dict[str, tuple[int, int]]:
+    """(in, out) of each Linear in one decoder layer: what LoRA 'all-linear' targets and what
+    bitsandbytes quantizes."""
+    h, q, kv, i = m.hidden, m.heads * m.head_dim, m.kv_heads * m.head_dim, m.intermediate
+    return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
+            "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+
+
+def lora_params(m: Shape, rank: int) -> int:
+    """LoRA on every Linear of every layer: A is r x in, B is out x r."""
+    return m.layers * rank * sum(a + b for a, b in linear_shapes(m).values())
+
+
 def full_logits_bytes(tokens: int, vocab: int) -> int:
     return tokens * vocab * FULL_LOGITS_BYTES
 
 
+# fp32 tile-sized temporaries where the tiles are folded with torch ops (CPU; Triton keeps
+# them in registers): scoring's forward holds the scaled logits, their shift and its exp; the
+# trainer's backward the scaled logits, log-probabilities, probabilities, the gradient and the
+# three terms that make it (trl/kernels/chunked_logprob.py, `_forward_tile`, `_backward_tile`).
+SCORING_TEMPORARIES = 3
+TRAINING_TEMPORARIES = 9
+
+
 def head_tile_bytes(tokens: int, vocab: int, d: int, on_cpu: bool,
-                    vocab_tile: int = VOCAB_TILE) -> int:
-    """One tile of the chunked LM head: the projection in the compute dtype and, where the
-    tile is folded with torch ops (CPU), three fp32 temporaries (scaled logits, shifted, exp)."""
+                    vocab_tile: int = VOCAB_TILE, temporaries: int = SCORING_TEMPORARIES) -> int:
+    """One tile of the chunked LM head: the projection in the compute dtype and, on CPU, its
+    fp32 temporaries."""
     tile = min(tokens, TOKEN_TILE) * min(vocab, vocab_tile)
-    return tile * (d + (12 if on_cpu else 0))
+    return tile * (d + (4 * temporaries if on_cpu else 0))
 
 
 def layer_transient_bytes(m: Shape, batch: int, width: int, d: int) -> int:
@@ -125,15 +146,16 @@ def training_bytes(m: Shape, batch: int, width: int, d: int, fused_head: bool,
     t = batch * width
     per_layer = t * activation_per_token(m) * d + 2 * batch * m.heads * width * width * d
     acts = m.layers * t * m.hidden * d + per_layer if checkpointing else m.layers * per_layer
-    tiles = 2 * head_tile_bytes(t, m.vocab, d, on_cpu, TRAINER_VOCAB_TILE)
-    loss = tiles + 2 * t * m.hidden * 4 if fused_head else full_logits_bytes(t, m.vocab)
+    tile = head_tile_bytes(t, m.vocab, d, on_cpu, TRAINER_VOCAB_TILE, TRAINING_TEMPORARIES)
+    loss = tile + 2 * t * m.hidden * 4 if fused_head else full_logits_bytes(t, m.vocab)
     return acts + loss
 
 
 def use_fused_head(batch: int, width: int, vocab: int, d: int, on_cpu: bool) -> bool:
     """TRL's fused LM head unless the full logits are smaller than its tiles (a small
     vocabulary: the tiny model), where the plain loss is as small and a quarter faster on CPU."""
-    fused = 2 * head_tile_bytes(batch * width, vocab, d, on_cpu, TRAINER_VOCAB_TILE)
+    fused = head_tile_bytes(batch * width, vocab, d, on_cpu, TRAINER_VOCAB_TILE,
+                            TRAINING_TEMPORARIES)
     return full_logits_bytes(batch * width, vocab) > fused
 
 
