@@ -147,3 +147,30 @@ def test_results_table(tmp_path: Path) -> None:
     assert rows["ROUGE-L"] == ["0.065", "0.015", "-0.050"]
     assert "loss change, 95% interval -0.711 to -0.338: tuned passes the gate" in text
     assert len(text.splitlines()) < 12
+
+
+def test_a_step_out_of_memory_shows_that_line_alone(tmp_path: Path) -> None:
+    """Not kfp's metadata dump: the one line the entry point wrote, which the summary keeps."""
+    out = io.StringIO()
+    log = StepLog(tmp_path / "steps.log")
+    timer = StepTimer(Console(file=out, width=200, color_system=None), tmp_path / "pipeline", log,
+                      clock=iter([0.0, 178.0]).__next__)
+    timer.filter(kfp_record("Executing task 'evaluate'"))
+    oom = ("evaluate: out of memory (killed by the kernel's OOM killer, resident memory, peak "
+           "22.8 GiB); lower generation_batch_size, eval_max_rows or max_seq_len")
+    log.write('    "outputs": {"artifacts": {"generations": {"artifacts": [{"name": "g"}]}}}\n'
+              f"{oom}\n" + '    "parameterValues": {"max_new_tokens": 256}\n' * 5)
+    timer.filter(kfp_record("Task 'evaluate' finished with status FAILURE"))
+    lines = out.getvalue().splitlines()
+    assert lines[1].endswith("■ evaluate         FAILURE after 178.0 s")
+    assert lines[2:] == [f"    {oom}"]
+    assert timer.failure == oom
+
+
+def test_the_peak_memory_follows_each_steps_figure(tmp_path: Path) -> None:
+    METADATA["inference"]["predictions"].update(peak_rss_mb=2048.0)
+    try:
+        assert step_figure("inference", task_dir(tmp_path, "inference")).endswith(
+            "latency p95 83.8 s, peak 2.0 GiB")
+    finally:
+        del METADATA["inference"]["predictions"]["peak_rss_mb"]
