@@ -140,10 +140,6 @@ class VertexSettings(BaseModel):
         except ValidationError as exc:
             raise validation_error(exc, "settings") from None
 
-    @property
-    def is_registry_template(self) -> bool:
-        return self.template.startswith("https://")
-
 
 def job_labels(settings: VertexSettings, commit: str) -> dict[str, str]:
     """Pipeline name and git commit on every job (cost reports); the user's labels win."""

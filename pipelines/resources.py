@@ -328,13 +328,6 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
 DEFAULT_PROFILE = "default"
 
 
-def profile(name: str) -> Profile:
-    try:
-        return PROFILES[name]
-    except KeyError:
-        raise ValueError(f"unknown profile {name!r}; choose from {', '.join(PROFILES)}") from None
-
-
 # ---- Prices: USD per hour of a whole machine, by capacity ------------------------------------
 #
 # us-central1 Compute Engine list prices of the G2 machine (vCPUs + memory) plus its L4s, from
