@@ -4,8 +4,9 @@
                       when the data and the tokenizer are both on this machine (measured);
                       otherwise rows x tokens/row of the shipped Dolly sample (an estimate)
     GPU time          fine-tune: tokens / training tokens/s; evaluate + inference: generated
-                      tokens (at most test rows x max_new_tokens x 3 passes) / generation
-                      tokens/s; plus each GPU job's start-up. Speeds from the throughput table
+                      tokens (at most max_new_tokens for each evaluated row twice, base and
+                      tuned, and each test row once) / generation tokens/s; plus each GPU
+                      job's start-up. Speeds from the throughput table
                       per (profile, GPU) in pipelines/resources.py, each marked measured or
                       estimated
     price             the machine's hourly price for the capacity kind (on demand / Spot), from
@@ -26,7 +27,6 @@ from components.common.errors import InputError
 
 DOLLY_15K = "databricks/databricks-dolly-15k"
 DOLLY_15K_ROWS = 15_011  # the dataset card's row count (train split, the only one)
-GENERATION_PASSES = 3  # evaluate generates with the base and the tuned model, inference once
 
 
 @dataclass
@@ -216,6 +216,7 @@ def estimate(params: dict[str, Any], profile: str, machine_type: str, accelerato
         raise InputError(f"no price for {machine_type} on {capacity} capacity; pass --param "
                          "gpu_hourly_usd=USD_PER_HOUR")
     eval_rows = min(tokens.test_rows, params["eval_max_rows"] or tokens.test_rows)
+    # evaluate generates with the base and the tuned model, inference once per test row
     generated = (eval_rows * 2 + tokens.test_rows) * params["max_new_tokens"]
     train_s = train_tokens / train_tps
     gen_s = generated / gen_tps

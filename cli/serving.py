@@ -23,6 +23,7 @@ import typer
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 MERGED_ARTIFACT = "export.merged"
+REGISTERED_ARTIFACT = "register-model.registered_model"
 
 
 def _opts(ctx: typer.Context) -> Any:
@@ -265,6 +266,25 @@ def find_merged_model(run_dir: Path) -> Path:
     )
 
 
+def default_served_name(run_dir: Path, model_dir: Path) -> str:
+    """The short name `submit serve` answers under: the registry model the run's register step
+    named (its record), else the one it would name for the merged model's base model
+    (`export.json`), else for the folder. As vLLM's --served-model-name: an OpenAI client
+    gets a name it can send, not a path on this machine."""
+    from components.register.register import display_name_for
+
+    summary = run_dir / "summary.json"
+    if summary.is_file():
+        record = json.loads(summary.read_text()).get("artifacts", {}).get(REGISTERED_ARTIFACT)
+        if record and Path(record).is_file():
+            name = json.loads(Path(record).read_text()).get("display_name")
+            if name:
+                return str(name)
+    export = model_dir / "export.json"
+    base = json.loads(export.read_text()).get("base_model") if export.is_file() else None
+    return display_name_for(base or model_dir.name)
+
+
 def check_port_free(host: str, port: int) -> None:
     from components.common.errors import InputError
 
@@ -282,32 +302,73 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = DEFAULT_HOST,
     port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULT_PORT,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:0 ...")] = "auto",
+    served_model_name: Annotated[str, typer.Option(
+        help="Model name the server answers under (/v1/models, a request's `model`). Default: "
+        "the registry model name, e.g. dolly-lora-gemma-3-1b-it.")] = "",
 ) -> None:
     """Serve the run's merged model over an OpenAI-compatible HTTP API (`transformers serve`):
-    POST /v1/chat/completions, GET /health."""
+    POST /v1/chat/completions, GET /v1/models, GET /health."""
 
     def body() -> None:
         model_dir = find_merged_model(run_dir)
+        name = served_model_name or default_served_name(run_dir, model_dir)
         check_port_free(host, port)
-        start_server(model_dir, host, port, device)
+        start_server(model_dir, host, port, device, served_name=name)
 
     _run(body)
 
 
-def start_server(model_dir: Path, host: str, port: int, device: str = "auto") -> None:
-    """transformers' own server, pinned to the model folder, offline. fp32 on CPU: the
-    arithmetic the inference step uses there (bf16 is far slower on CPU), bf16 on a GPU."""
+def pinned_model_manager(served_name: str, model_dir: Path) -> type:
+    """transformers serve's ModelManager answering for `model_dir` under `served_name` (what
+    vLLM's --served-model-name does; transformers serve has no such flag). Given as
+    `force_model`, the name is what /v1/models lists and the only `model` a request may name;
+    another gets 400 "Server is pinned to '<name>'". The weights are read from the folder."""
+    from transformers.cli.serving.model_manager import ModelManager
+
+    weights = str(model_dir.resolve())
+
+    def resolve(name: str) -> str:
+        return weights if name == served_name else name
+
+    class PinnedModelManager(ModelManager):
+        def process_model_name(self, model_id: str) -> str:  # type: ignore[override]
+            # The name is not a Hub repo: no '@main' revision appended.
+            return model_id if model_id == served_name else super().process_model_name(model_id)
+
+        def _load_processor(self, model_id_and_revision: str, *args: Any, **kwargs: Any) -> Any:
+            return super()._load_processor(resolve(model_id_and_revision), *args, **kwargs)
+
+        def _load_model(self, model_id_and_revision: str, *args: Any, **kwargs: Any) -> Any:
+            return super()._load_model(resolve(model_id_and_revision), *args, **kwargs)
+
+    return PinnedModelManager
+
+
+def start_server(model_dir: Path, host: str, port: int, device: str = "auto",
+                 served_name: str = "") -> None:
+    """transformers' own server, pinned to the model folder under `served_name`, offline. fp32
+    on CPU: the arithmetic the inference step uses there (bf16 is far slower on CPU), bf16 on a
+    GPU."""
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder: nothing to download
     import torch
     from transformers.cli.serve import Serve
+    from transformers.cli.serving import model_manager
 
+    served_name = served_name or default_served_name(model_dir, model_dir)
     cuda = torch.cuda.is_available() and device != "cpu"
-    typer.secho(f"serving {model_dir} at http://{host}:{port}/v1 (OpenAI-compatible); ask it: "
-                f"submit predict --local http://{host}:{port} \"...\"", err=True)
-    Serve(force_model=str(model_dir.resolve()), host=host, port=port, device=device,
-          dtype="bfloat16" if cuda else "float32", log_level="warning")
+    typer.secho(f"serving {model_dir} as model {served_name} at http://{host}:{port}/v1 "
+                f"(OpenAI-compatible); ask it: submit predict --local http://{host}:{port} "
+                "\"...\"", err=True)
+    # Serve builds its ModelManager from this module when called: the pinned one, for this call.
+    original = model_manager.ModelManager
+    model_manager.ModelManager = pinned_model_manager(served_name, model_dir)
+    try:
+        Serve(force_model=served_name, host=host, port=port, device=device,
+              dtype="bfloat16" if cuda else "float32", log_level="warning")
+    finally:
+        model_manager.ModelManager = original
 
 
 def register(app: typer.Typer) -> None:

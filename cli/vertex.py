@@ -140,10 +140,6 @@ class VertexSettings(BaseModel):
         except ValidationError as exc:
             raise validation_error(exc, "settings") from None
 
-    @property
-    def is_registry_template(self) -> bool:
-        return self.template.startswith("https://")
-
 
 def job_labels(settings: VertexSettings, commit: str) -> dict[str, str]:
     """Pipeline name and git commit on every job (cost reports); the user's labels win."""
@@ -311,6 +307,21 @@ def custom_jobs(spec: dict[str, Any] | None, settings: VertexSettings) -> dict[s
     return jobs
 
 
+def registry_model(spec: dict[str, Any], values: dict[str, Any], template: str) -> str:
+    """The Model Registry model a run of this template adds its version to (if the gate
+    passes): the name compiled in, else the one register-model derives from the run's base
+    model."""
+    from components.register.register import display_name_for
+
+    for comp in spec.get("components", {}).values():
+        task = comp.get("dag", {}).get("tasks", {}).get("register-model")
+        if task:
+            named = task["inputs"]["parameters"].get("display_name", {})
+            if named.get("runtimeValue", {}).get("constant"):
+                return str(named["runtimeValue"]["constant"])
+    return display_name_for(str(effective_parameter("base_model", values, template)))
+
+
 def build_job(
     settings: VertexSettings, parameter_values: dict[str, Any], labels: dict[str, str],
     credentials: Any = None,
@@ -356,10 +367,13 @@ def dry_run(settings: VertexSettings, parameter_values: dict[str, Any],
     """Everything `submit --dry-run` prints: the exact request, built offline by the real client
     with anonymous credentials (nothing is sent), and each custom job as it will run."""
     job = build_job(settings, parameter_values, labels, credentials=dry_run_credentials())
+    spec = load_template(settings.template)
     out = {"method": "google.cloud.aiplatform.v1.PipelineService.CreatePipelineJob",
            "request": request_json(create_request(job, settings)),
            # What Vertex resolves the custom jobs' run-time placeholders to.
-           "custom_jobs": custom_jobs(load_template(settings.template), settings)}
+           "custom_jobs": custom_jobs(spec, settings)}
+    if spec is not None:
+        out["registry_model"] = registry_model(spec, parameter_values, settings.template)
     if settings.experiment:
         out["experiment"] = settings.experiment
     return out

@@ -264,7 +264,6 @@ class Profile:
     accelerator_count: int
     params: dict[str, Any]
     fit: Fit
-    model_display_name: str
     accelerator_type: str = "NVIDIA_L4"
 
     @property
@@ -278,10 +277,11 @@ class Profile:
 
     @property
     def settings(self) -> dict[str, Any]:
-        """The compile settings it chooses (the GPU steps' machine, the registry model)."""
+        """The compile settings it chooses: the GPU steps' machine. Not the registry model,
+        which register-model names after the run's base model (a `--param base_model` must
+        never make its adapter a version of the profile's model)."""
         return {"machine_type": self.machine_type, "accelerator_type": self.accelerator_type,
-                "accelerator_count": self.accelerator_count,
-                "model_display_name": self.model_display_name}
+                "accelerator_count": self.accelerator_count}
 
 
 _SEQ = {"max_seq_len": 1024, "lora_r": 16, "num_processes": 0}
@@ -292,7 +292,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("default", "Gemma 3 1B, LoRA bf16, 1 x L4", "g2-standard-8", 1,
             {"base_model": "google/gemma-3-1b-it", "quantization": "none", "distributed": "ddp",
              "per_device_train_batch_size": 8, "gradient_accumulation_steps": 2, **_SEQ},
-            Fit(1.86, 13.05, 0.19, 1.30, 5.86), "dolly-lora-gemma3-1b"),
+            Fit(1.86, 13.05, 0.19, 1.30, 5.86)),
     # Gemma 3 4B (4.30B params with its vision tower), QLoRA, 1 x L4. weights: 3.62B Linear
     # weights x 0.5159 B (NF4 + double-quantized scales) + 0.68B others in fp32 x 4 B = 4.27;
     # LoRA 29.80M x 8 B (bf16) = 0.22; activations 4 x 1024 (fp32 residual) = 2.03; + 2.5
@@ -301,7 +301,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("4b-qlora", "Gemma 3 4B, QLoRA (NF4), 1 x L4", "g2-standard-8", 1,
             {"base_model": "google/gemma-3-4b-it", "quantization": "nf4", "distributed": "ddp",
              "per_device_train_batch_size": 4, "gradient_accumulation_steps": 4, **_SEQ},
-            Fit(4.27, 29.80, 0.22, 2.03, 9.03), "dolly-lora-gemma3-4b"),
+            Fit(4.27, 29.80, 0.22, 2.03, 9.03)),
     # Gemma 3 12B (12.19B params), QLoRA, 1 x L4: the arithmetic needs no second GPU. weights:
     # 11.17B Linear x 0.5159 B + 1.02B others x 4 B (the 262k x 3840 embedding, fp32) = 9.16;
     # LoRA 65.47M x 8 B = 0.49; activations 2 x 1024 = 1.95; + 2.5 = 14.10 of 20.25 GiB
@@ -309,30 +309,23 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("12b-qlora", "Gemma 3 12B, QLoRA (NF4), 1 x L4", "g2-standard-8", 1,
             {"base_model": "google/gemma-3-12b-it", "quantization": "nf4", "distributed": "ddp",
              "per_device_train_batch_size": 2, "gradient_accumulation_steps": 8, **_SEQ},
-            Fit(9.16, 65.47, 0.49, 1.95, 14.10), "dolly-lora-gemma3-12b"),
+            Fit(9.16, 65.47, 0.49, 1.95, 14.10)),
     # Gemma 3 4B, bf16 LoRA, data-parallel over the 4 L4s of a g2-standard-48 (DDP: a whole
     # copy per GPU). weights 4.30B x 2 B = 8.01; LoRA 29.80M x 16 B = 0.44; activations
     # 4 x 1024 = 1.37; + 2.5 = 12.32 of 20.25 GiB per GPU. 4 x 4 x 1 = 16 per step.
     Profile("4b-lora-4xl4", "Gemma 3 4B, LoRA bf16, DDP on 4 x L4", "g2-standard-48", 4,
             {"base_model": "google/gemma-3-4b-it", "quantization": "none", "distributed": "ddp",
              "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, **_SEQ},
-            Fit(8.01, 29.80, 0.44, 1.37, 12.32), "dolly-lora-gemma3-4b"),
+            Fit(8.01, 29.80, 0.44, 1.37, 12.32)),
     # Gemma 3 12B, bf16 LoRA, FSDP over 4 x L4: 22.70 GiB of bf16 weights fit no single L4, so
     # they are sharded: 22.70 / 4 + 2 gathered layers (2 x 0.42) = 6.51; LoRA 65.47M x 16 B / 4
     # = 0.24; activations 2 x 1024 = 1.25; + 2.5 = 10.50 of 20.25 GiB per GPU. 2 x 2 x 4 = 16.
     Profile("12b-lora-fsdp-4xl4", "Gemma 3 12B, LoRA bf16, FSDP on 4 x L4", "g2-standard-48", 4,
             {"base_model": "google/gemma-3-12b-it", "quantization": "none", "distributed": "fsdp",
              "per_device_train_batch_size": 2, "gradient_accumulation_steps": 2, **_SEQ},
-            Fit(6.51, 65.47, 0.24, 1.25, 10.50), "dolly-lora-gemma3-12b"),
+            Fit(6.51, 65.47, 0.24, 1.25, 10.50)),
 )}
 DEFAULT_PROFILE = "default"
-
-
-def profile(name: str) -> Profile:
-    try:
-        return PROFILES[name]
-    except KeyError:
-        raise ValueError(f"unknown profile {name!r}; choose from {', '.join(PROFILES)}") from None
 
 
 # ---- Prices: USD per hour of a whole machine, by capacity ------------------------------------

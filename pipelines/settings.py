@@ -49,6 +49,16 @@ ENV_TRAINING = {  # env var -> TrainingJobSpec field
 }
 
 
+# The registry names the profile rows used to fix. A template compiled then carries its row's
+# name in its stamp as if it had been asked for; a recompile drops it, so the run names the
+# registry model after its own base model.
+_OLD_PROFILE_NAMES = {
+    "default": "dolly-lora-gemma3-1b", "4b-qlora": "dolly-lora-gemma3-4b",
+    "12b-qlora": "dolly-lora-gemma3-12b", "4b-lora-4xl4": "dolly-lora-gemma3-4b",
+    "12b-lora-fsdp-4xl4": "dolly-lora-gemma3-12b",
+}
+
+
 class CompileSettings(BaseModel):
     """Everything that shapes the compiled YAML besides the pipeline parameters."""
 
@@ -68,8 +78,8 @@ class CompileSettings(BaseModel):
     training: TrainingJobSpec = Field(default_factory=TrainingJobSpec)
     model_display_name: str = Field(
         "",
-        description="Vertex Model Registry model that gets new versions ('' = named after the "
-        "base model of the run, e.g. dolly-lora-gemma-3-1b-it).",
+        description="Vertex Model Registry model that gets new versions ('' = named at run time "
+        "after the run's base model, e.g. dolly-lora-gemma-3-1b-it).",
     )
 
     @model_validator(mode="before")
@@ -79,7 +89,6 @@ class CompileSettings(BaseModel):
         if isinstance(data, dict) and data.get("profile") in PROFILES:
             row = PROFILES[data["profile"]].settings
             data = dict(data)
-            data.setdefault("model_display_name", row["model_display_name"])
             data.setdefault("training", TrainingJobSpec(**{
                 k: v for k, v in row.items() if k in TrainingJobSpec.model_fields}))
         return data
@@ -176,6 +185,8 @@ class CompileSettings(BaseModel):
             raise InputError(f"unknown profile {name!r}; choose from {', '.join(PROFILES)}")
         if base.get("profile", DEFAULT_PROFILE) != name:
             base = {k: v for k, v in base.items() if k == "image"}
+        if name in _OLD_PROFILE_NAMES and base.get("model_display_name") == _OLD_PROFILE_NAMES[name]:
+            del base["model_display_name"]
         merged = {**PROFILES[name].settings, **base, **from_env, **given, "profile": name}
         for key, value in merged.items():
             if key in TrainingJobSpec.model_fields:

@@ -137,6 +137,11 @@ class WandbRun(DummyRun):
 
         self._guard("html", lambda: self._run.log({key: wandb.Html(html, inject=False)}))
 
+    def close(self) -> None:
+        """Finish this run now, as the step ends: left to wandb's exit hook, a step killed or
+        ended by its runtime leaves the run marked crashed or without its final summary."""
+        self._run.finish()
+
 
 def wandb_mode() -> str:
     """online with a key, offline without one, or whatever WANDB_MODE says."""
@@ -144,12 +149,6 @@ def wandb_mode() -> str:
     if explicit:
         return explicit
     return "online" if os.environ.get("WANDB_API_KEY") else "offline"
-
-
-    def close(self) -> None:
-        import wandb
-
-        wandb.finish()
 
 
 def open_wandb(step: str, config: dict[str, Any], project: str, group: str | None) -> WandbRun:

@@ -9,7 +9,7 @@ interval is for exactly the number the report shows.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,9 +24,6 @@ class Interval:
     confidence: float
     samples: int
     rows: int
-
-    def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
 
 
 def paired_bootstrap(

@@ -255,11 +255,6 @@ def run_evaluate(
                                 "tracking": results["tracking"]}}
 
 
-def tracking_report(generations_path: str) -> dict[str, Any]:
-    """Which trackers received the evaluate step's run (from its results file)."""
-    return json.loads(Path(generations_path).read_text()).get("tracking", {})
-
-
 def gate_decision(generations_path: str) -> tuple[dict[str, float], dict[str, Any]]:
     """(scalar metrics, headline decision) from evaluate's results file, for the gate step."""
     results = json.loads(Path(generations_path).read_text())

@@ -82,3 +82,59 @@ def test_a_parameter_still_overrides_the_profile(vertex: Captured) -> None:
 def test_an_unknown_profile_is_one_line(vertex: Captured) -> None:
     r = invoke(*WHERE, "--profile", "70b", "--dry-run")
     assert r.exit_code == 2 and "unknown profile '70b'; choose from default" in r.stderr
+
+
+def register_display_name(request: dict[str, Any]) -> str:
+    """The registry name the template hands register-model (a compile-time constant)."""
+    tasks = request["pipelineJob"]["pipelineSpec"]["components"]["comp-condition-1"]["dag"][
+        "tasks"]
+    return tasks["register-model"]["inputs"]["parameters"]["display_name"]["runtimeValue"][
+        "constant"]
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--param", "base_model=google/gemma-3-4b-it"], "dolly-lora-gemma-3-4b-it"),
+    (["--profile", "12b-qlora"], "dolly-lora-gemma-3-12b-it"),
+])
+def test_the_registry_model_is_named_after_the_runs_base_model(vertex: Captured,
+                                                               args: list[str],
+                                                               expected: str) -> None:
+    """A 4B adapter must never become a version of the 1B model: the default template leaves
+    the name to the run (register-model derives it from the base model), and the dry run says
+    which registry model the version would join."""
+    r = invoke(*WHERE, *args, "--dry-run")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert register_display_name(out["request"]) == ""
+    assert out["registry_model"] == expected
+
+
+def test_a_named_registry_model_wins(vertex: Captured) -> None:
+    from pipelines.settings import CompileSettings
+
+    named = compiler.compile_pipeline(
+        Path("named.yaml"), CompileSettings(image=IMAGE, model_display_name="team-model"))
+    r = invoke(*WHERE, "--template", str(named), "--param", "base_model=google/gemma-3-4b-it",
+               "--dry-run")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert register_display_name(out["request"]) == "team-model"
+    assert out["registry_model"] == "team-model"
+
+
+def test_a_template_stamped_with_the_old_profile_name_is_recompiled_without_it(
+        vertex: Captured) -> None:
+    """Templates compiled while the profile rows fixed the registry name carry that name in
+    their stamp as if it had been asked for; the stale default template's recompile drops it."""
+    from pipelines.settings import CompileSettings
+
+    old = compiler.compile_pipeline(Path("build/dolly-lora.yaml"), CompileSettings(
+        image=IMAGE, model_display_name="dolly-lora-gemma3-1b"))
+    first, rest = old.read_text().split("\n", 1)
+    stamp = json.loads(first.removeprefix(compiler.STAMP_PREFIX))
+    stamp["source"] = "older-code"
+    old.write_text(compiler.STAMP_PREFIX + json.dumps(stamp) + "\n" + rest)
+    r = invoke(*WHERE, "--param", "base_model=google/gemma-3-4b-it", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "compiled build/dolly-lora.yaml" in r.stderr
+    assert json.loads(r.stdout)["registry_model"] == "dolly-lora-gemma-3-4b-it"

@@ -233,3 +233,46 @@ def test_serve_a_run_without_a_merged_model(tmp_path) -> None:
     result = invoke("serve", str(run))
     assert result.exit_code == 2
     assert "no merged model in" in one_line_error(result)
+
+
+def fake_model(folder: Path, base_model: str | None = None) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"")
+    if base_model:
+        (folder / "export.json").write_text(json.dumps({"base_model": base_model}))
+    return folder
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """`submit serve` up to the server: what start_server is asked to serve."""
+    from cli import serving
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(serving, "start_server", lambda model_dir, host, port, device="auto",
+                        served_name="": calls.append({"model_dir": model_dir,
+                                                      "served_name": served_name}))
+    return calls
+
+
+def test_serve_names_the_model_after_the_registry_model(tmp_path, started) -> None:
+    model = fake_model(tmp_path / "merged", base_model="google/gemma-3-4b-it")
+    result = invoke("serve", str(model), "--port", str(free_port()))
+    assert result.exit_code == 0, result.output
+    assert started == [{"model_dir": model, "served_name": "dolly-lora-gemma-3-4b-it"}]
+
+
+def test_serve_a_run_under_the_name_its_register_step_recorded(tmp_path, started) -> None:
+    run = tmp_path / "run"
+    merged = fake_model(run / "pipeline" / "export" / "merged", base_model="google/gemma-3-1b-it")
+    record = run / "pipeline" / "register-model" / "registered_model"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"display_name": "team-model"}))
+    (run / "summary.json").write_text(json.dumps({"artifacts": {
+        "export.merged": str(merged), "register-model.registered_model": str(record)}}))
+    assert invoke("serve", str(run), "--port", str(free_port())).exit_code == 0
+    assert started[-1]["served_name"] == "team-model"
+    result = invoke("serve", str(run), "--port", str(free_port()), "--served-model-name", "mine")
+    assert result.exit_code == 0, result.output
+    assert started[-1] == {"model_dir": merged, "served_name": "mine"}

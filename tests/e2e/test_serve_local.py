@@ -21,6 +21,8 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "Summarize: The quick brown fox jumps over the lazy dog."
 MAX_NEW_TOKENS = 24
+# The registry name of a merged export of embedded://tiny-gemma3 (register.display_name_for).
+SERVED_NAME = "dolly-lora-tiny-gemma3"
 
 
 def free_port() -> int:
@@ -102,8 +104,25 @@ def test_the_server_speaks_openai_chat_completions(server) -> None:
     assert data["object"] == "chat.completion"
     assert data["choices"][0]["message"]["role"] == "assistant"
     assert data["usage"]["completion_tokens"] == 4
+
+
+def test_the_server_answers_under_its_registry_name(server, export_dir) -> None:
+    """Served as vLLM's --served-model-name would: /v1/models lists the short registry name (not
+    the folder's path), an OpenAI client naming it is answered, and a request naming another
+    model is refused in words that give the served name."""
+    url, log, _ = server
+    _, merged = export_dir
     models = httpx.get(url + "/v1/models", timeout=30).json()["data"]
-    assert len(models) == 1 and models[0]["id"].endswith("merged")
+    assert [m["id"] for m in models] == [SERVED_NAME]
+    body = {"model": SERVED_NAME, "messages": [{"role": "user", "content": PROMPT}],
+            "max_tokens": 4, "temperature": 0}
+    response = httpx.post(url + "/v1/chat/completions", json=body, timeout=300)
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == SERVED_NAME
+    other = httpx.post(url + "/v1/chat/completions", json={**body, "model": str(merged.resolve())},
+                       timeout=60)
+    assert other.status_code in (400, 404) and SERVED_NAME in other.text, other.text
+    assert f"as model {SERVED_NAME}" in log.read_text()  # the start-up line says it
 
 
 def test_a_second_server_on_the_same_port_is_one_line(server, export_dir) -> None:

@@ -112,7 +112,7 @@ def test_prices_by_capacity():
 def test_profile_then_environment_then_flags():
     s = CompileSettings.load({"profile": "4b-lora-4xl4"}, env={})
     assert (s.training.machine_type, s.training.accelerator_count) == ("g2-standard-48", 4)
-    assert s.model_display_name == "dolly-lora-gemma3-4b"
+    assert s.model_display_name == ""  # named at run time after the base model
     s = CompileSettings.load({"profile": "4b-lora-4xl4"},
                              env={"DOLLY_LORA_MACHINE_TYPE": "g2-standard-96",
                                   "DOLLY_LORA_ACCELERATOR_COUNT": "8"})
