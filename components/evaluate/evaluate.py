@@ -212,6 +212,7 @@ def run_evaluate(
     Everything later steps need is in that file: on Vertex this step is a custom job, whose
     artifact metadata never reaches the pipeline (`gate` publishes the Metrics artifact)."""
     from components.common.jsonl import read_rows
+    from components.common.memory import peak_memory
     from components.common.modeling import require_accelerator
     from components.common.step import step_run
 
@@ -223,9 +224,10 @@ def run_evaluate(
         results["wandb_url"] = tracker.url or ""
         results["tracking"] = tracker.report()
         results["step_seconds"] = step.seconds()
+        results.update(peak_memory())  # in the file too: a custom job's metadata is lost
         Path(generations).parent.mkdir(parents=True, exist_ok=True)
         Path(generations).write_text(json.dumps(results, indent=2, ensure_ascii=False))
-        scalars = scalar_metrics(results)
+        scalars = {**scalar_metrics(results), **peak_memory()}
         tracker.log(scalars)
         tracker.summary(scalars)
         tracker.log_table(

@@ -20,6 +20,7 @@ from components.common.config import GenerationConfig, InferenceConfig
 from components.common.dolly import user_content
 from components.common.errors import InputError
 from components.common.generation import generate, prompt_text
+from components.common.memory import peak_memory
 from components.common.serving import chat_messages
 from components.common.storage import read_bytes
 
@@ -153,7 +154,8 @@ def run_inference(
         timing: dict[str, Any] = {}
         rows = infer(model, prompts, cfg, cfg.system_prompt, base, timing=timing)
         write_jsonl(out / PREDICTIONS_FILE, rows)
-        meta = {**timing_summary(rows, timing), "generation_batch_size": cfg.generation_batch_size}
+        meta = {**timing_summary(rows, timing), "generation_batch_size": cfg.generation_batch_size,
+                **peak_memory()}
         tracker.summary(meta)
         tracker.log_table(
             "predictions", ["prompt", "response", "completion_tokens", "latency_s"],
