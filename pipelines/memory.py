@@ -22,6 +22,11 @@ Per GPU, in GiB (2**30 bytes), for LoRA/QLoRA with gradient checkpointing as
   allowance (an assumption until `benchmarks/gpu_lora.py` measures it on a GPU).
 - overhead: CUDA context, cuBLAS workspaces, allocator fragmentation: 1.5 GiB (assumption).
 
+Evaluate and inference (`evaluate_gib`, `inference_gib`): the base as they load it (bf16, or NF4
+with the rest in bf16) and the adapter in fp32, plus the heavier of scoring a batch through the
+tiled LM head and generating for it with its KV cache (`components.common.memory`), plus the
+overhead. `submit --dry-run` prints all three steps' figures.
+
 A profile fits when the total stays under 90% of the GPU's usable memory (NVIDIA L4: 24 GB
 GDDR6, of which 22.5 GiB usable), the 10% being the estimate's own margin of error.
 """
