@@ -30,6 +30,20 @@ def test_gpu_benchmark_takes_the_qlora_profile(capsys):
     assert not any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
 
 
+def test_the_smoke_config_fits_the_packed_cpu_kernel_like_the_real_sizes():
+    """On a CPU with AVX-512 BF16 the smoke QLoRA run takes bitsandbytes' packed 4-bit kernel
+    for every layer, as a real Gemma 3 would, not only the fallback for misfit layers."""
+    from components.common.modeling import packed_cpu_kernel_refusal
+    from pipelines.gemma3 import Text
+
+    c = gpu_lora.text_config("google/gemma-3-4b-it", True)
+    text = Text(hidden=c.hidden_size, layers=c.num_hidden_layers, vocab=c.vocab_size,
+                intermediate=c.intermediate_size, heads=c.num_attention_heads,
+                kv_heads=c.num_key_value_heads, head_dim=c.head_dim)
+    for layer, (k, n) in text.linear_shapes.items():
+        assert packed_cpu_kernel_refusal(n, k, 64) == "", layer
+
+
 def test_throughput_benchmark_compares_identical_training(capsys):
     ratio = train_throughput.main(["--steps", "2", "--rounds", "1", "--max-seq-len", "256"])
     lines = capsys.readouterr().out.strip().splitlines()

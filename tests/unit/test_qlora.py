@@ -104,6 +104,18 @@ def test_the_packed_kernel_rule_is_what_bitsandbytes_repacking_accepts(n, k):
     assert repacks == (refusal == ""), (n, k, refusal)
 
 
+def test_every_real_gemma3_text_layer_fits_the_packed_cpu_kernel():
+    """The guard costs the real sizes nothing: every decoder Linear of Gemma 3 1B/4B/12B keeps
+    bitsandbytes' fast CPU kernel. (The 4B/12B SigLIP tower's 4304-wide MLP would not; it runs
+    only on images, and the guard covers it the same way.)"""
+    from components.common.modeling import packed_cpu_kernel_refusal
+    from pipelines.gemma3 import GEMMA3
+
+    for name, arch in GEMMA3.items():
+        for layer, (k, n) in arch.text.linear_shapes.items():
+            assert packed_cpu_kernel_refusal(n, k, 64) == "", (name, layer)
+
+
 def test_a_4bit_model_the_packed_cpu_kernel_cannot_take_still_evaluates(tmp_path, avx512bf16):
     """On a CPU with AVX-512 BF16 (forced here, so on any CPU) a 4-bit layer in eval mode
     without grad repacks its weight for bitsandbytes' fast kernel, which needs 32 | outputs:
