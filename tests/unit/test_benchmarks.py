@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 from benchmarks import gpu_lora, train_throughput
@@ -51,7 +52,9 @@ def test_throughput_benchmark_compares_identical_training(capsys):
     project, naive = (line for line in lines if line.startswith("round 1"))
     # same batches, same masked loss: the two paths see the same tokens and reach the same loss
     assert project.split()[3] == naive.split()[3]
-    assert project.split()[-1] == naive.split()[-1]
+    # ... up to float summation order (other padding, other shapes: measured 1e-8 relative),
+    # compared in full precision: the printed 4 decimals could round the two apart.
+    assert json.loads(lines[-2])["loss_rel_diff"] < 1e-4
 
 
 def test_gate_minimum_benchmark_shows_few_rows_pass_too_often(capsys):
