@@ -36,9 +36,12 @@ def text_config(base_model: str, smoke: bool) -> Any:
     from pipelines.gemma3 import text_config as checkpoint_config
 
     if smoke:
+        # Every Linear a multiple of 32 wide, 64 deep, like the real sizes: on a CPU with AVX-512
+        # BF16 bitsandbytes' packed 4-bit kernel takes them all (see modeling.py), as it would
+        # the real model's, instead of the smoke run testing only the generic fallback.
         return Gemma3TextConfig(
             vocab_size=2048, hidden_size=64, intermediate_size=256, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=1, head_dim=16, sliding_window=64,
+            num_attention_heads=4, num_key_value_heads=1, head_dim=32, sliding_window=64,
             layer_types=["sliding_attention", "full_attention"], max_position_embeddings=4096,
         )
     return checkpoint_config(base_model)

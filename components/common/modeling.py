@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import re
 import subprocess
@@ -27,6 +28,7 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 # Oldest driver each CUDA major version of torch runs on (CUDA minor-version compatibility:
 # every 12.x runtime runs on an R525+ driver; 13.x needs R580).
 MIN_DRIVER = {"12": "525.60.13", "13": "580.65.06"}
+log = logging.getLogger(__name__)
 
 
 def is_hub_id(ref: str) -> bool:
@@ -230,10 +232,59 @@ def load_model(
             resolve_model_ref(ref), dtype=dtype, attn_implementation="sdpa"
         )
         return model.to(device)
-    return AutoModelForCausalLM.from_pretrained(
+    model = AutoModelForCausalLM.from_pretrained(
         resolve_model_ref(ref), dtype=dtype, attn_implementation="sdpa",
         quantization_config=quant, device_map={"": device},
     )
+    keep_off_the_packed_cpu_kernel(model)
+    return model
+
+
+# bitsandbytes' AVX-512 BF16 CPU kernel for 4-bit weights: it repacks a weight in blocks of 32
+# output rows, with one scale per `blocksize` inputs of a row (functional.py,
+# _convert_weight_packed_for_cpu).
+PACKED_CPU_BLOCK_N = 32
+
+
+def packed_cpu_kernel_refusal(out_features: int, in_features: int, blocksize: int) -> str:
+    """Why bitsandbytes' packed CPU kernel cannot take a 4-bit layer of this shape ('' if it
+    can): what its repacking asserts (32 | outputs) and reshapes (blocksize | inputs)."""
+    if out_features % PACKED_CPU_BLOCK_N:
+        return f"{out_features} outputs, not a multiple of {PACKED_CPU_BLOCK_N}"
+    if in_features % blocksize:
+        return f"{in_features} inputs, not a multiple of the {blocksize}-weight quantization block"
+    return ""
+
+
+def keep_off_the_packed_cpu_kernel(model: Any) -> list[str]:
+    """Turn bitsandbytes' packed CPU kernel off for the 4-bit layers it cannot take; their names.
+
+    Why: on a CPU with AVX-512 BF16, `Linear4bit.forward` in eval mode with an input that needs
+    no grad (evaluation, inference, generation) first repacks its weight for that kernel, and
+    the repacking fails (AssertionError, or a reshape error) unless the shape fits. Real Gemma 3
+    layers fit; a layer with, say, one 16-wide key/value head does not. Such a layer keeps the
+    generic dequantizing matmul (the same NF4 weights, bf16 compute), so the run works on any
+    CPU; layers that fit keep the fast kernel. The switch is the layer's own
+    `support_avx512bf16_for_cpu`, which bitsandbytes sets from the CPU when it builds the layer
+    and reads in every forward."""
+    try:
+        from bitsandbytes.nn import Linear4bit
+    except ImportError:
+        return []
+    kept = []
+    for name, module in model.named_modules():
+        if not (isinstance(module, Linear4bit)
+                and getattr(module, "support_avx512bf16_for_cpu", False)):
+            continue
+        state = getattr(module.weight, "quant_state", None)
+        blocksize = getattr(state, "blocksize", None) or 64
+        if packed_cpu_kernel_refusal(module.out_features, module.in_features, blocksize):
+            module.support_avx512bf16_for_cpu = False
+            kept.append(name)
+    if kept:
+        log.info("%d 4-bit layer(s) use bitsandbytes' generic CPU path, not the AVX-512 BF16 "
+                 "kernel (their shape does not fit it): %s", len(kept), ", ".join(kept))
+    return kept
 
 
 def adapter_quantization(adapter_dir: str) -> str:

@@ -23,6 +23,7 @@ from components.common.errors import InputError
 from components.fine_tune import checkpointing
 from components.fine_tune.train import train
 from components.prepare_data.prepare import prepare
+from tests.adapter_compare import ADAPTER_REL, relative_gap, weights
 from tests.conftest import write_jsonl
 from tests.gcs_emulator import wait_until
 
@@ -198,7 +199,8 @@ def test_two_processes_killed_then_resumed_end_at_the_planned_step(gcs, rows, tm
     """The same kill -9 with two gloo processes (rank 0 held at step 3, rank 1 waiting for it in
     the next all-reduce): the rerun of both resumes from the last complete checkpoint, which holds
     both ranks' RNG states, and ends at the planned step with the adapter an uninterrupted
-    single process with the combined batch trains (see test_distributed.py for the tolerance)."""
+    single process with the combined batch trains (relative to its movement, as in
+    test_distributed.py)."""
     cfg = {**CFG, "per_device_train_batch_size": 1, "lora_dropout": 0.0}  # 2 x 1 = 2 per step
     child = Child(tmp_path, rows, "killed", cfg, pause_at_step=3, nprocs=2)
     ref = train(TrainConfig(**{**cfg, "checkpoint_uri": "", "per_device_train_batch_size": 2}),
@@ -215,9 +217,8 @@ def test_two_processes_killed_then_resumed_end_at_the_planned_step(gcs, rows, tm
     assert m["world_size"] == 2 and m["global_batch_size"] == 2
     assert stored_steps(gcs) == {4: True, 6: True}
     assert "fine-tune.log" not in {p.name for p in (tmp_path / "resumed" / "adapter").iterdir()}
-    wa = load_file(tmp_path / "resumed" / "adapter" / "adapter_model.safetensors")
-    wb = load_file(ref.output_dir / "adapter_model.safetensors")
-    assert max((wa[k] - wb[k]).abs().max().item() for k in wa) < 1e-5
+    gap = relative_gap(weights(tmp_path / "resumed" / "adapter"), weights(ref.output_dir))
+    assert gap < ADAPTER_REL, f"{gap:.2%} of the adapter's movement"
 
 
 def test_resuming_with_another_number_of_processes_is_refused(gcs, rows, tmp_path):

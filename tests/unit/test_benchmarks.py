@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 from benchmarks import gpu_lora, train_throughput
@@ -30,6 +31,20 @@ def test_gpu_benchmark_takes_the_qlora_profile(capsys):
     assert not any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
 
 
+def test_the_smoke_config_fits_the_packed_cpu_kernel_like_the_real_sizes():
+    """On a CPU with AVX-512 BF16 the smoke QLoRA run takes bitsandbytes' packed 4-bit kernel
+    for every layer, as a real Gemma 3 would, not only the fallback for misfit layers."""
+    from components.common.modeling import packed_cpu_kernel_refusal
+    from pipelines.gemma3 import Text
+
+    c = gpu_lora.text_config("google/gemma-3-4b-it", True)
+    text = Text(hidden=c.hidden_size, layers=c.num_hidden_layers, vocab=c.vocab_size,
+                intermediate=c.intermediate_size, heads=c.num_attention_heads,
+                kv_heads=c.num_key_value_heads, head_dim=c.head_dim)
+    for layer, (k, n) in text.linear_shapes.items():
+        assert packed_cpu_kernel_refusal(n, k, 64) == "", layer
+
+
 def test_throughput_benchmark_compares_identical_training(capsys):
     ratio = train_throughput.main(["--steps", "2", "--rounds", "1", "--max-seq-len", "256"])
     lines = capsys.readouterr().out.strip().splitlines()
@@ -37,7 +52,9 @@ def test_throughput_benchmark_compares_identical_training(capsys):
     project, naive = (line for line in lines if line.startswith("round 1"))
     # same batches, same masked loss: the two paths see the same tokens and reach the same loss
     assert project.split()[3] == naive.split()[3]
-    assert project.split()[-1] == naive.split()[-1]
+    # ... up to float summation order (other padding, other shapes: measured 1e-8 relative),
+    # compared in full precision: the printed 4 decimals could round the two apart.
+    assert json.loads(lines[-2])["loss_rel_diff"] < 1e-4
 
 
 def test_gate_minimum_benchmark_shows_few_rows_pass_too_often(capsys):

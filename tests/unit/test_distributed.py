@@ -4,14 +4,15 @@ Two processes with per-device batch 2 against one process with batch 4: the same
 (2 x 1 x 2 = 4 x 1 x 1), the same rows in each global batch (the length-bucketed sampler buckets
 by the global micro-batch, sampling.py), the same token-averaged loss (transformers averages the
 token count across ranks), the same learning rate. What differs is floating-point summation order
-(each rank sums its own half, then gloo adds the two halves), and fp32 rounding differences of
-~1e-7 relative per step grow a little through Adam, whose update divides by sqrt(v). The tolerance
-is set against the size of the update itself: after 5 steps at lr 3e-3 the LoRA B weights (which
-start at 0) have moved by ~9e-3; the two runs must agree to 1e-5, about 0.1% of that (measured
-on 2026-11-28: 6.9e-7, and identical logged losses and token counts at every step), while the
-same single process on another data order (seed 7) lands ~1e-2 away. So the test tells "the same
-training" from "a different training" by three orders of magnitude. Dropout is off: its masks
-come from each rank's own RNG stream and cannot match.
+(each rank sums its own half, then gloo adds the two halves; thread counts and the CPU's vector
+path change it too), and fp32 rounding differences of ~1e-7 relative grow through Adam, whose
+update divides by sqrt(v). So the bounds are relative (tests/adapter_compare.py): the adapters
+must agree to ADAPTER_REL (2%) of how far training moved them (measured: 0.008% on one 2-core
+machine, 0.22% on an AVX-512 BF16 one), and the logged loss and gradient norm of every step to
+LOG_REL (measured: ~4e-7). The same test runs the errors those bounds exist to catch and shows
+each one beyond them: a gradient average off by the world size's factor (halved), and one
+rank's rows dropped (each step's gradient from 2 of its 4 rows). Dropout is off: its masks come
+from each rank's own RNG stream and cannot match.
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
 from components.common.config import DataConfig
 from components.fine_tune.train import run_fine_tune
 from components.prepare_data.prepare import prepare
+from tests.adapter_compare import ADAPTER_REL, movement, relative_gap, weights
 from tests.conftest import write_jsonl
 
 STEPS = 5
@@ -35,7 +35,9 @@ BASE = dict(
     gradient_accumulation_steps=1, logging_steps=1, warmup_ratio=0.0, lora_r=4, lora_alpha=8,
     lora_dropout=0.0, eval_steps=100, save_minutes=0,
 )
-TOLERANCE = 1e-5
+# Per-step logged loss and grad_norm, relative: ~250x the measured gap; a halved gradient average
+# is 0.5 off, a dropped rank's rows ~3e-3 off in the first loss already.
+LOG_REL = 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +50,6 @@ def data(tokenizer, tmp_path_factory) -> dict[str, str]:
             "validation": str(write_jsonl(d / "validation.jsonl", []))}
 
 
-def adapter(path: Path) -> dict[str, torch.Tensor]:
-    return load_file(path / "adapter_model.safetensors")
-
-
-def max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
-    assert a.keys() == b.keys()
-    return max((a[k] - b[k]).abs().max().item() for k in a)
-
-
 def run(data: dict[str, str], out: Path, **params) -> tuple[dict, float]:
     t0 = time.perf_counter()
     from components.common.config import TrainConfig, build
@@ -66,7 +59,37 @@ def run(data: dict[str, str], out: Path, **params) -> tuple[dict, float]:
     return meta, time.perf_counter() - t0
 
 
-def test_two_gloo_processes_train_the_adapter_one_process_trains(data, tmp_path):
+def logged(out: Path, key: str) -> list[float]:
+    """`key` (loss, grad_norm) of every training step, from the run's log_history.json."""
+    history = json.loads((out / "log_history.json").read_text())
+    return [h[key] for h in history if "loss" in h]
+
+
+def log_gap(a: list[float], ref: list[float]) -> float:
+    """Largest per-step difference, relative to the reference run's value."""
+    assert len(a) == len(ref) == STEPS
+    return max(abs(x - y) / abs(y) for x, y in zip(a, ref, strict=True))
+
+
+def halve_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One process whose gradients reach clipping and the optimizer halved: what a data-parallel
+    average divided by the world size once too often does (summing instead of averaging is the
+    same error, doubled)."""
+    import accelerate
+
+    clip = accelerate.Accelerator.clip_grad_norm_
+
+    def halving(self, parameters, max_norm, norm_type=2):
+        parameters = list(parameters)
+        for p in parameters:
+            if p.grad is not None:
+                p.grad.mul_(0.5)
+        return clip(self, parameters, max_norm, norm_type)
+
+    monkeypatch.setattr(accelerate.Accelerator, "clip_grad_norm_", halving)
+
+
+def test_two_gloo_processes_train_the_adapter_one_process_trains(data, tmp_path, monkeypatch):
     two, t2 = run(data, tmp_path / "two", num_processes=2, per_device_train_batch_size=2)
     one, t1 = run(data, tmp_path / "one", num_processes=1, per_device_train_batch_size=4)
     assert two["world_size"] == 2 and one["world_size"] == 1
@@ -74,18 +97,31 @@ def test_two_gloo_processes_train_the_adapter_one_process_trains(data, tmp_path)
     assert two["global_step"] == one["global_step"] == STEPS
     assert two["train_tokens"] == one["train_tokens"], "the same rows, all of them, once"
 
-    a2, a1 = adapter(tmp_path / "two"), adapter(tmp_path / "one")
-    moved = max(w.abs().max().item() for k, w in a1.items() if "lora_B" in k)  # B starts at 0
-    diff = max_diff(a2, a1)
-    print(json.dumps({"max_abs_diff": diff, "lora_b_max_abs": moved, "seconds_two": round(t2, 1),
-                      "seconds_one": round(t1, 1)}))
-    assert moved > 100 * TOLERANCE, "training moved the adapter far beyond the tolerance"
-    assert diff < TOLERANCE, f"2-process adapter differs by {diff:.2e} (moved {moved:.2e})"
-    assert abs(two["train_loss"] - one["train_loss"]) < 1e-4
+    a1 = weights(tmp_path / "one")
+    gap = relative_gap(weights(tmp_path / "two"), a1)
+    losses = log_gap(logged(tmp_path / "two", "loss"), logged(tmp_path / "one", "loss"))
+    norms = log_gap(logged(tmp_path / "two", "grad_norm"), logged(tmp_path / "one", "grad_norm"))
+    print(json.dumps({"adapter_gap_of_movement": gap, "lora_b_max_abs": movement(a1),
+                      "loss_gap": losses, "grad_norm_gap": norms,
+                      "seconds_two": round(t2, 1), "seconds_one": round(t1, 1)}))
+    assert movement(a1) > 1e-3, "training moved the adapter"
+    assert gap < ADAPTER_REL, f"2-process adapter differs by {gap:.2%} of its movement"
+    assert losses < LOG_REL and norms < LOG_REL, (losses, norms)
 
-    # The control that gives the tolerance its meaning: one process, another data order.
-    run(data, tmp_path / "other", num_processes=1, per_device_train_batch_size=4, seed=7)
-    assert max_diff(adapter(tmp_path / "other"), a1) > 100 * TOLERANCE
+    # The errors the bounds are for, each beyond them. One rank's rows dropped: each step's
+    # gradient from 2 of its 4 rows (one process with half the batch).
+    run(data, tmp_path / "dropped", num_processes=1, per_device_train_batch_size=2)
+    assert relative_gap(weights(tmp_path / "dropped"), a1) > 10 * ADAPTER_REL
+    assert log_gap(logged(tmp_path / "dropped", "loss"), logged(tmp_path / "one", "loss")) \
+        > 10 * LOG_REL
+    # A gradient average off by a factor 2: Adam divides most of the scale out of its update,
+    # so the adapter shows only what gradient clipping makes of it (~7% measured); every logged
+    # gradient norm shows the factor itself.
+    halve_gradients(monkeypatch)
+    run(data, tmp_path / "halved", num_processes=1, per_device_train_batch_size=4)
+    assert relative_gap(weights(tmp_path / "halved"), a1) > ADAPTER_REL
+    assert log_gap(logged(tmp_path / "halved", "grad_norm"),
+                   logged(tmp_path / "one", "grad_norm")) > 1000 * LOG_REL
 
     # Rank 0 alone published: the model folder holds what one process writes, and its
     # metrics are rank 0's (global token count, world size 2), written once.
@@ -95,15 +131,14 @@ def test_two_gloo_processes_train_the_adapter_one_process_trains(data, tmp_path)
     assert written["world_size"] == 2 and written["train_tokens"] == two["train_tokens"]
 
 
-
 @pytest.mark.slow  # two more trainings, one of them two processes
 def test_fsdp_over_two_processes_trains_the_same_adapter(data, tmp_path):
     """FSDP (the base sharded across the ranks, as for a model bigger than one GPU) on gloo:
-    the same adapter as one process, within the same tolerance."""
+    the same adapter as one process, within the same relative bound."""
     sharded, _ = run(data, tmp_path / "fsdp", num_processes=2, per_device_train_batch_size=2,
                      distributed="fsdp")
     run(data, tmp_path / "one", num_processes=1, per_device_train_batch_size=4)
     assert sharded["distributed"] == "fsdp" and sharded["world_size"] == 2
-    diff = max_diff(adapter(tmp_path / "fsdp"), adapter(tmp_path / "one"))
-    print(json.dumps({"fsdp_max_abs_diff": diff}))
-    assert diff < TOLERANCE
+    gap = relative_gap(weights(tmp_path / "fsdp"), weights(tmp_path / "one"))
+    print(json.dumps({"fsdp_adapter_gap_of_movement": gap}))
+    assert gap < ADAPTER_REL

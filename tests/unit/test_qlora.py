@@ -55,6 +55,118 @@ def test_kbit_preparation_on_the_tiny_model():
     assert torch.isfinite(model(input_ids=ids, labels=ids).loss)
 
 
+def save_gemma(folder, hidden: int, heads: int, head_dim: int, intermediate: int) -> str:
+    """A one-layer Gemma 3 with random weights (one key/value head), saved for `load_model`."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    cfg = Gemma3TextConfig(vocab_size=256, hidden_size=hidden, intermediate_size=intermediate,
+                           num_hidden_layers=1, num_attention_heads=heads, num_key_value_heads=1,
+                           head_dim=head_dim, layer_types=["full_attention"],
+                           max_position_embeddings=256, initializer_range=0.1)
+    Gemma3ForCausalLM(cfg).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture
+def avx512bf16(monkeypatch):
+    """bitsandbytes believes this CPU has AVX-512 BF16, whatever it has: every Linear4bit built
+    from here on takes the packed-kernel path in eval mode."""
+    import bitsandbytes.nn.modules as bnb_modules
+
+    monkeypatch.setattr(bnb_modules, "has_avx512bf16", lambda: True)
+
+
+def fast_path_layers(model) -> set[str]:
+    import bitsandbytes as bnb
+
+    return {n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+            if isinstance(m, bnb.nn.Linear4bit) and m.support_avx512bf16_for_cpu}
+
+
+@pytest.mark.parametrize("n", [16, 32, 48, 64, 96])
+@pytest.mark.parametrize("k", [32, 48, 64, 96, 128, 192])
+def test_the_packed_kernel_rule_is_what_bitsandbytes_repacking_accepts(n, k):
+    """The shapes `packed_cpu_kernel_refusal` lets through are exactly those bitsandbytes'
+    own repacking for the AVX-512 BF16 kernel takes (plain torch: runs on any CPU)."""
+    import bitsandbytes.functional as F
+
+    from components.common.modeling import packed_cpu_kernel_refusal
+
+    q, state = F.quantize_4bit(torch.randn(n, k, dtype=torch.bfloat16), blocksize=64,
+                               compress_statistics=True, quant_type="nf4")
+    try:
+        F._convert_weight_packed_for_cpu(q, state)
+        repacks = True
+    except (AssertionError, RuntimeError):
+        repacks = False
+    refusal = packed_cpu_kernel_refusal(n, k, 64)
+    assert repacks == (refusal == ""), (n, k, refusal)
+
+
+def test_every_real_gemma3_text_layer_fits_the_packed_cpu_kernel():
+    """The guard costs the real sizes nothing: every decoder Linear of Gemma 3 1B/4B/12B keeps
+    bitsandbytes' fast CPU kernel. (The 4B/12B SigLIP tower's 4304-wide MLP would not; it runs
+    only on images, and the guard covers it the same way.)"""
+    from components.common.modeling import packed_cpu_kernel_refusal
+    from pipelines.gemma3 import GEMMA3
+
+    for name, arch in GEMMA3.items():
+        for layer, (k, n) in arch.text.linear_shapes.items():
+            assert packed_cpu_kernel_refusal(n, k, 64) == "", (name, layer)
+
+
+def test_a_4bit_model_the_packed_cpu_kernel_cannot_take_still_evaluates(tmp_path, avx512bf16):
+    """On a CPU with AVX-512 BF16 (forced here, so on any CPU) a 4-bit layer in eval mode
+    without grad repacks its weight for bitsandbytes' fast kernel, which needs 32 | outputs:
+    before the loader's guard, this model's first forward failed with 'N must be divisible by
+    block_n'. Every layer here misfits (48, 16 and 80 outputs), so none may take that path."""
+    model = load_model(save_gemma(tmp_path, hidden=48, heads=3, head_dim=16, intermediate=80),
+                       device="cpu", quantization="nf4")
+    ids = torch.randint(3, 250, (2, 12))
+    with torch.no_grad():
+        training_path = model.train()(input_ids=ids).logits  # training never repacks
+        evaluated = model.eval()(input_ids=ids).logits
+    assert torch.equal(evaluated, training_path)
+    assert linear4bit_count(model) == 7 and fast_path_layers(model) == set()
+
+
+def test_only_the_layers_that_misfit_leave_the_packed_cpu_kernel(tmp_path, avx512bf16):
+    """A 16-wide key/value head (the old benchmark smoke config): k_proj and v_proj take the
+    generic path; every other layer, like every layer of the tiny model and of the real Gemma 3
+    sizes, keeps the fast kernel."""
+    model = load_model(save_gemma(tmp_path, hidden=64, heads=4, head_dim=16, intermediate=256),
+                       device="cpu", quantization="nf4")
+    assert fast_path_layers(model) == {"q_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    tiny = load_model(MODEL, device="cpu", quantization="nf4")
+    assert sum(m.support_avx512bf16_for_cpu for m in tiny.modules()
+               if hasattr(m, "support_avx512bf16_for_cpu")) == 4 * 7
+
+
+def test_a_mixed_4bit_model_evaluates_on_the_real_avx512bf16_kernel(tmp_path):
+    """Where the CPU really has AVX-512 BF16: the layers that fit run the packed kernel, the
+    others the generic path, in one forward; the logits match training mode's within bf16."""
+    from bitsandbytes.functional import has_avx512bf16
+
+    if not has_avx512bf16():
+        pytest.skip("this CPU has no AVX-512 BF16 (the forced-flag tests above cover the guard)")
+    model = load_model(save_gemma(tmp_path, hidden=64, heads=4, head_dim=16, intermediate=256),
+                       device="cpu", quantization="nf4")
+    ids = torch.randint(3, 250, (2, 12))
+    with torch.no_grad():
+        training_path = model.train()(input_ids=ids).logits
+        evaluated = model.eval()(input_ids=ids).logits
+    import bitsandbytes as bnb
+
+    packed = {n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+              if isinstance(m, bnb.nn.Linear4bit)
+              and getattr(m.weight.quant_state, "packing_format_for_cpu", False)}
+    assert packed == {"q_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    diff = (evaluated - training_path).abs().max() / training_path.abs().max()
+    print(f"packed-kernel logits vs generic path: {diff:.2e} of the logit scale")
+    assert diff < 0.05
+
+
 @pytest.fixture(scope="module")
 def splits(tokenizer):
     cfg = DataConfig(dataset="embedded://dolly-15k-sample.jsonl", base_model=MODEL,
