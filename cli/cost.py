@@ -222,7 +222,7 @@ def estimate(params: dict[str, Any], profile: str, machine_type: str, accelerato
     gen_s = generated / gen_tps
     startup_s = startup * len(GPU_STEPS)
     gpu_s = train_s + gen_s + startup_s
-    memory = gpu_steps_gib(params, processes)
+    memory = gpu_steps_gib(params, processes, accelerator_count)
     return Estimate(
         profile=profile, machine_type=machine_type, accelerator_type=accelerator_type,
         accelerator_count=accelerator_count, capacity=capacity, price_per_hour=price,

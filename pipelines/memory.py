@@ -112,28 +112,32 @@ def serving_weights_gib(arch: Arch, quantization: str, lora_r: int) -> float:
 
 
 def evaluate_gib(base_model: str, quantization: str, lora_r: int, batch: int, seq_len: int,
-                 new_tokens: int) -> float:
-    """The evaluate step on one GPU: the heavier of scoring a batch of `seq_len`-token rows
-    (every token a response token, the worst case for the LM head's tiles) and generating for
-    it, plus the weights and the overhead above."""
+                 new_tokens: int, gpus: int = 1) -> float:
+    """The evaluate step, per GPU: the heavier of scoring a batch of `seq_len`-token rows (every
+    token a response token, the worst case for the LM head's tiles) and generating for it, plus
+    the weights (spread over the machine's `gpus`, layer by layer, as `load_model` places a
+    model on several) and the overhead above."""
     arch = GEMMA3[base_model]
     t = batch * seq_len
     score = scoring_bytes(arch.text, batch, seq_len, t, BF16, on_cpu=False)
     gen = generation_bytes(arch.text, batch, seq_len, new_tokens, BF16)
-    return serving_weights_gib(arch, quantization, lora_r) + max(score, gen) / GIB + OVERHEAD_GIB
+    weights = serving_weights_gib(arch, quantization, lora_r) / gpus
+    return weights + max(score, gen) / GIB + OVERHEAD_GIB
 
 
 def inference_gib(base_model: str, quantization: str, lora_r: int, batch: int, seq_len: int,
-                  new_tokens: int) -> float:
-    """The inference step on one GPU: generation at the batch size, prompts up to `seq_len`."""
+                  new_tokens: int, gpus: int = 1) -> float:
+    """The inference step, per GPU: generation at the batch size, prompts up to `seq_len`."""
     arch = GEMMA3[base_model]
     gen = generation_bytes(arch.text, batch, seq_len, new_tokens, BF16)
-    return serving_weights_gib(arch, quantization, lora_r) + gen / GIB + OVERHEAD_GIB
+    weights = serving_weights_gib(arch, quantization, lora_r) / gpus
+    return weights + gen / GIB + OVERHEAD_GIB
 
 
-def gpu_steps_gib(params: dict, world: int = 1) -> dict[str, float] | None:
-    """Expected peak GiB of every GPU step for these pipeline parameters (None for a base model
-    whose architecture is not in pipelines/gemma3.py)."""
+def gpu_steps_gib(params: dict, world: int = 1, gpus: int = 1) -> dict[str, float] | None:
+    """Expected peak GiB per GPU of every GPU step for these pipeline parameters, with `world`
+    training processes on a machine of `gpus` GPUs (None for a base model whose architecture is
+    not in pipelines/gemma3.py)."""
     base = params["base_model"]
     if base not in GEMMA3:
         return None
@@ -141,5 +145,5 @@ def gpu_steps_gib(params: dict, world: int = 1) -> dict[str, float] | None:
     batch, new = params["generation_batch_size"], params["max_new_tokens"]
     fit = plan(base, q, r, params["per_device_train_batch_size"], seq, world,
                fsdp=params.get("distributed") == "fsdp")
-    return {"fine-tune": fit.total, "evaluate": evaluate_gib(base, q, r, batch, seq, new),
-            "inference": inference_gib(base, q, r, batch, seq, new)}
+    return {"fine-tune": fit.total, "evaluate": evaluate_gib(base, q, r, batch, seq, new, gpus),
+            "inference": inference_gib(base, q, r, batch, seq, new, gpus)}

@@ -50,6 +50,22 @@ def test_dry_run_of_each_profile_shows_machine_accelerators_and_cost(vertex: Cap
     stamp = compiler.read_stamp(Path("build/dolly-lora.yaml"))
     assert stamp["settings"]["profile"] == name
     assert not vertex.pipeline_jobs
+    memory = out["cost_estimate"]["memory_gib"]  # every GPU step's expected peak, per GPU
+    assert set(memory) == {"fine-tune", "evaluate", "inference"}
+    assert all(0 < gib < 20.25 for gib in memory.values()), memory
+    assert "GPU memory, expected peak per GPU: fine-tune" in r.stderr
+
+
+def test_a_step_that_cannot_fit_its_gpu_is_refused_before_anything_is_sent(
+        vertex: Captured) -> None:
+    """Evaluation's batch of 512 rows x 1,024 tokens would run out of memory after the paid
+    training: refused by the arithmetic, in one line, before the run exists."""
+    r = invoke(*WHERE, "--dry-run", "--param", "generation_batch_size=512")
+    assert r.exit_code == 2
+    [line] = [x for x in r.stderr.splitlines() if x.startswith("error:")]
+    assert line.startswith("error: evaluate needs about ") and "GiB one NVIDIA_L4 has" in line
+    assert line.endswith("lower generation_batch_size, eval_max_rows or max_seq_len")
+    assert not vertex.pipeline_jobs and not vertex.calls
 
 
 def test_max_cost_refuses_the_default_profile_in_one_line(vertex: Captured) -> None:
