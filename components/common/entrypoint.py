@@ -118,10 +118,24 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return False
 
 
+def end_with_parent() -> None:
+    """SIGTERM to this process when its parent dies (Linux `PR_SET_PDEATHSIG`): the step never
+    outlives the process that reports on it."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: the parent's own signal handling is all there is
+    if os.getppid() == 1 and os.getpid() != 1:  # the parent died before the call
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run_step(argv: list[str]) -> None:
     """The child: kfp's executor in this process, SIGTERM as SystemExit, and the one line on
     an out-of-memory error (after its traceback, which stays in the log)."""
     signal.signal(signal.SIGTERM, terminate)
+    end_with_parent()
     module, sys.argv = argv[0], [argv[0], *argv[1:]]
     try:
         runpy.run_module(module, run_name="__main__", alter_sys=True)

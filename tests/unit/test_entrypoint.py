@@ -82,3 +82,19 @@ def test_a_step_that_fails_otherwise_keeps_its_status() -> None:
     done = subprocess.run([sys.executable, "-m", "components.common.entrypoint", "json.tool",
                            "/nonexistent"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "out of memory" not in done.stderr  # argparse's own status
+
+
+def test_the_step_ends_when_its_parent_dies() -> None:
+    """A parent killed outright (SIGKILL: no handler of its runs) leaves no step running on: the
+    child's end of the pipe closes (EOF) once it has stopped, cleanly."""
+    proc = subprocess.Popen([sys.executable, "-m", "components.common.entrypoint",
+                             "tests.step_stand_ins", "sleep"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout.readline().startswith("pid ")
+        proc.kill()
+        rest, _ = proc.communicate(timeout=60)  # returns at EOF: the child has exited
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "SIGTERM: stopping the step" in rest and "cleaned up" in rest
