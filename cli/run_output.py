@@ -176,10 +176,14 @@ def step_peak(outs: dict[str, dict[str, Any]]) -> dict[str, float]:
     return {}
 
 
+def _mib(mb: float) -> str:
+    return f"{mb / 1024:.1f} GiB" if mb >= 1024 else f"{mb:.0f} MiB"
+
+
 def _peak_text(peak: dict[str, float]) -> str:
     if "peak_cuda_allocated_mb" in peak:
-        return f", peak {peak['peak_cuda_allocated_mb'] / 1024:.1f} GiB on the GPU"
-    return f", peak {peak['peak_rss_mb'] / 1024:.1f} GiB" if peak else ""
+        return f", peak {_mib(peak['peak_cuda_allocated_mb'])} on the GPU"
+    return f", peak {_mib(peak['peak_rss_mb'])}" if peak else ""
 
 
 def step_figure(task: str, task_dir: Path | None) -> str:

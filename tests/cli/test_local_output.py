@@ -169,8 +169,11 @@ def test_a_step_out_of_memory_shows_that_line_alone(tmp_path: Path) -> None:
 
 def test_the_peak_memory_follows_each_steps_figure(tmp_path: Path) -> None:
     METADATA["inference"]["predictions"].update(peak_rss_mb=2048.0)
+    METADATA["gate"]["metrics"].update(peak_rss_mb=45.0)
     try:
         assert step_figure("inference", task_dir(tmp_path, "inference")).endswith(
             "latency p95 83.8 s, peak 2.0 GiB")
+        assert step_figure("gate", task_dir(tmp_path, "gate")).endswith(", peak 45 MiB")
     finally:
         del METADATA["inference"]["predictions"]["peak_rss_mb"]
+        del METADATA["gate"]["metrics"]["peak_rss_mb"]
