@@ -25,6 +25,10 @@ GIB = 2**30
 TOKEN_TILE = 4096
 VOCAB_TILE = 8192  # what evaluation passes; TRL's trainer passes 32768
 TRAINER_VOCAB_TILE = 32768
+# On CPU the fine-tune step narrows the trainer's tiles to this (trl.trainer.utils'
+# _CHUNKED_LOGPROB_CHUNK_SIZE): the backward's nine fp32 temporaries of a 4,096 x 32,768 tile are
+# 5 GiB of host memory; at 8,192 rows 1.3 GiB, for the same arithmetic.
+CPU_TRAINER_VOCAB_TILE = 8192
 # Full logits: the logits (fp32 on CPU, upcast from bf16 on GPU), a log-softmax and its
 # gradient (or, without gradients, cross-entropy's own copy): ~12 bytes a token a vocabulary row.
 FULL_LOGITS_BYTES = 12
@@ -61,6 +65,12 @@ class ModelShape:
                    intermediate=c.intermediate_size, heads=heads,
                    kv_heads=getattr(c, "num_key_value_heads", None) or heads,
                    head_dim=getattr(c, "head_dim", None) or c.hidden_size // heads)
+
+
+def loading_bytes(params: int, d: int, checkpoint_bytes: int) -> int:
+    """Loading a model: its weights in the compute dtype, while the checkpoint's pages are
+    still mapped (safetensors reads the file through mmap)."""
+    return params * d + checkpoint_bytes
 
 
 def linear_shapes(m: Shape) -> dict[str, tuple[int, int]]:
@@ -137,6 +147,10 @@ def activation_per_token(m: Shape) -> int:
             + 8 * m.hidden)
 
 
+def trainer_vocab_tile(on_cpu: bool) -> int:
+    return CPU_TRAINER_VOCAB_TILE if on_cpu else TRAINER_VOCAB_TILE
+
+
 def training_bytes(m: Shape, batch: int, width: int, d: int, fused_head: bool,
                    checkpointing: bool, on_cpu: bool) -> int:
     """One training step, beyond weights and optimizer states: activations (every layer's,
@@ -146,7 +160,8 @@ def training_bytes(m: Shape, batch: int, width: int, d: int, fused_head: bool,
     t = batch * width
     per_layer = t * activation_per_token(m) * d + 2 * batch * m.heads * width * width * d
     acts = m.layers * t * m.hidden * d + per_layer if checkpointing else m.layers * per_layer
-    tile = head_tile_bytes(t, m.vocab, d, on_cpu, TRAINER_VOCAB_TILE, TRAINING_TEMPORARIES)
+    tile = head_tile_bytes(t, m.vocab, d, on_cpu, trainer_vocab_tile(on_cpu),
+                           TRAINING_TEMPORARIES)
     loss = tile + 2 * t * m.hidden * 4 if fused_head else full_logits_bytes(t, m.vocab)
     return acts + loss
 
@@ -154,9 +169,45 @@ def training_bytes(m: Shape, batch: int, width: int, d: int, fused_head: bool,
 def use_fused_head(batch: int, width: int, vocab: int, d: int, on_cpu: bool) -> bool:
     """TRL's fused LM head unless the full logits are smaller than its tiles (a small
     vocabulary: the tiny model), where the plain loss is as small and a quarter faster on CPU."""
-    fused = head_tile_bytes(batch * width, vocab, d, on_cpu, TRAINER_VOCAB_TILE,
+    fused = head_tile_bytes(batch * width, vocab, d, on_cpu, trainer_vocab_tile(on_cpu),
                             TRAINING_TEMPORARIES)
     return full_logits_bytes(batch * width, vocab) > fused
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """How a training step keeps within memory: TRL's fused head or the plain loss, and whether
+    activations are recomputed (gradient checkpointing)."""
+
+    fused_head: bool
+    checkpointing: bool
+
+
+def training_plan(m: Shape, batch: int, width: int, d: int, on_cpu: bool,
+                  memory_bytes: int) -> TrainingPlan:
+    """On a GPU: checkpointing always (activations, not time, are what runs out there). On CPU:
+    only when a step's activations and loss would take more than half of `memory_bytes`, the
+    machine's memory (a real model's 18 layers at 8 x 1,024 tokens: about 20 GiB), since
+    recomputing costs about a third of each step."""
+    fused = use_fused_head(batch, width, m.vocab, d, on_cpu)
+    heavy = training_bytes(m, batch, width, d, fused, checkpointing=False, on_cpu=on_cpu)
+    return TrainingPlan(fused_head=fused, checkpointing=not on_cpu or heavy > memory_bytes / 2)
+
+
+def host_memory_bytes() -> int:
+    """This machine's memory, or its container's limit where that is lower (cgroup v2 or v1)."""
+    import os
+
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total
 
 
 # ------------------------------------------------------------------------ measured

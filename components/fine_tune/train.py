@@ -13,12 +13,14 @@ from `TrainConfig` (`components.common.step.make_parser`), and the KFP component
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,7 +115,8 @@ def trainer_class(fused_head: bool = True) -> Any:
     8 x 1,024 tokens of full logits are 24 GiB). With a small vocabulary (the tiny model) the
     full logits are smaller than the tiles, and the plain loss (identical value, see
     tests/unit/test_batching.py) skips the head's recomputation, about a quarter of a CPU step.
-    `loss_head` decides by that arithmetic, not by the device.
+    `memory_plan` decides by that arithmetic, not by the device. On CPU the tiles are narrowed
+    (`components.common.memory.CPU_TRAINER_VOCAB_TILE`).
     """
     from transformers import Trainer
     from trl import SFTTrainer
@@ -125,6 +128,11 @@ def trainer_class(fused_head: bool = True) -> Any:
             if self.args.train_sampling_strategy == "group_by_length":
                 return bucketed_sampler_for(self, train_dataset)  # see sampling.py for why
             return super()._get_train_sampler(train_dataset)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            with trl_vocab_tile(self.args.use_cpu):
+                return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                            num_items_in_batch=num_items_in_batch)
 
     if fused_head:
         return BucketedSFTTrainer
@@ -140,15 +148,31 @@ def trainer_class(fused_head: bool = True) -> Any:
     return PlainLossSFTTrainer
 
 
-def loss_head(cfg: TrainConfig, model: Any) -> bool:
-    """True for TRL's fused LM head: unless a batch's full logits (per-device batch x
-    max_seq_len x vocabulary) are smaller than its tiles (`components.common.memory`)."""
-    from components.common.memory import use_fused_head
+@contextlib.contextmanager
+def trl_vocab_tile(on_cpu: bool) -> Iterator[None]:
+    """TRL's fused head, on CPU, in tiles of CPU_TRAINER_VOCAB_TILE vocabulary rows (TRL reads
+    the module constant at each forward; tests/unit/test_real_size_memory.py checks it exists)."""
+    from trl.trainer import utils as trl_utils
+
+    from components.common.memory import trainer_vocab_tile
+
+    previous = trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
+    trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = trainer_vocab_tile(on_cpu)
+    try:
+        yield
+    finally:
+        trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = previous
+
+
+def memory_plan(cfg: TrainConfig, model: Any) -> Any:
+    """The fused head or the plain loss, and gradient checkpointing or not, by the memory
+    arithmetic of a per-device batch of max_seq_len tokens (`components.common.memory`)."""
+    from components.common.memory import ModelShape, host_memory_bytes, training_plan
 
     on_cpu = best_device() == "cpu"
     d = 2 if bf16_enabled(cfg.bf16) else 4
-    return use_fused_head(cfg.per_device_train_batch_size, cfg.max_seq_len,
-                          model.config.get_text_config().vocab_size, d, on_cpu)
+    return training_plan(ModelShape.of(model.config), cfg.per_device_train_batch_size,
+                         cfg.max_seq_len, d, on_cpu, host_memory_bytes())
 
 
 def batching_mode(setting: str) -> str:
@@ -181,15 +205,17 @@ def fsdp_settings(cfg: TrainConfig, world: int) -> dict[str, Any]:
 
 
 def sft_config(cfg: TrainConfig, output_dir: Path, has_eval: bool,
-               report_to: str | list[str], world: int = 1) -> Any:
+               report_to: str | list[str], world: int = 1,
+               checkpointing: bool | None = None) -> Any:
     """Hardware-aware SFTConfig.
 
     GPU: bf16, gradient checkpointing, padding-free best-fit-decreasing packing (rows never cut,
     never attending to each other: position_ids restart per row and `use_cache=False`), and a
     batch that starts at the configured size and halves on out-of-memory (measured, not guessed).
-    CPU: fp32 (bf16 is ~10x slower there), no checkpointing, length-bucketed dynamic padding
+    CPU: fp32 (bf16 is ~10x slower there), no checkpointing unless `checkpointing` (the memory
+    plan) asks for it, length-bucketed dynamic padding
     (sampling.py). Both: response-only loss, through TRL's fused LM head (which never
-    materialises the full logits) wherever the full logits would be bigger (`loss_head`).
+    materialises the full logits) wherever the full logits would be bigger (`memory_plan`).
     With several processes the batch does not back off on out-of-memory (one rank halving alone
     would stall the others) and DDP does not search for unused parameters (every LoRA weight
     gets a gradient).
@@ -217,7 +243,7 @@ def sft_config(cfg: TrainConfig, output_dir: Path, has_eval: bool,
         max_grad_norm=cfg.max_grad_norm,
         bf16=bf16_enabled(cfg.bf16),
         use_cpu=not on_gpu,
-        activation_checkpointing=on_gpu,
+        activation_checkpointing=on_gpu if checkpointing is None else checkpointing,
         completion_only_loss=True,
         train_sampling_strategy="random" if packed else "group_by_length",
         pad_to_multiple_of=None,
@@ -283,18 +309,18 @@ def train(
     if cfg.quantization != "none":
         model = prepare_quantized(model, on_gpu)
 
-    fused_head = loss_head(cfg, model)
+    plan = memory_plan(cfg, model)
     # Trainer scratch space stays out of the Model artifact (only the adapter is published).
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="fine-tune-"))
     args = sft_config(cfg, work, has_eval=bool(val_rows), report_to=tracker.report_to,
-                      world=world)
+                      world=world, checkpointing=plan.checkpointing)
     ckpt = checkpointing.Session(store, cfg, train_rows, work, world) if store else None
     if ckpt:
         args = ckpt.training_args(args)
     # HF's own report_to integrations (W&B, TensorBoard, MLflow) log the training curves into
     # the runs the tracker opened; TensorBoardCallback reads its folder from the environment.
     with scoped_env(getattr(tracker, "hf_env", dict)()):
-        trainer = trainer_class(fused_head)(
+        trainer = trainer_class(plan.fused_head)(
             model=model,
             args=args,
             train_dataset=to_prompt_completion(train_rows),
@@ -359,7 +385,8 @@ def train(
         "global_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps
         * world,
         "resumed_from_step": None,
-        "loss_head": "fused" if fused_head else "full_logits",
+        "loss_head": "fused" if plan.fused_head else "full_logits",
+        "activation_checkpointing": args.activation_checkpointing,
         **(ckpt.summary(seconds) if ckpt else {}),
         **peak_memory(),
     }

@@ -24,10 +24,15 @@ from components.common.memory import (
     ModelShape,
     full_logits_bytes,
     generation_bytes,
+    loading_bytes,
     lora_params,
     scoring_bytes,
     training_bytes,
+    training_plan,
     use_fused_head,
+)
+from components.common.memory import (
+    ModelShape as Shape,
 )
 
 MARGIN = 0.9
@@ -85,16 +90,18 @@ def test_generation_16_prompts_of_1024_tokens(real_model: Path, shape: ModelShap
 def test_training_step_at_the_cpu_batch_takes_the_fused_head(real_model: Path,
                                                              shape: ModelShape) -> None:
     """The default per-device batch (8) on short rows (one CPU step at 1,024 tokens a row takes
-    minutes here; the arithmetic is linear in tokens), loading included: fp32 weights, LoRA with
-    its gradients and AdamW moments (16 bytes a parameter), activations and TRL's fused head."""
+    minutes here; the arithmetic is linear in tokens), loading included: the heavier of loading
+    (fp32 weights while the bf16 checkpoint is mapped) and a step (fp32 weights, LoRA with its
+    gradients and AdamW moments at 16 bytes a parameter, activations and TRL's fused head)."""
     cfg = TrainConfig()
     r = probe("train", real_model, batch=cfg.per_device_train_batch_size, width=72, response=24)
     assert r["loss_head"] == "fused"
     assert r["lora"] == lora_params(shape, cfg.lora_r)
-    expected = (r["params"] * FP32 + r["lora"] * 16
-                + training_bytes(shape, cfg.per_device_train_batch_size, r["width"], FP32,
-                                 fused_head=True, checkpointing=False, on_cpu=True))
-    within(r["used"], expected)
+    step = (r["params"] * FP32 + r["lora"] * 16
+            + training_bytes(shape, cfg.per_device_train_batch_size, r["width"], FP32,
+                             fused_head=True, checkpointing=False, on_cpu=True))
+    load = loading_bytes(r["params"], FP32, (real_model / "model.safetensors").stat().st_size)
+    within(r["used"], max(step, load))
 
 
 def test_the_cpu_defaults_choose_the_fused_head_by_arithmetic(shape: ModelShape) -> None:
@@ -109,3 +116,32 @@ def test_the_cpu_defaults_choose_the_fused_head_by_arithmetic(shape: ModelShape)
     plain = training_bytes(shape, b, w, FP32, fused_head=False, checkpointing=False, on_cpu=True)
     assert plain / GIB > 24 and fused < plain / 3
     assert not use_fused_head(b, w, 2048, FP32, on_cpu=True)
+
+
+def test_cpu_training_recomputes_activations_only_where_they_would_not_fit() -> None:
+    """Gemma 3 270M's shape (18 layers of hidden 640, the same vocabulary) at 8 x 1,024 tokens
+    keeps about 19 GiB of activations without checkpointing: on a 24 GiB machine the plan turns
+    it on; on a 128 GiB one, or with the tiny model's batch, it stays off (a third faster)."""
+    g270 = Shape(hidden=640, layers=18, vocab=262_144, intermediate=2048, heads=4, kv_heads=1,
+                 head_dim=256)
+    heavy = training_bytes(g270, 8, 1024, FP32, True, checkpointing=False, on_cpu=True)
+    light = training_bytes(g270, 8, 1024, FP32, True, checkpointing=True, on_cpu=True)
+    assert heavy / GIB > 16 and light < heavy / 4
+    assert training_plan(g270, 8, 1024, FP32, on_cpu=True, memory_bytes=24 * GIB).checkpointing
+    assert not training_plan(g270, 8, 1024, FP32, True, 128 * GIB).checkpointing
+    assert not training_plan(g270, 2, 128, FP32, True, 24 * GIB).checkpointing
+    assert training_plan(g270, 2, 128, FP32, on_cpu=False, memory_bytes=24 * GIB).checkpointing
+
+
+def test_the_trl_tile_setting_the_cpu_narrows_exists() -> None:
+    """fine_tune.train.trl_vocab_tile sets this TRL module constant: an upgrade that renames it
+    must fail here, not silently train with 5 GiB tiles."""
+    from trl.trainer import utils as trl_utils
+
+    from components.common.memory import CPU_TRAINER_VOCAB_TILE, TRAINER_VOCAB_TILE
+    from components.fine_tune.train import trl_vocab_tile
+
+    assert trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE == TRAINER_VOCAB_TILE
+    with trl_vocab_tile(on_cpu=True):
+        assert trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE == CPU_TRAINER_VOCAB_TILE
+    assert trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE == TRAINER_VOCAB_TILE

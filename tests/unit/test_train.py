@@ -72,6 +72,31 @@ def test_packed_mode_trains_through_the_same_path(tmp_path, splits):
     assert m["train_tokens"] > 12 * 2 * 150
 
 
+def test_a_machine_short_of_memory_trains_with_checkpointing_on_cpu(tmp_path, splits,
+                                                                     monkeypatch):
+    """The memory plan turns gradient checkpointing on when a step's activations would take
+    more than half of the machine (here: one of 1 MiB). It changes memory, not the arithmetic:
+    every step's loss and gradient norm match a run without it."""
+    from components.common import memory
+
+    cfg = TrainConfig(base_model=MODEL, max_seq_len=256, max_steps=4, learning_rate=5e-3,
+                      per_device_train_batch_size=4, gradient_accumulation_steps=1,
+                      logging_steps=1, warmup_ratio=0.0)
+
+    def run(name: str) -> tuple[dict, list]:
+        m = train(cfg, splits["train"][:16], [], tmp_path / name).metrics
+        log = json.loads((tmp_path / name / "log_history.json").read_text())
+        return m, [v for h in log if "loss" in h for v in (h["loss"], h["grad_norm"])]
+
+    plain, plain_log = run("plain")
+    monkeypatch.setattr(memory, "host_memory_bytes", lambda: 2**20)
+    small, small_log = run("small")
+    assert plain["activation_checkpointing"] is False
+    assert small["activation_checkpointing"] is True and small["loss_head"] == "full_logits"
+    assert len(small_log) == 2 * 4
+    assert small_log == pytest.approx(plain_log, rel=1e-4)
+
+
 def _corrupting_trainer(monkeypatch, at_step: int) -> None:
     """Make the adapter worse after step `at_step` (lora_B x 40): validation loss then rises
     while training goes on, deterministically, as when a small train set is overfitted."""
