@@ -19,17 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from components.common.memory import linear_shapes, lora_params
+from components.common.memory import ModelShape, linear_shapes, lora_params
 
 
 @dataclass(frozen=True)
-class Text:
-    hidden: int
-    layers: int
-    vocab: int
-    intermediate: int
-    heads: int
-    kv_heads: int
+class Text(ModelShape):
     head_dim: int = 256
 
     @property

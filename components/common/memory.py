@@ -17,7 +17,7 @@ plus four hidden-sized tensors (residual, norm, attention output, hidden).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 GIB = 2**30
 # The LM head in tiles: trl.kernels.ChunkedLogProbFunction projects TOKEN_TILE tokens against
@@ -34,20 +34,10 @@ CPU_TRAINER_VOCAB_TILE = 8192
 FULL_LOGITS_BYTES = 12
 
 
-class Shape(Protocol):
-    """What the arithmetic needs of a decoder-only model (pipelines.gemma3.Text has it)."""
-
-    hidden: int
-    layers: int
-    vocab: int
-    intermediate: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-
-
 @dataclass(frozen=True)
 class ModelShape:
+    """What the arithmetic needs of a decoder-only model (pipelines.gemma3.Text is one)."""
+
     hidden: int
     layers: int
     vocab: int
@@ -73,7 +63,7 @@ def loading_bytes(params: int, d: int, checkpoint_bytes: int) -> int:
     return params * d + checkpoint_bytes
 
 
-def linear_shapes(m: Shape) -> dict[str, tuple[int, int]]:
+def linear_shapes(m: ModelShape) -> dict[str, tuple[int, int]]:
     """(in, out) of each Linear in one decoder layer: what LoRA 'all-linear' targets and what
     bitsandbytes quantizes."""
     h, q, kv, i = m.hidden, m.heads * m.head_dim, m.kv_heads * m.head_dim, m.intermediate
@@ -81,7 +71,7 @@ def linear_shapes(m: Shape) -> dict[str, tuple[int, int]]:
             "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
 
 
-def lora_params(m: Shape, rank: int) -> int:
+def lora_params(m: ModelShape, rank: int) -> int:
     """LoRA on every Linear of every layer: A is r x in, B is out x r."""
     return m.layers * rank * sum(a + b for a, b in linear_shapes(m).values())
 
@@ -106,7 +96,7 @@ def head_tile_bytes(tokens: int, vocab: int, d: int, on_cpu: bool,
     return tile * (d + (4 * temporaries if on_cpu else 0))
 
 
-def layer_transient_bytes(m: Shape, batch: int, width: int, d: int) -> int:
+def layer_transient_bytes(m: ModelShape, batch: int, width: int, d: int) -> int:
     """The biggest set of tensors alive at once inside one decoder layer, no gradients."""
     t = batch * width
     mlp = 3 * t * m.intermediate
@@ -114,7 +104,7 @@ def layer_transient_bytes(m: Shape, batch: int, width: int, d: int) -> int:
     return (max(mlp, attention) + 4 * t * m.hidden) * d
 
 
-def scoring_bytes(m: Shape, batch: int, width: int, response_tokens: int, d: int,
+def scoring_bytes(m: ModelShape, batch: int, width: int, response_tokens: int, d: int,
                   on_cpu: bool) -> int:
     """Response-token losses of one batch (`generation.response_losses`), beyond the weights:
     the forward's largest layer transient, the last hidden states, the response positions'
@@ -125,13 +115,13 @@ def scoring_bytes(m: Shape, batch: int, width: int, response_tokens: int, d: int
             + head_tile_bytes(response_tokens, m.vocab, d, on_cpu))
 
 
-def kv_cache_bytes(m: Shape, batch: int, tokens: int, d: int) -> int:
+def kv_cache_bytes(m: ModelShape, batch: int, tokens: int, d: int) -> int:
     """Keys and values of every layer for `tokens` positions (an upper bound: Gemma 3's sliding
     layers keep only their window)."""
     return m.layers * 2 * batch * tokens * m.kv_heads * m.head_dim * d
 
 
-def generation_bytes(m: Shape, batch: int, prompt: int, new_tokens: int, d: int) -> int:
+def generation_bytes(m: ModelShape, batch: int, prompt: int, new_tokens: int, d: int) -> int:
     """`generate()` of one batch, beyond the weights: the KV cache at full length, the prefill's
     largest layer transient, and the last position's logits with the sampler's fp32 copies."""
     return (kv_cache_bytes(m, batch, prompt + new_tokens, d)
@@ -140,7 +130,7 @@ def generation_bytes(m: Shape, batch: int, prompt: int, new_tokens: int, d: int)
             + batch * m.vocab * (d + 3 * 4))
 
 
-def activation_per_token(m: Shape) -> int:
+def activation_per_token(m: ModelShape) -> int:
     """Elements one decoder layer keeps (or recomputes) per token for the backward pass: the MLP
     gate/up/activation/product and their gradients, attention projections, norms."""
     return (6 * m.intermediate + 4 * m.heads * m.head_dim + 2 * m.kv_heads * m.head_dim
@@ -151,7 +141,7 @@ def trainer_vocab_tile(on_cpu: bool) -> int:
     return CPU_TRAINER_VOCAB_TILE if on_cpu else TRAINER_VOCAB_TILE
 
 
-def training_bytes(m: Shape, batch: int, width: int, d: int, fused_head: bool,
+def training_bytes(m: ModelShape, batch: int, width: int, d: int, fused_head: bool,
                    checkpointing: bool, on_cpu: bool) -> int:
     """One training step, beyond weights and optimizer states: activations (every layer's,
     or with gradient checkpointing one hidden state per layer plus the layer recomputed), the
@@ -183,7 +173,7 @@ class TrainingPlan:
     checkpointing: bool
 
 
-def training_plan(m: Shape, batch: int, width: int, d: int, on_cpu: bool,
+def training_plan(m: ModelShape, batch: int, width: int, d: int, on_cpu: bool,
                   memory_bytes: int) -> TrainingPlan:
     """On a GPU: checkpointing always (activations, not time, are what runs out there). On CPU:
     only when a step's activations and loss would take more than half of `memory_bytes`, the

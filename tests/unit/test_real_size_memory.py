@@ -31,9 +31,6 @@ from components.common.memory import (
     training_plan,
     use_fused_head,
 )
-from components.common.memory import (
-    ModelShape as Shape,
-)
 
 MARGIN = 0.9
 FP32 = 4
@@ -122,7 +119,7 @@ def test_cpu_training_recomputes_activations_only_where_they_would_not_fit() -> 
     """Gemma 3 270M's shape (18 layers of hidden 640, the same vocabulary) at 8 x 1,024 tokens
     keeps about 19 GiB of activations without checkpointing: on a 24 GiB machine the plan turns
     it on; on a 128 GiB one, or with the tiny model's batch, it stays off (a third faster)."""
-    g270 = Shape(hidden=640, layers=18, vocab=262_144, intermediate=2048, heads=4, kv_heads=1,
+    g270 = ModelShape(hidden=640, layers=18, vocab=262_144, intermediate=2048, heads=4, kv_heads=1,
                  head_dim=256)
     heavy = training_bytes(g270, 8, 1024, FP32, True, checkpointing=False, on_cpu=True)
     light = training_bytes(g270, 8, 1024, FP32, True, checkpointing=True, on_cpu=True)
