@@ -88,7 +88,7 @@ def test_every_step_succeeded_and_was_timed(summary):
                                      "report"}
     for step in summary["steps"].values():
         assert step["status"] == "SUCCESS" and step["seconds"] > 0
-        assert step["peak_rss_mb"] > 50  # every step's own peak: at least the Python it runs
+        assert step["peak_rss_mb"] > 20  # every step's own peak: at least the Python it runs
     assert summary["steps"]["fine-tune"]["peak_rss_mb"] > summary["steps"]["gate"]["peak_rss_mb"]
 
 

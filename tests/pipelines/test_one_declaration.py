@@ -144,6 +144,7 @@ def test_call_builds_the_config_passes_paths_and_sets_metadata(tmp_path: Path):
                              "learning_rate": 0.01, "required_accelerator": "NVIDIA_L4"},
                  outputs=("model",), from_artifacts={"base_model": "base"})
     assert value is True
+    assert model.metadata.pop("peak_rss_mb") > 0  # the step's peak memory, on its first output
     assert model.metadata == {"lr": 0.01, "base": base.path, "train": train.path,
                               "run_id": "job-7", "acc": "NVIDIA_L4", "rows": 12}
     assert model.uri == "gs://b/model"
