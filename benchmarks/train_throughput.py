@@ -113,7 +113,7 @@ def project_train(cfg: TrainConfig, rows, out: Path) -> dict[str, Any]:
     result = train(cfg, rows, [], out / "adapter")
     m = result.metrics
     model = PeftModel.from_pretrained(load_model(MODEL, device="cpu"), out / "adapter")
-    return {"model": model, "tokens": m["train_tokens"], "seconds": m["train_seconds"]}
+    return {"model": model, "tokens": m.train_tokens, "seconds": m.train_seconds}
 
 
 def main(argv: list[str] | None = None) -> float:

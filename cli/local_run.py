@@ -177,62 +177,47 @@ def written_artifacts(outputs: dict[str, dict[str, Any]]) -> dict[str, str]:
     }
 
 
-# Metadata values KFP hands back as floats although they count something.
-INT_KEYS = frozenset({"global_step", "kept_step", "checkpoints_saved"})
-
-
-def _int(value: Any) -> int | None:
-    return int(value) if value is not None else None
-
-
 def build_summary(
     run_id: str, run_dir: Path | None, steps: dict[str, Any], params: dict[str, Any],
     wall_seconds: float, status: str, run_root: Path | None = None,
 ) -> dict[str, Any]:
+    from components.common.results import AdapterModel, Export, GateVerdict, PreparedData
+
     outputs = collect_outputs(run_dir) if run_dir else {}
     meta = {task: {k: v["metadata"] for k, v in outs.items()} for task, outs in outputs.items()}
-    prep = meta.get("prepare-data", {})
-    metrics = meta.get("gate", {}).get("metrics", {})
-    tuned = meta.get("fine-tune", {}).get("model", {})
-
-    def count(name: str, key: str = "rows") -> int | None:
-        value = prep.get(name, {}).get(key)
-        return int(value) if value is not None else None
+    prep = {name: PreparedData.read(m) for name, m in meta.get("prepare-data", {}).items()}
+    gate = meta.get("gate", {}).get("metrics")
+    scores = GateVerdict.read(gate).scalars if gate else {}
+    tuned = meta.get("fine-tune", {}).get("model")
+    trained = AdapterModel.read(tuned)
+    merged = meta.get("export", {}).get("merged")
 
     for task, outs in meta.items():  # each step's peak memory beside its status and seconds
         if task in steps and (peak := step_peak(outs)):
             steps[task] = {**steps[task], **peak}
+    train = prep.get("train", PreparedData())
     summary = {
         "run_id": run_id,
         "status": status,
         "wall_seconds": round(wall_seconds, 2),
         "steps": steps,
-        "train_rows": count("train"),
-        "val_rows": count("validation"),
-        "test_rows": count("test"),
-        "rejected_rows": count("rejected"),
-        "source_rows": count("train", "source_rows"),
-        "split_hash": prep.get("train", {}).get("split_hash"),
+        "train_rows": train.rows,
+        "val_rows": prep.get("validation", PreparedData()).rows,
+        "test_rows": prep.get("test", PreparedData()).rows,
+        "rejected_rows": prep.get("rejected", PreparedData()).rows,
+        "source_rows": train.source_rows,
+        "split_hash": train.split_hash or None,
         "eval": {
-            name: {
-                k: metrics.get(f"{name}_{k}") for k in ("loss", "perplexity", "rougeL")
-            }
+            name: {k: scores.get(f"{name}_{k}") for k in ("loss", "perplexity", "rougeL")}
             for name in ("base", "tuned")
-        }
-        if metrics
-        else {},
-        "training": {k: _int(tuned.get(k)) if k in INT_KEYS else tuned.get(k) for k in (
-            "train_loss", "eval_loss", "final_eval_loss", "kept_step", "epochs", "global_step",
-            "train_seconds", "tokens_per_second", "base_weights_digest_before",
-            "base_weights_digest_after", "wandb_url", "checkpoint_prefix", "checkpoints_saved",
-            "checkpoint_seconds", "checkpoint_seconds_each", "checkpoint_share",
-        )} if tuned else {},
-        # null when fine-tune started fresh (metadata drops None; integers come back as floats)
-        "resumed_from_step": _int(tuned.get("resumed_from_step")),
-        "final_step": _int(tuned.get("global_step")),
+        } if gate else {},
+        "training": trained.summary() if tuned else {},
+        # null when fine-tune started fresh
+        "resumed_from_step": trained.resumed_from_step,
+        "final_step": trained.global_step,
         # The export step's merged model (what `submit serve RUN_DIR` serves) and its checks.
         "merged_model": outputs.get("export", {}).get("merged", {}).get("path"),
-        "export": meta.get("export", {}).get("merged", {}),
+        "export": Export.read(merged).metadata() if merged else {},
         "artifacts": written_artifacts(outputs),
         "parameters": params,
         "pipeline_root": str(run_dir.parent) if run_dir else None,

@@ -7,25 +7,26 @@ copied next to summary.json where a person looks first.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
+from components.common.results import Evaluation
+
 
 def add_evaluation(summary: dict[str, Any]) -> None:
     """summary["eval"] gains `categories` (base/tuned per category with the interval) and
-    `interval` (the headline metric's improvement, its 95% interval and the gate decision)."""
+    `interval` (the headline metric's improvement, > 0 when tuned is better, its 95% interval
+    and the gate decision)."""
     path = summary.get("artifacts", {}).get("evaluate.generations")
     if not path or not Path(path).exists():
         return
-    results = json.loads(Path(path).read_text())
+    results = Evaluation.load(path)
     ev = summary.setdefault("eval", {})
     for name in ("base", "tuned"):
-        if name in results:
-            ev[name] = {**ev.get(name, {}), **results[name]}
-    ev["categories"] = results.get("categories", {})
-    ev["interval"] = results.get("headline", {})
+        ev[name] = {**ev.get(name, {}), **getattr(results, name).to_dict()}
+    ev["categories"] = {cat: c.to_dict() for cat, c in results.categories.items()}
+    ev["interval"] = results.headline.to_dict()
 
 
 def publish_reports(summary: dict[str, Any], run_root: Path) -> dict[str, str]:

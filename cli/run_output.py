@@ -31,6 +31,18 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from components.common.results import (
+    AdapterModel,
+    Evaluation,
+    FetchedModel,
+    GateVerdict,
+    Interval,
+    PeakMemory,
+    Predictions,
+    PreparedData,
+    Registration,
+)
+
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 FAILED_TAIL_LINES = 20  # of a failed step's own output, shown under its line
 # The line components.common.entrypoint writes when a step ran out of memory: shown alone.
@@ -98,60 +110,64 @@ def _num(value: Any, fmt: str) -> str:
 
 
 def _fetch(outs: dict[str, dict[str, Any]], task_dir: Path) -> str:
-    m = outs.get("model", {})
-    return f"{_num(m.get('size_mb'), '.1f')} MB, {_num(m.get('files'), '.0f')} files"
+    m = FetchedModel.read(outs.get("model"))
+    return f"{_num(m.size_mb, '.1f')} MB, {_num(m.files, '.0f')} files"
 
 
 def _prepare(outs: dict[str, dict[str, Any]], task_dir: Path) -> str:
-    m = outs.get("train", {})
-    counts = [f"{name} {_num(m.get(key), '.0f')}" for name, key in (
-        ("train", "train_rows"), ("validation", "validation_rows"), ("test", "test_rows"),
-        ("rejected", "rejected_rows"))]
+    m = PreparedData.read(outs.get("train"))
+    counts = [f"{name} {_num(n, '.0f')}" for name, n in (
+        ("train", m.train_rows), ("validation", m.validation_rows), ("test", m.test_rows),
+        ("rejected", m.rejected_rows))]
     return "rows: " + ", ".join(counts)
 
 
 def _fine_tune(outs: dict[str, dict[str, Any]], task_dir: Path) -> str:
-    m = outs.get("model", {})
-    text = (f"loss {_num(m.get('first_logged_loss'), '.3f')} -> "
-            f"{_num(m.get('last_logged_loss'), '.3f')}, eval loss "
-            f"{_num(m.get('eval_loss'), '.3f')}, {_num(m.get('tokens_per_second'), ',.0f')} "
-            f"tokens/s, {_num(m.get('global_step'), '.0f')} steps")
-    if m.get("resumed_from_step") is not None:
-        text += f" (resumed at {_num(m['resumed_from_step'], '.0f')})"
+    m = AdapterModel.read(outs.get("model"))
+    text = (f"loss {_num(m.first_logged_loss, '.3f')} -> {_num(m.last_logged_loss, '.3f')}, "
+            f"eval loss {_num(m.eval_loss, '.3f')}, {_num(m.tokens_per_second, ',.0f')} "
+            f"tokens/s, {_num(m.global_step, '.0f')} steps")
+    if m.resumed_from_step is not None:
+        text += f" (resumed at {m.resumed_from_step})"
     return text
+
+
+def interval_text(h: Interval) -> str:
+    """'+0.503 (95%: +0.338 to +0.711)': the improvement, > 0 when tuned is better."""
+    return (f"{_num(h.improvement, '+.3f')} (95%: {_num(h.improvement_low, '+.3f')} to "
+            f"{_num(h.improvement_high, '+.3f')})")
 
 
 def _evaluate(outs: dict[str, dict[str, Any]], task_dir: Path) -> str:
     path = task_dir / "generations"
     if not path.is_file():
         return ""
-    results = json.loads(path.read_text())
-    h = results.get("headline", {})
-    metric = h.get("metric", "loss")
-    base, tuned = results.get("base", {}).get(metric), results.get("tuned", {}).get(metric)
-    return (f"test {metric} {_num(base, '.3f')} -> {_num(tuned, '.3f')}, change "
-            f"{_num(h.get('diff'), '+.3f')} (95%: {_num(h.get('diff_low'), '+.3f')} to "
-            f"{_num(h.get('diff_high'), '+.3f')})")
+    results = Evaluation.load(path)
+    h = results.headline
+    metric = h.metric or "loss"
+    base, tuned = getattr(results.base, metric, None), getattr(results.tuned, metric, None)
+    return (f"test {metric} {_num(base, '.3f')} -> {_num(tuned, '.3f')}, improvement "
+            f"{interval_text(h)}")
 
 
 def _gate(outs: dict[str, dict[str, Any]], task_dir: Path) -> str:
-    passed = outs.get("metrics", {}).get("tuned_better")
-    if passed is None:
+    if "tuned_better" not in outs.get("metrics", {}):
         return ""
+    passed = GateVerdict.read(outs["metrics"]).tuned_better
     return ("tuned beats base beyond noise: register" if passed
             else "tuned does not beat base beyond noise: not registered")
 
 
 def _inference(outs: dict[str, dict[str, Any]], task_dir: Path) -> str:
-    m = outs.get("predictions", {})
-    return (f"{_num(m.get('rows'), '.0f')} rows, {_num(m.get('tokens_per_second'), ',.1f')} "
-            f"tokens/s, latency p95 {_num(m.get('latency_p95_s'), '.1f')} s")
+    m = Predictions.read(outs.get("predictions"))
+    return (f"{_num(m.rows, '.0f')} rows, {_num(m.tokens_per_second, ',.1f')} "
+            f"tokens/s, latency p95 {_num(m.latency_p95_s, '.1f')} s")
 
 
 def _register(outs: dict[str, dict[str, Any]], task_dir: Path) -> str:
-    m = outs.get("registered_model", {})
-    where = m.get("resourceName") or f"{m.get('registry', '?')} record"
-    return f"{m.get('display_name', '?')}: {where}"
+    m = Registration.read(outs.get("registered_model"))
+    where = m.resourceName or f"{m.registry or '?'} record"
+    return f"{m.display_name or '?'}: {where}"
 
 
 def _report(outs: dict[str, dict[str, Any]], task_dir: Path) -> str:
@@ -165,14 +181,11 @@ FIGURES: dict[str, Callable[[dict[str, dict[str, Any]], Path], str]] = {
 }
 
 
-PEAK_KEYS = ("peak_rss_mb", "peak_cuda_allocated_mb")
-
-
 def step_peak(outs: dict[str, dict[str, Any]]) -> dict[str, float]:
     """The step's peak memory (MiB), from whichever output carries it."""
     for meta in outs.values():
         if "peak_rss_mb" in meta:
-            return {k: float(meta[k]) for k in PEAK_KEYS if k in meta}
+            return PeakMemory.read(meta).peak()
     return {}
 
 
@@ -271,7 +284,7 @@ class StepTimer(logging.Filter):
 def results_table(summary: dict[str, Any]) -> RenderableType:
     """Base vs tuned on the test split, and the headline interval the gate read."""
     ev = summary.get("eval", {})
-    base, tuned, iv = ev.get("base", {}), ev.get("tuned", {}), ev.get("interval", {})
+    base, tuned = ev.get("base", {}), ev.get("tuned", {})
     table = Table(box=box.SIMPLE, title=f"test split, {summary.get('test_rows')} rows",
                   title_justify="left")
     for col in ("", "base", "tuned", "change"):
@@ -281,12 +294,13 @@ def results_table(summary: dict[str, Any]) -> RenderableType:
         b, t = base.get(key), tuned.get(key)
         change = _num(t - b, "+" + fmt) if b is not None and t is not None else ""
         table.add_row(label, _num(b, fmt), _num(t, fmt), change)
-    if not iv:
+    if not ev.get("interval"):
         return table
-    verdict = "passes the gate" if iv.get("tuned_better") else "does not pass the gate"
-    return Group(table, Text(f"{iv.get('metric')} change, 95% interval "
-                             f"{_num(iv.get('diff_low'), '+.3f')} to "
-                             f"{_num(iv.get('diff_high'), '+.3f')}: tuned {verdict}"))
+    iv = Interval.read(ev["interval"])
+    verdict = "passes the gate" if iv.tuned_better else "does not pass the gate"
+    return Group(table, Text(f"{iv.metric} improvement (tuned over base), 95% interval "
+                             f"{_num(iv.improvement_low, '+.3f')} to "
+                             f"{_num(iv.improvement_high, '+.3f')}: tuned {verdict}"))
 
 
 def terminal_console() -> Console:

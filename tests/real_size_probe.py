@@ -83,8 +83,8 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         result = train(cfg, rows, [], Path(tempfile.mkdtemp()))
         m = result.metrics
-        out.update(loss_head=m["loss_head"], train_loss=m["train_loss"],
-                   params=m["total_params"] - m["trainable_params"], lora=m["trainable_params"])
+        out.update(loss_head=m.loss_head, train_loss=m.train_loss,
+                   params=m.total_params - m.trainable_params, lora=m.trainable_params)
     else:
         model = load_model(args.model, device="cpu").eval()
         start = reset_peak()

@@ -21,7 +21,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from components.common.results import TrainMetrics
 
 
 def _block(flag: Path) -> None:
@@ -73,7 +76,7 @@ def install_hooks(spec: dict[str, Any], signals: Path) -> None:
         storage.upload_bytes = holding_upload
 
 
-def run(spec: dict[str, Any], work_dir: str = "") -> dict[str, Any]:
+def run(spec: dict[str, Any], work_dir: str = "") -> TrainMetrics:
     """One training process (every rank when several): hooks, then `train()`."""
     from components.common.config import TrainConfig
     from components.common.jsonl import read_rows
@@ -86,7 +89,7 @@ def run(spec: dict[str, Any], work_dir: str = "") -> dict[str, Any]:
                    read_rows(spec["validation"]), Path(spec["out"]), run_name=spec["run_name"],
                    work_dir=work_dir)
     if distributed.is_main():
-        (signals / "result.json").write_text(json.dumps(result.metrics, default=str))
+        result.metrics.write(signals / "result.json")
     return result.metrics
 
 

@@ -28,9 +28,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from components.common.config import build
+from components.common.config import TrackingConfig, build
 from components.common.errors import InputError
 from components.common.memory import peak_memory
+from components.common.results import Output
 from components.common.tracking import DummyRun
 
 SECRET_SUFFIX = "_secret"
@@ -38,10 +39,21 @@ SECRET_SUFFIX = "_secret"
 
 @dataclass
 class StepResult:
-    """Metadata per output artifact, and the value a component returns (the gate's verdict)."""
+    """Metadata per output artifact, and the value a component returns (the gate's verdict).
 
-    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+    A run function returns `{output: <results.Output>}` (or this, to return a value too); the
+    typed outputs become plain metadata here, so KFP and the command line see JSON."""
+
+    metadata: dict[str, Any] = field(default_factory=dict)
     value: Any = None
+
+    def __post_init__(self) -> None:
+        self.metadata = {name: meta.metadata() if isinstance(meta, Output) else dict(meta)
+                         for name, meta in self.metadata.items()}
+
+    @classmethod
+    def of(cls, result: Any) -> StepResult:
+        return result if isinstance(result, StepResult) else cls(metadata=result or {})
 
 
 @dataclass
@@ -76,7 +88,8 @@ def step_run(
     load_secrets(secret_fields(cfg))
     public = dict(config) if config is not None else cfg.model_dump(
         exclude=set(secret_fields(cfg)))
-    with tracking_run(step, public, group=run_id, settings=cfg,
+    tracked = cfg if isinstance(cfg, TrackingConfig) else None  # fetch-base-model: no trackers
+    with tracking_run(step, public, group=run_id, settings=tracked,
                       output_path=output_path) as tracker:
         yield StepContext(step=step, run_id=run_id, tracker=tracker, started=started)
 
@@ -132,9 +145,7 @@ def call(
     unknown = set(kwargs) - accepted
     if unknown:
         raise TypeError(f"{run.__qualname__} does not take {sorted(unknown)}")
-    result = run(build(section, values), **kwargs)
-    if not isinstance(result, StepResult):
-        result = StepResult(metadata=result or {})
+    result = StepResult.of(run(build(section, values), **kwargs))
     if outputs:  # the step's peak memory, on its first output (and in its log)
         peak = peak_memory()
         result.metadata.setdefault(outputs[0], {}).update(peak)
@@ -201,4 +212,6 @@ def main(run: Callable[..., Any], argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     if isinstance(result, StepResult):
         result = {"metadata": result.metadata, "value": result.value}
+    elif isinstance(result, dict):
+        result = StepResult.of(result).metadata
     print(json.dumps(result, indent=2, default=str))

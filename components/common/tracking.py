@@ -32,7 +32,10 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from components.common.config import TrackingConfig
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,14 @@ class DummyRun:
 
     def log_html(self, key: str, html: str) -> None:
         pass
+
+    def hf_env(self) -> dict[str, str]:
+        """Environment Hugging Face's own tracker callbacks need (none here)."""
+        return {}
+
+    def report(self) -> dict[str, Any]:
+        """Which trackers received the run (none: nothing was chosen)."""
+        return {}
 
 
 def public_uri(path: str) -> str:
@@ -273,10 +284,10 @@ class TensorBoardRun(DummyRun):
         self.writer.close()
 
 
-def mlflow_uri(settings: Any, output_path: str) -> str:
+def mlflow_uri(settings: TrackingConfig, output_path: str) -> str:
     """The parameter, else MLFLOW_TRACKING_URI, else a SQLite store next to the run (refused on
     a /gcs mount: SQLite needs file locks the mount does not give; use a server there)."""
-    uri = getattr(settings, "mlflow_tracking_uri", "") or os.environ.get("MLFLOW_TRACKING_URI", "")
+    uri = settings.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
     if uri:
         return uri
     folder = tracking_dir(output_path) / "mlflow"
@@ -495,15 +506,16 @@ class MultiRun(DummyRun):
         }
 
 
-def chosen_trackers(settings: Any, step: str) -> list[str]:
-    # No settings: W&B alone (as before trackers were a choice); settings without trackers (a
-    # step whose section has no tracking fields, such as fetch-base-model): none.
-    names = list(getattr(settings, "tracker_list", ["wandb"] if settings is None else []))
+def chosen_trackers(settings: TrackingConfig | None, step: str) -> list[str]:
+    """The trackers `settings` names for `step` (Vertex Experiments only for VERTEX_STEPS);
+    none without settings (a step whose section has no tracking fields, such as
+    fetch-base-model)."""
+    names = settings.tracker_list if settings is not None else []
     return [n for n in names if n != "vertex" or step in VERTEX_STEPS]
 
 
 def open_backend(name: str, step: str, config: dict[str, Any], project: str, group: str | None,
-                 settings: Any, output_path: str) -> DummyRun:
+                 settings: TrackingConfig, output_path: str) -> DummyRun:
     if name == "wandb":
         return open_wandb(step, config, project, group)
     if name == "tensorboard":
@@ -511,7 +523,7 @@ def open_backend(name: str, step: str, config: dict[str, Any], project: str, gro
     if name == "mlflow":
         return MlflowRun(step, group, config, mlflow_uri(settings, output_path))
     if name == "vertex":
-        experiment = getattr(settings, "vertex_experiment", "") or DEFAULT_EXPERIMENT
+        experiment = settings.vertex_experiment or DEFAULT_EXPERIMENT
         return VertexExperimentRun(step, group, config, experiment)
     raise Unavailable(f"unknown tracker {name}")
 
@@ -556,14 +568,14 @@ def go_offline_if_unreachable(timeout: float = PROBE_TIMEOUT_S) -> str | None:
 @contextmanager
 def tracking_run(
     step: str, config: dict[str, Any], project: str | None = None, group: str | None = None,
-    settings: Any = None, output_path: str = "",
+    settings: TrackingConfig | None = None, output_path: str = "",
 ) -> Iterator[MultiRun]:
-    """One run per pipeline step in every chosen tracker (`settings.trackers`; W&B alone when
-    no settings are given), grouped by pipeline run. `output_path` (an output artifact of the
-    step) locates the run's output prefix for local files (TensorBoard, a local MLflow store).
-    `project` (W&B) defaults to `settings.wandb_project`; '' means no W&B project."""
+    """One run per pipeline step in every chosen tracker (`settings.trackers`; none without
+    settings), grouped by pipeline run. `output_path` (an output artifact of the step) locates
+    the run's output prefix for local files (TensorBoard, a local MLflow store). `project`
+    (W&B) defaults to `settings.wandb_project`; '' means no W&B project."""
     if project is None:
-        project = getattr(settings, "wandb_project", "")
+        project = settings.wandb_project if settings is not None else ""
     tracker = MultiRun(chosen_trackers(settings, step))
     if "wandb" in tracker.chosen and project and (note := go_offline_if_unreachable()):
         log.warning("%s", note)  # a step on its own (Vertex): probed in 3 s, not 60

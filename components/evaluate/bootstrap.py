@@ -15,8 +15,9 @@ import numpy as np
 
 
 @dataclass(frozen=True)
-class Interval:
-    """`estimate` and [`low`, `high`] of tuned − base (in the metric's units)."""
+class Difference:
+    """`estimate` and [`low`, `high`] of tuned − base (in the metric's units): the statistic,
+    before `evaluate.compare` orients it as an improvement (`results.Interval`)."""
 
     estimate: float
     low: float
@@ -33,7 +34,7 @@ def paired_bootstrap(
     samples: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
-) -> Interval:
+) -> Difference:
     """Percentile interval of weighted-mean(tuned) − weighted-mean(base) over resampled rows."""
     b, t = np.asarray(base, dtype=float), np.asarray(tuned, dtype=float)
     if b.shape != t.shape or b.ndim != 1:
@@ -59,4 +60,4 @@ def paired_bootstrap(
         stats[start : start + k] = np.divide(num, den, out=np.zeros(k), where=den > 0)
     alpha = (1.0 - confidence) / 2
     low, high = np.quantile(stats, [alpha, 1 - alpha])
-    return Interval(estimate, float(low), float(high), confidence, samples, n)
+    return Difference(estimate, float(low), float(high), confidence, samples, n)

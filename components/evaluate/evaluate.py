@@ -16,16 +16,22 @@ decision (`tuned_better`) is made from that interval, not from one number.
 
 from __future__ import annotations
 
-import json
 import time
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Any
 
 from components.common.config import HEADLINE_METRICS, EvalConfig, GenerationConfig, NoParameters
 from components.common.errors import InputError
 from components.common.generation import generate, prompt_text, response_losses
 from components.common.modeling import load_base_and_adapter
+from components.common.results import (
+    CategoryResult,
+    EvaluatedArtifact,
+    Evaluation,
+    GateVerdict,
+    Interval,
+    Scores,
+)
 from components.common.step import StepResult
 from components.evaluate.bootstrap import paired_bootstrap
 from components.evaluate.metrics import (
@@ -40,7 +46,7 @@ from components.evaluate.metrics import (
 
 def score(
     model: Any, tokenizer: Any, rows: list[dict[str, Any]], gen: GenerationConfig
-) -> tuple[dict[str, float], list[dict[str, Any]]]:
+) -> tuple[Scores, list[dict[str, Any]]]:
     """Loss/perplexity/ROUGE-L of whatever `model` is now, plus per-row details."""
     convs = [r["messages"] for r in rows]
     losses = response_losses(model, tokenizer, convs, batch_size=gen.generation_batch_size)
@@ -73,20 +79,18 @@ def score(
         for (s, n), o, rl, r in zip(losses, outs, rouge, rows, strict=True)
     ]
     summary = aggregate(per_row)
-    summary["generation_tokens_per_second"] = (
+    summary.generation_tokens_per_second = (
         sum(o.completion_tokens for o in outs) / gen_s if gen_s else 0.0
     )
     return summary, per_row
 
 
-def aggregate(per_row: list[dict[str, Any]]) -> dict[str, float]:
+def aggregate(per_row: list[dict[str, Any]]) -> Scores:
     """Token-weighted loss, perplexity, mean ROUGE-L and (where scored) exact match."""
     loss = token_weighted_loss([(r["loss"] * r["tokens"], r["tokens"]) for r in per_row])
-    out = {"loss": loss, "perplexity": perplexity(loss), "rougeL": mean([r["rougeL"] for r in per_row])}
     em = [r["exact_match"] for r in per_row if "exact_match" in r]
-    if em:
-        out["exact_match"] = mean(em)
-    return out
+    return Scores(loss=loss, perplexity=perplexity(loss),
+                  rougeL=mean([r["rougeL"] for r in per_row]), exact_match=mean(em) if em else None)
 
 
 def headline_values(rows: list[dict[str, Any]], metric: str, model: str) -> tuple[list[float], list[float]]:
@@ -96,8 +100,9 @@ def headline_values(rows: list[dict[str, Any]], metric: str, model: str) -> tupl
     return values, weights
 
 
-def compare(rows: list[dict[str, Any]], cfg: EvalConfig, seed: int = 0) -> dict[str, Any]:
-    """Headline verdict over `rows`: tuned − base with its interval, oriented as improvement."""
+def compare(rows: list[dict[str, Any]], cfg: EvalConfig, seed: int = 0) -> Interval:
+    """Headline verdict over `rows`: the bootstrap of tuned − base, oriented as improvement
+    (> 0 means tuned is better), and the gate's decision from its lower end."""
     metric = cfg.headline_metric
     higher = HEADLINE_METRICS[metric]["higher_is_better"]
     base, w = headline_values(rows, metric, "base")
@@ -106,63 +111,51 @@ def compare(rows: list[dict[str, Any]], cfg: EvalConfig, seed: int = 0) -> dict[
     sign = 1.0 if higher else -1.0
     lo, hi = sorted((sign * iv.low, sign * iv.high))
     enough = iv.rows >= cfg.gate_min_rows
-    return {
-        "metric": metric,
-        "higher_is_better": higher,
-        "diff": iv.estimate,  # tuned − base, metric units
-        "diff_low": iv.low,
-        "diff_high": iv.high,
-        "improvement": sign * iv.estimate,  # > 0 means tuned is better
-        "improvement_low": lo,
-        "improvement_high": hi,
-        "threshold": cfg.gate_threshold,
-        # Below gate_min_rows the interval is too narrow to trust (docs/evaluation.md): no
-        # decision is made, so nothing is registered, whatever the interval says.
-        "min_rows": cfg.gate_min_rows,
-        "enough_rows": enough,
-        "tuned_better": bool(enough and lo > cfg.gate_threshold),
-        "confidence": iv.confidence,
-        "samples": iv.samples,
-        "rows": iv.rows,
-    }
+    return Interval(
+        metric=metric, higher_is_better=higher, improvement=sign * iv.estimate,
+        improvement_low=lo, improvement_high=hi, threshold=cfg.gate_threshold,
+        # Below gate_min_rows no decision is made, so nothing is registered.
+        min_rows=cfg.gate_min_rows, enough_rows=enough,
+        tuned_better=bool(enough and lo > cfg.gate_threshold),
+        confidence=iv.confidence, samples=iv.samples, rows=iv.rows,
+    )
 
 
-def by_category(rows: list[dict[str, Any]], cfg: EvalConfig, seed: int = 0) -> dict[str, Any]:
+def by_category(rows: list[dict[str, Any]], cfg: EvalConfig,
+                seed: int = 0) -> dict[str, CategoryResult]:
     """Per Dolly category: rows, base and tuned metrics, and the headline interval."""
-    out: dict[str, Any] = {}
+    out: dict[str, CategoryResult] = {}
     for cat in sorted({r["category"] for r in rows}):
         sub = [r for r in rows if r["category"] == cat]
-        out[cat] = {
-            "rows": len(sub),
-            **{
-                m: aggregate([{k.removesuffix(f"_{m}"): v for k, v in r.items() if k.endswith(f"_{m}")}
-                              for r in sub])
-                for m in ("base", "tuned")
-            },
-            "headline": compare(sub, cfg, seed),
+        scores = {
+            m: aggregate([{k.removesuffix(f"_{m}"): v for k, v in r.items() if k.endswith(f"_{m}")}
+                          for r in sub])
+            for m in ("base", "tuned")
         }
+        out[cat] = CategoryResult(rows=len(sub), base=scores["base"], tuned=scores["tuned"],
+                                  headline=compare(sub, cfg, seed))
     return out
 
 
 def evaluate(
     adapter_dir: str, rows: list[dict[str, Any]], gen: GenerationConfig, seed: int = 0,
     base_ref: str = "",
-) -> dict[str, Any]:
-    """{'base', 'tuned', 'categories', 'headline', 'rows', ...} on the given test rows."""
+) -> Evaluation:
+    """Base and tuned, overall and per category, with the headline interval, on `rows`."""
     cfg = gen if isinstance(gen, EvalConfig) else EvalConfig(**gen.model_dump())
     if not rows:
         raise InputError("the test split is empty; raise test_fraction")
     if cfg.eval_max_rows:
         rows = rows[: cfg.eval_max_rows]
     model, tokenizer = load_base_and_adapter(adapter_dir, base_ref)
-    results: dict[str, Any] = {}
+    scores: dict[str, Scores] = {}
     details: dict[str, list[dict[str, Any]]] = {}
     for name, ctx in (("base", model.disable_adapter()), ("tuned", nullcontext())):
         t0 = time.perf_counter()
         with ctx:
-            results[name], details[name] = score(model, tokenizer, rows, gen)
-        results[name]["seconds"] = round(time.perf_counter() - t0, 2)
-    results["rows"] = [
+            scores[name], details[name] = score(model, tokenizer, rows, gen)
+        scores[name].seconds = round(time.perf_counter() - t0, 2)
+    per_row = [
         {
             "id": r["id"],
             "category": r["category"],
@@ -173,38 +166,19 @@ def evaluate(
         }
         for i, r in enumerate(rows)
     ]
-    results["n_rows"] = len(rows)
-    # Where it ran, so the report prices GPU time only when a GPU was used.
-    results["device"] = next(model.parameters()).device.type
-    results["categories"] = by_category(results["rows"], cfg, seed)
-    results["headline"] = compare(results["rows"], cfg, seed)
-    results["config"] = cfg.model_dump(exclude={"wandb_api_key_secret"})
-    return results
-
-
-def scalar_metrics(results: dict[str, Any]) -> dict[str, float]:
-    """Flat numbers for the KFP Metrics artifact and W&B summary (overall and per category)."""
-    out = {f"{m}_{k}": float(v) for m in ("base", "tuned") for k, v in results[m].items()}
-    for cat, c in results["categories"].items():
-        for m in ("base", "tuned"):
-            for k in ("loss", "rougeL", "exact_match"):
-                if k in c[m]:
-                    out[f"{cat}/{m}_{k}"] = float(c[m][k])
-    h = results["headline"]
-    out.update({
-        f"headline_{k}": float(h[k])
-        for k in ("diff", "diff_low", "diff_high", "improvement_low", "improvement_high")
-    })
-    out["tuned_better"] = float(h["tuned_better"])
-    out["enough_test_rows"] = float(h.get("enough_rows", True))
-    out["test_rows"] = float(results["n_rows"])
-    return out
+    return Evaluation(
+        base=scores["base"], tuned=scores["tuned"], rows=per_row, n_rows=len(rows),
+        # Where it ran, so the report prices GPU time only when a GPU was used.
+        device=next(model.parameters()).device.type,
+        categories=by_category(per_row, cfg, seed), headline=compare(per_row, cfg, seed),
+        config=cfg.model_dump(exclude={"wandb_api_key_secret"}),
+    )
 
 
 def run_evaluate(
     cfg: EvalConfig, *, base: str, test: str, model: str, generations: str, run_id: str = "",
     required_accelerator: str = "",
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, EvaluatedArtifact]:
     """Base (`base`, the fetched folder or any model reference) vs base + the adapter in
     `model` on the `test` split. Writes the results (per-row generations, metrics, the headline
     interval, the step's seconds) to the file `generations` and returns its metadata.
@@ -221,13 +195,13 @@ def run_evaluate(
     with step_run("evaluate", cfg, run_id, output_path=generations) as step:
         tracker = step.tracker
         results = evaluate(model, rows, cfg, seed=cfg.seed, base_ref=base)
-        results["wandb_url"] = tracker.url or ""
-        results["tracking"] = tracker.report()
-        results["step_seconds"] = step.seconds()
-        results.update(peak_memory())  # in the file too: a custom job's metadata is lost
-        Path(generations).parent.mkdir(parents=True, exist_ok=True)
-        Path(generations).write_text(json.dumps(results, indent=2, ensure_ascii=False))
-        scalars = {**scalar_metrics(results), **peak_memory()}
+        results.wandb_url, results.tracking = tracker.url or "", tracker.report()
+        results.step_seconds = step.seconds()
+        peak = peak_memory()  # in the file too: a custom job's metadata is lost
+        results.peak_rss_mb = peak.get("peak_rss_mb")
+        results.peak_cuda_allocated_mb = peak.get("peak_cuda_allocated_mb")
+        results.write(generations)
+        scalars = {**results.scalars(), **peak}
         tracker.log(scalars)
         tracker.summary(scalars)
         tracker.log_table(
@@ -238,7 +212,7 @@ def run_evaluate(
                 [r["id"], r["category"], r["instruction"], r["reference"], r["generation_base"],
                  r["generation_tuned"], r["rougeL_base"], r["rougeL_tuned"], r["loss_base"],
                  r["loss_tuned"]]
-                for r in results["rows"]
+                for r in results.rows
             ],
         )
         tracker.log_table(
@@ -246,42 +220,28 @@ def run_evaluate(
             ["category", "rows", "loss_base", "loss_tuned", "rougeL_base", "rougeL_tuned",
              "improvement", "improvement_low", "improvement_high"],
             [
-                [cat, c["rows"], c["base"]["loss"], c["tuned"]["loss"], c["base"]["rougeL"],
-                 c["tuned"]["rougeL"], c["headline"]["improvement"],
-                 c["headline"]["improvement_low"], c["headline"]["improvement_high"]]
-                for cat, c in results["categories"].items()
+                [cat, c.rows, c.base.loss, c.tuned.loss, c.base.rougeL, c.tuned.rougeL,
+                 c.headline.improvement, c.headline.improvement_low, c.headline.improvement_high]
+                for cat, c in results.categories.items()
             ],
         )
-        return {"generations": {"rows": int(scalars["test_rows"]),
-                                "tuned_better": bool(scalars["tuned_better"]),
-                                "tracking": results["tracking"]}}
+        return {"generations": EvaluatedArtifact(
+            rows=results.n_rows, tuned_better=results.headline.tuned_better,
+            tracking=results.tracking, wandb_url=results.wandb_url,
+            step_seconds=results.step_seconds)}
 
 
-def gate_decision(generations_path: str) -> tuple[dict[str, float], dict[str, Any]]:
-    """(scalar metrics, headline decision) from evaluate's results file, for the gate step."""
-    results = json.loads(Path(generations_path).read_text())
-    h = results["headline"]
-    decision = {
-        "headline_metric": h["metric"],
-        "tuned_better": bool(h["tuned_better"]),
-        "enough_rows": bool(h.get("enough_rows", True)),
-        "min_rows": int(h.get("min_rows", 0)),
-        "improvement_low": h["improvement_low"],
-        "improvement_high": h["improvement_high"],
-        "rows": int(results["n_rows"]),
-        "wandb_url": results.get("wandb_url", ""),
-        "tracking": results.get("tracking", {}),
-    }
-    return scalar_metrics(results), decision
+def gate_decision(generations_path: str) -> GateVerdict:
+    """The gate's verdict and every scalar, from evaluate's results file."""
+    return GateVerdict.of(Evaluation.load(generations_path))
 
 
 def run_gate(cfg: NoParameters, *, generations: str, metrics: str) -> StepResult:
     """Publish evaluate's numbers as the Metrics artifact and return whether the tuned model
     passes the gate (a plain bool: kfp.local cannot resolve NamedTuple outputs in a dsl.If; the
     interval is in the Metrics artifact's metadata)."""
-    scalars, decision = gate_decision(generations)
-    return StepResult(metadata={"metrics": {**scalars, **decision}},
-                      value=decision["tuned_better"])
+    verdict = gate_decision(generations)
+    return StepResult(metadata={"metrics": verdict}, value=verdict.tuned_better)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -37,6 +37,13 @@ from typing import Any
 
 from components.common.config import ExportConfig
 from components.common.errors import InputError
+from components.common.results import (
+    EXPORT_FILE,
+    METRICS_FILE,
+    Export,
+    ExportedAdapter,
+    TrainMetrics,
+)
 
 FP32_TOLERANCE = 1e-4  # check 1: max |Δlogit| / max(1, max |logit|)
 DRIFT_FACTOR = 4.0  # check 2: export drift <= factor x the base's own drift (+ floor below)
@@ -49,9 +56,8 @@ FALLBACK_PROMPTS = (
     "Summarize: The quick brown fox jumps over the lazy dog.",
     "Classify each as a fruit or a vegetable: apple, carrot, banana.",
 )
-EXPORT_FILE = "export.json"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "training_config.json",
-                 "metrics.json")
+                 METRICS_FILE)
 
 
 class ExportMismatch(InputError):
@@ -142,9 +148,8 @@ def export_dtype(setting: str, adapter_dir: str) -> str:
         raise InputError(f"export_dtype {setting!r}: choose auto, bfloat16 or float32")
     if setting != "auto":
         return setting
-    metrics = Path(adapter_dir) / "metrics.json"
-    trained_bf16 = json.loads(metrics.read_text()).get("bf16") if metrics.is_file() else None
-    return "float32" if trained_bf16 is False else "bfloat16"
+    trained = TrainMetrics.load(Path(adapter_dir) / METRICS_FILE)
+    return "float32" if trained.bf16 is False else "bfloat16"
 
 
 def merge_and_verify(
@@ -239,7 +244,7 @@ def copy_adapter(adapter_dir: str, out: Path) -> list[str]:
 
 def run_export(
     cfg: ExportConfig, *, base: str, model: str, test: str, merged: str, adapter: str,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, Export | ExportedAdapter]:
     """The merged model into `merged` (checked against base + the adapter in `model` on prompts
     from the `test` split), the adapter alone into `adapter`. Returns both artifacts' metadata."""
     copy_adapter(model, Path(adapter))
@@ -252,7 +257,7 @@ def run_export(
         f"{report['adapter_effect_max_abs']:.2e}",
         flush=True,
     )
-    return {"merged": report, "adapter": {"base_model": report.get("base_model", "")}}
+    return {"merged": Export(**report), "adapter": ExportedAdapter(base_model=report["base_model"])}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,6 +23,7 @@ from components.common.config import FetchConfig
 from components.common.errors import InputError
 from components.common.modeling import SOURCE_FILE, is_hub_id, load_tokenizer
 from components.common.paths import resolve_embedded
+from components.common.results import FetchedModel
 from components.common.storage import download_folder, gcs_errors, is_gcs
 
 # What from_pretrained needs; repos also carry duplicate weights (.bin, .gguf, original/).
@@ -97,14 +98,14 @@ def fetch_model(ref: str, dest: Path) -> dict[str, Any]:
     }
 
 
-def run_fetch(cfg: FetchConfig, *, model: str) -> dict[str, Any]:
+def run_fetch(cfg: FetchConfig, *, model: str) -> dict[str, FetchedModel]:
     """Fetch `cfg.base_model` into the folder `model` (the step's Model artifact); the HF token
     comes from `cfg.hf_token_secret` on Vertex, from the environment elsewhere."""
     from components.common.step import step_run
 
     # No tracking run: nothing to plot, and the step must not need a W&B key.
     with step_run("fetch-base-model", cfg):
-        return {"model": fetch_model(cfg.base_model, Path(model))}
+        return {"model": FetchedModel(**fetch_model(cfg.base_model, Path(model)))}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -37,14 +37,9 @@ from components.common.modeling import (
     model_source,
     require_accelerator,
 )
+from components.common.results import METRICS_FILE, AdapterModel, TrainMetrics, TrainResult
 from components.common.tracking import DummyRun, scoped_env
 from components.fine_tune import checkpointing
-
-
-@dataclass
-class TrainResult:
-    metrics: dict[str, Any]
-    output_dir: Path
 
 
 def to_prompt_completion(rows: list[dict[str, Any]]) -> Any:
@@ -263,34 +258,44 @@ def sft_config(cfg: TrainConfig, output_dir: Path, has_eval: bool,
     )
 
 
-def train(
-    cfg: TrainConfig,
-    train_rows: list[dict[str, Any]],
-    val_rows: list[dict[str, Any]],
-    output_dir: Path,
-    tracker: DummyRun | None = None,
-    run_name: str = "",
-    work_dir: str = "",
-) -> TrainResult:
-    """Train a LoRA adapter and save adapter + tokenizer + config + metrics to `output_dir`.
+@dataclass
+class Built:
+    """A trainer ready to fit, and what fitting and writing the outputs need from its making."""
 
-    With `cfg.checkpoint_uri`, checkpoints stream to `<uri>/<run_name>/fine-tune/` and a rerun
-    with the same run name resumes from the newest complete one (`checkpointing.py`).
-    Run by every process of a data-parallel job (`distributed.py`), it trains on this rank's
-    slice of each batch; only rank 0 writes outputs, the others return empty metrics. `work_dir`
-    is the scratch folder all ranks share (checkpoints are written there before upload)."""
+    trainer: Any
+    model: Any  # the PEFT model the trainer trains
+    tokenizer: Any
+    args: Any  # the SFTConfig
+    ckpt: checkpointing.Session | None
+    best: Any  # BestAdapterCallback, None without validation rows
+    work: Path
+    fused_head: bool
+    digest_before: str | None
+
+
+@dataclass
+class Fitted:
+    result: Any  # transformers' TrainOutput
+    seconds: float
+    kept: dict[str, Any]  # keep_best's eval_loss, final_eval_loss, kept_step
+
+
+def build_trainer(
+    cfg: TrainConfig, train_rows: list[dict[str, Any]], val_rows: list[dict[str, Any]],
+    tracker: DummyRun, run_name: str, work_dir: str,
+) -> Built:
+    """Model, tokenizer, LoRA and the SFTTrainer with its callbacks (best adapter, throughput,
+    checkpoints). Everything a user can get wrong fails here, before any step runs."""
     import torch
 
     from components.fine_tune import distributed
     from components.fine_tune.callbacks import (
-        BEST_FILE,
         BestAdapterCallback,
         ThroughputCallback,
         install_first,
     )
 
-    tracker = tracker or DummyRun()
-    world, main = distributed.world_size(), distributed.is_main()
+    world = distributed.world_size()
     if not train_rows:
         raise InputError("the train split is empty; check the prepare step's filters")
     check_target_modules(cfg.base_model, cfg.target_module_list)
@@ -319,7 +324,7 @@ def train(
         args = ckpt.training_args(args)
     # HF's own report_to integrations (W&B, TensorBoard, MLflow) log the training curves into
     # the runs the tracker opened; TensorBoardCallback reads its folder from the environment.
-    with scoped_env(getattr(tracker, "hf_env", dict)()):
+    with scoped_env(tracker.hf_env()):
         trainer = trainer_class(plan.fused_head)(
             model=model,
             args=args,
@@ -333,50 +338,56 @@ def train(
     if best:
         install_first(trainer, best)  # before the checkpoint upload: its file rides along
     install_first(trainer, ThroughputCallback())  # tokens/s (+ GPU memory) on each log line
-    peft_model = trainer.model
-    digest_before = base_weights_digest(peft_model)
-    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in peft_model.parameters())
+    return Built(trainer=trainer, model=trainer.model, tokenizer=tokenizer, args=args, ckpt=ckpt,
+                 best=best, work=work, fused_head=plan.fused_head,
+                 digest_before=base_weights_digest(trainer.model))
+
+
+def fit(built: Built) -> Fitted:
+    """Train (resuming from the newest checkpoint if there is one), then put back the adapter
+    with the lowest validation loss."""
+    from components.fine_tune.callbacks import BEST_FILE
 
     start = time.perf_counter()
-    with checkpointing.during_training(ckpt) as resume_from:
-        if resume_from and best:
-            best.load(Path(resume_from) / BEST_FILE)
-        result = trainer.train(resume_from_checkpoint=resume_from)
+    with checkpointing.during_training(built.ckpt) as resume_from:
+        if resume_from and built.best:
+            built.best.load(Path(resume_from) / BEST_FILE)
+        result = built.trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - start
-    history = [h for h in trainer.state.log_history if "loss" in h]
-    kept = keep_best(trainer, best, peft_model) if best else {}
+    kept = keep_best(built.trainer, built.best, built.model) if built.best else {}
+    return Fitted(result=result, seconds=seconds, kept=kept)
 
-    if args.fsdp:  # the full adapter is gathered from the shards (a collective), rank 0 writes
-        trainer.save_model(str(output_dir))
-    if not main:
-        return TrainResult(metrics={}, output_dir=output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if not args.fsdp:
-        peft_model.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
-    tokens = int(trainer.state.num_input_tokens_seen or 0)
-    source = model_source(cfg.base_model)
-    metrics = {
-        "train_loss": result.training_loss,
+
+def training_metrics(cfg: TrainConfig, built: Built, fitted: Fitted,
+                     train_rows: int) -> TrainMetrics:
+    """The numbers of this training: losses, the adapter kept, throughput, sizes, where it ran."""
+    from components.fine_tune import distributed
+
+    state, args = built.trainer.state, built.args
+    history = [h for h in state.log_history if "loss" in h]
+    kept, seconds = fitted.kept, fitted.seconds
+    tokens = int(state.num_input_tokens_seen or 0)
+    world = distributed.world_size()
+    eval_loss = kept.get("eval_loss")
+    return TrainMetrics(**{
+        "train_loss": fitted.result.training_loss,
         "first_logged_loss": history[0]["loss"] if history else None,
         "last_logged_loss": history[-1]["loss"] if history else None,
-        # Validation loss of the adapter kept (the best one seen), and of the last step's.
-        "eval_loss": kept.get("eval_loss"),
-        "eval_perplexity": math.exp(kept["eval_loss"]) if kept.get("eval_loss") is not None else None,
+        "eval_loss": eval_loss,
+        "eval_perplexity": math.exp(eval_loss) if eval_loss is not None else None,
         "final_eval_loss": kept.get("final_eval_loss"),
-        "kept_step": kept.get("kept_step", trainer.state.global_step),
-        "epochs": round(float(trainer.state.epoch or 0.0), 3),
-        "train_rows": len(train_rows),
-        "global_step": trainer.state.global_step,
+        "kept_step": kept.get("kept_step", state.global_step),
+        "epochs": round(float(state.epoch or 0.0), 3),
+        "train_rows": train_rows,
+        "global_step": state.global_step,
         "train_seconds": round(seconds, 2),
         "train_tokens": tokens,
         "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
-        "trainable_params": trainable,
-        "total_params": total,
-        "base_weights_digest_before": digest_before,
-        "base_weights_digest_after": base_weights_digest(peft_model),
-        "base_model": source,
+        "trainable_params": sum(p.numel() for p in built.model.parameters() if p.requires_grad),
+        "total_params": sum(p.numel() for p in built.model.parameters()),
+        "base_weights_digest_before": built.digest_before,
+        "base_weights_digest_after": base_weights_digest(built.model),
+        "base_model": model_source(cfg.base_model),
         "device": best_device(),
         "bf16": args.bf16,
         "quantization": cfg.quantization,
@@ -384,23 +395,81 @@ def train(
         "distributed": cfg.distributed if world > 1 else "none",
         "global_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps
         * world,
-        "resumed_from_step": None,
-        "loss_head": "fused" if plan.fused_head else "full_logits",
+        "loss_head": "fused" if built.fused_head else "full_logits",
         "activation_checkpointing": args.activation_checkpointing,
-        **(ckpt.summary(seconds) if ckpt else {}),
+        **(built.ckpt.summary(seconds) if built.ckpt else {}),
         **peak_memory(),
-    }
+    })
+
+
+def save_adapter(built: Built, output_dir: Path) -> None:
+    """Rank 0: the adapter (gathered from the shards under FSDP) and the tokenizer."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if not built.args.fsdp:
+        built.model.save_pretrained(output_dir)
+    built.tokenizer.save_pretrained(output_dir)
+
+
+def write_outputs(
+    cfg: TrainConfig, built: Built, metrics: TrainMetrics, output_dir: Path, tracker: DummyRun,
+    run_name: str, started: float | None,
+) -> None:
+    """Rank 0: training config, metrics (once, with the step's own time: on Vertex this step is
+    a custom job whose metadata never reaches the pipeline) and the loss history beside the
+    adapter, then a copy of the folder next to the checkpoints."""
+    source = model_source(cfg.base_model)
     (output_dir / "training_config.json").write_text(json.dumps({
         **cfg.model_dump(), "base_model": source, "run_name": run_name,
         **({"base_model_path": cfg.base_model} if source != cfg.base_model else {}),
     }, indent=2))
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    (output_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=2))
-    if ckpt:
-        ckpt.publish(output_dir)
+    (output_dir / "log_history.json").write_text(
+        json.dumps(built.trainer.state.log_history, indent=2))
+    tracker.summary({k: v for k, v in metrics.to_dict().items() if isinstance(v, int | float)})
+    tracker.log_reference("lora-adapter", "model", str(output_dir), {
+        "base_model": source, "eval_loss": metrics.eval_loss})
+    metrics.wandb_url, metrics.tracking = tracker.url or "", tracker.report()
+    if started is not None:
+        metrics.step_seconds = round(time.time() - started, 2)
+    metrics.write(output_dir / METRICS_FILE)
+    if built.ckpt:
+        built.ckpt.publish(output_dir)
+
+
+def train(
+    cfg: TrainConfig,
+    train_rows: list[dict[str, Any]],
+    val_rows: list[dict[str, Any]],
+    output_dir: Path,
+    tracker: DummyRun | None = None,
+    run_name: str = "",
+    work_dir: str = "",
+    started: float | None = None,
+) -> TrainResult:
+    """Train a LoRA adapter and save adapter + tokenizer + config + metrics to `output_dir`:
+    build the trainer, fit, write the outputs (as TRL's `sft.py` main loads, trains, saves).
+
+    With `cfg.checkpoint_uri`, checkpoints stream to `<uri>/<run_name>/fine-tune/` and a rerun
+    with the same run name resumes from the newest complete one (`checkpointing.py`).
+    Run by every process of a data-parallel job (`distributed.py`), it trains on this rank's
+    slice of each batch; only rank 0 writes outputs, the others return empty metrics. `work_dir`
+    is the scratch folder all ranks share (checkpoints are written there before upload);
+    `started` (time.time() when the step began) gives metrics.json the step's seconds."""
+    from components.fine_tune import distributed
+
+    tracker = tracker or DummyRun()
+    built = build_trainer(cfg, train_rows, val_rows, tracker, run_name, work_dir)
+    fitted = fit(built)
+    if built.args.fsdp:  # the full adapter is gathered from the shards (a collective), rank 0 writes
+        built.trainer.save_model(str(output_dir))
+    if not distributed.is_main():
+        return TrainResult(metrics=TrainMetrics(), output_dir=output_dir)
+    save_adapter(built, output_dir)
+    # After saving: bitsandbytes' CPU 4-bit weights change layout while training and are put
+    # back by save_pretrained, so only then does the digest compare like with like.
+    metrics = training_metrics(cfg, built, fitted, len(train_rows))
+    write_outputs(cfg, built, metrics, output_dir, tracker, run_name, started)
     if not work_dir:  # a shared one belongs to the launching process
-        shutil.rmtree(work, ignore_errors=True)  # local checkpoints: the durable copies are in GCS
-    tracker.summary({k: v for k, v in metrics.items() if isinstance(v, int | float)})
+        shutil.rmtree(built.work, ignore_errors=True)  # local checkpoints: durable copies in GCS
     return TrainResult(metrics=metrics, output_dir=output_dir)
 
 
@@ -427,7 +496,7 @@ def keep_best(trainer: Any, best: Any, model: Any) -> dict[str, Any]:
 def run_fine_tune(
     cfg: TrainConfig, *, train: str, validation: str, model: str, run_id: str = "",
     required_accelerator: str = "",
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, AdapterModel]:
     """Train on the `train` split (validation loss during training) into the folder `model`.
 
     Refuses, in seconds, to start without the accelerator it was compiled for. Checkpoints are
@@ -463,7 +532,7 @@ def run_fine_tune(
 def fine_tune_process(
     cfg: TrainConfig, train_path: str, val_path: str, model_dir: str, run_id: str,
     work_dir: str, started: float,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, AdapterModel]:
     """One training process: rank 0 (or the only process) tracks and publishes; other ranks
     train their share and return {}."""
     from components.common.jsonl import read_rows
@@ -477,23 +546,10 @@ def fine_tune_process(
         return {}
     with step_run("fine-tune", cfg, run_id, output_path=model_dir) as step:
         result = train(cfg, read_rows(train_path), read_rows(val_path), Path(model_dir),
-                       step.tracker, run_name=run_name, work_dir=work_dir)
-        source = model_source(cfg.base_model)
-        step.tracker.log_reference("lora-adapter", "model", model_dir, {
-            "base_model": source, "eval_loss": result.metrics.get("eval_loss")})
-        # The step's own time, in the model folder: the report reads it from there, since on
-        # Vertex this step is a custom job whose artifact metadata never reaches the pipeline.
-        result.metrics.update(step_seconds=round(time.time() - started, 2),
-                              wandb_url=step.tracker.url or "", tracking=step.tracker.report())
-        (Path(model_dir) / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
-        return {"model": {
-            "base_model": source,
-            "lora_r": cfg.lora_r,
-            "lora_alpha": cfg.lora_alpha,
-            "target_modules": cfg.target_modules,
-            "wandb_url": step.tracker.url or "",
-            **{k: v for k, v in result.metrics.items() if v is not None},
-        }}
+                       step.tracker, run_name=run_name, work_dir=work_dir, started=started)
+        return {"model": AdapterModel(
+            **result.metrics.to_dict(), lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+            target_modules=cfg.target_modules)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,6 +21,7 @@ from components.common.dolly import user_content
 from components.common.errors import InputError
 from components.common.generation import generate, prompt_text
 from components.common.memory import peak_memory
+from components.common.results import Predictions
 from components.common.serving import chat_messages
 from components.common.storage import read_bytes
 
@@ -135,7 +136,7 @@ SUMMARY_FILE = "summary.json"
 def run_inference(
     cfg: InferenceConfig, *, base: str, test: str, model: str, predictions: str,
     run_id: str = "", required_accelerator: str = "",
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, Predictions]:
     """Generate with base + the adapter in `model` for the test split's prompts or
     `cfg.prompts_uri`. The folder `predictions` gets `predictions.jsonl` and `summary.json`
     (throughput, latency, the step's seconds: on Vertex this step is a custom job, whose artifact
@@ -162,10 +163,10 @@ def run_inference(
             [[r["prompt"], r["response"], r["completion_tokens"], r["latency_s"]] for r in rows],
         )
         tracker.log_reference("predictions", "dataset", str(out), {"rows": len(rows)})
-        meta.update(wandb_url=tracker.url or "", tracking=tracker.report(),
-                    step_seconds=step.seconds())
-        (out / SUMMARY_FILE).write_text(json.dumps(meta, indent=2))
-        return {"predictions": meta}
+        summary = Predictions(**meta, wandb_url=tracker.url or "", tracking=tracker.report(),
+                              step_seconds=step.seconds())
+        summary.write(out / SUMMARY_FILE)
+        return {"predictions": summary}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -31,6 +31,7 @@ from components.common.dolly import dedup_key, row_problem, to_messages
 from components.common.errors import InputError
 from components.common.jsonl import write_jsonl
 from components.common.paths import resolve_embedded
+from components.common.results import PreparedData
 from components.common.rows import count_reasons
 from components.common.storage import is_gcs, read_bytes
 
@@ -360,7 +361,7 @@ def _check_enough(
 
 def run_prepare(
     cfg: DataConfig, *, train: str, validation: str, test: str, rejected: str, run_id: str = ""
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, PreparedData]:
     """Validate, prepare, then write the four JSONL files; returns each one's metadata.
 
     Nothing is written unless the whole preparation succeeded. The metadata holds the stats
@@ -387,8 +388,9 @@ def run_prepare(
                  "tracking": step.tracker.report(), "step_seconds": step.seconds()}
     shared = {k: v for k, v in stats.items() if k != "categories"}
     return {
-        name: {**shared, "rows": stats.get(f"{name}_rows", stats["rejected_rows"]),
-               "categories": stats["categories"].get(name, {})}
+        name: PreparedData(
+            **shared, rows=stats.get(f"{name}_rows", stats["rejected_rows"]),
+            categories=stats["categories"].get(name, {}))
         for name in out_paths
     }
 

@@ -20,6 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from components.common.config import RegisterConfig
+from components.common.results import (
+    EXPORT_FILE,
+    Export,
+    GateVerdict,
+    PreparedData,
+    Registration,
+)
 from components.common.serving import container_spec, label_value
 
 LABEL_SOURCE = "dolly-lora"
@@ -34,18 +41,18 @@ def lineage(
 ) -> dict[str, Any]:
     """Where the model came from, from the input artifacts' metadata and, where metadata does
     not arrive (a Vertex custom job's), from the files the steps wrote next to the model."""
-    export_file = Path(model_dir) / "export.json" if model_dir else None
-    exported = (json.loads(export_file.read_text())
-                if export_file is not None and export_file.is_file() else {})
+    merged = Export.read(model_metadata)
+    exported = Export.load(Path(model_dir) / EXPORT_FILE) if model_dir else Export()
+    verdict = GateVerdict.read(metrics_metadata)
     return {
         "pipeline_job": pipeline_job,
-        "base_model": model_metadata.get("base_model") or exported.get("base_model") or "",
-        "split_hash": train_metadata.get("split_hash", ""),
-        "eval_metric": metrics_metadata.get("headline_metric", ""),
-        "eval_improvement_low": metrics_metadata.get("improvement_low"),
-        "eval_improvement_high": metrics_metadata.get("improvement_high"),
-        "eval_rows": metrics_metadata.get("rows"),
-        "export_max_abs_diff": exported.get("export_max_abs_diff"),
+        "base_model": merged.base_model or exported.base_model,
+        "split_hash": PreparedData.read(train_metadata).split_hash,
+        "eval_metric": verdict.headline_metric,
+        "eval_improvement_low": verdict.improvement_low,
+        "eval_improvement_high": verdict.improvement_high,
+        "eval_rows": verdict.rows,
+        "export_max_abs_diff": exported.export_max_abs_diff,
     }
 
 
@@ -147,7 +154,7 @@ def run_register(
     display_name: str, pipeline_job: str, project: str = "", location: str = "",
     model_metadata: dict[str, Any] | None = None, metrics_metadata: dict[str, Any] | None = None,
     train_metadata: dict[str, Any] | None = None,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, Registration]:
     """The registry step: `model` is the merged model folder, `metrics` the gate's verdict and
     `train` the split it was trained on (for the lineage); `registered_model` gets the record.
     `project`/`location` are Vertex's run-time placeholders on Vertex and '' locally."""
@@ -160,8 +167,8 @@ def run_register(
         display_name=display_name, serving_image=cfg.serving_image,
         max_model_len=cfg.serving_max_model_len, record_path=registered_model,
     )
-    meta = {k: v for k, v in record.items() if isinstance(v, str | int | float | bool)}
-    if record.get("resourceName"):
-        meta["artifact_uri"] = (
-            f"https://{location}-aiplatform.googleapis.com/v1/{record['resourceName']}")
-    return {"registered_model": meta}
+    registration = Registration.read(record)
+    if registration.resourceName:
+        registration.artifact_uri = (
+            f"https://{location}-aiplatform.googleapis.com/v1/{registration.resourceName}")
+    return {"registered_model": registration}

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from components.common.results import TrainMetrics
+
 
 def parse(text: str) -> dict[str, Any]:
     """The estimate, or {} when there is none (a local run, an older submit) or it is not JSON."""
@@ -20,17 +22,15 @@ def parse(text: str) -> dict[str, Any]:
     return found if isinstance(found, dict) else {}
 
 
-def compare(estimate: dict[str, Any], training: dict[str, Any],
+def compare(estimate: dict[str, Any], training: TrainMetrics,
             cost: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of (what, estimated, actual, actual / estimated); [] without an estimate."""
     if not estimate:
         return []
     rows = [
-        ("training tokens", estimate.get("train_tokens"), training.get("train_tokens")),
-        ("training tokens/s", estimate.get("train_tokens_per_s"),
-         training.get("tokens_per_second")),
-        ("fine-tune training seconds", estimate.get("train_seconds"),
-         training.get("train_seconds")),
+        ("training tokens", estimate.get("train_tokens"), training.train_tokens),
+        ("training tokens/s", estimate.get("train_tokens_per_s"), training.tokens_per_second),
+        ("fine-tune training seconds", estimate.get("train_seconds"), training.train_seconds),
         ("GPU seconds, all GPU steps", estimate.get("gpu_seconds"), cost.get("gpu_seconds")),
         ("cost (USD)", estimate.get("usd"), cost.get("gpu_cost_usd")),
     ]

@@ -9,6 +9,7 @@ the adapter's training log, the evaluation results and the inference predictions
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import math
@@ -16,6 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from components.common.config import HEADLINE_METRICS, PipelineConfig, ReportConfig
+from components.common.results import (
+    METRICS_FILE,
+    CategoryResult,
+    EvaluatedArtifact,
+    Evaluation,
+    Interval,
+    Predictions,
+    PreparedData,
+    TrainMetrics,
+)
 from components.common.rows import count_reasons, reason_kind
 
 SAMPLE_PROMPTS = 12
@@ -36,7 +47,7 @@ def _read_json(path: Path, default: Any) -> Any:
 __all__ = ["collect", "reason_kind", "render_html", "render_markdown", "write_report"]
 
 
-def data_summary(splits: dict[str, str], meta: dict[str, Any]) -> dict[str, Any]:
+def data_summary(splits: dict[str, str], meta: PreparedData) -> dict[str, Any]:
     """Rows per split and category, rejected rows by reason, token lengths of kept rows."""
     rows = {name: _read_jsonl(path) for name, path in splits.items()}
     kept = [r for name in ("train", "validation", "test") for r in rows.get(name, [])]
@@ -47,8 +58,8 @@ def data_summary(splits: dict[str, str], meta: dict[str, Any]) -> dict[str, Any]
         return lengths[min(len(lengths) - 1, int(q * len(lengths)))] if lengths else None
 
     return {
-        "source_rows": meta.get("source_rows"),
-        "filtered_rows": meta.get("filtered_rows"),
+        "source_rows": meta.source_rows,
+        "filtered_rows": meta.filtered_rows,
         "kept_rows": len(kept),
         "split_rows": {n: len(rows.get(n, [])) for n in ("train", "validation", "test")},
         "rejected_rows": len(rows.get("rejected", [])),
@@ -59,13 +70,13 @@ def data_summary(splits: dict[str, str], meta: dict[str, Any]) -> dict[str, Any]
         },
         "token_lengths": lengths,
         "token_stats": {"min": pct(0), "p50": pct(0.5), "p95": pct(0.95), "max": pct(1.0)},
-        "split_hash": meta.get("split_hash"),
+        "split_hash": meta.split_hash or None,
         # Selected categories with no test row: no per-category verdict can be given for them.
         "categories_without_test_rows": sorted(
-            set(meta.get("categories_without_test_rows") or [])
+            set(meta.categories_without_test_rows)
             | {c for c in cats if not any(r["category"] == c for r in rows.get("test", []))}
         ),
-        "renamed_categories": dict(meta.get("renamed_categories") or {}),
+        "renamed_categories": dict(meta.renamed_categories),
     }
 
 
@@ -132,25 +143,28 @@ def collect(
     from components.report import estimate
 
     model = Path(model_dir)
-    results = _read_json(Path(eval_path), {})
+    prepared = PreparedData.read(split_meta)
+    evaluated = EvaluatedArtifact.read(eval_meta)
+    results = Evaluation.load(eval_path) if Path(eval_path).is_file() else None
     history = _read_json(model / "log_history.json", [])
     # The GPU steps' own numbers come from the files they wrote: on Vertex they are custom jobs,
     # whose artifact metadata never reaches this step.
-    training = {**model_meta, **_read_json(model / "metrics.json", {})}
+    training = TrainMetrics.read({**model_meta, **_read_json(model / METRICS_FILE, {})})
     pred_dir = Path(predictions_path)
     if pred_dir.is_dir():
         predictions_meta = {**predictions_meta, **_read_json(pred_dir / "summary.json", {})}
         predictions_path = str(pred_dir / "predictions.jsonl")
     steps = {
-        "prepare-data": split_meta.get("step_seconds"),
-        "fine-tune": training.get("step_seconds"),
-        "evaluate": results.get("step_seconds", eval_meta.get("step_seconds")),
-        "inference": predictions_meta.get("step_seconds"),
+        "prepare-data": prepared.step_seconds,
+        "fine-tune": training.step_seconds,
+        "evaluate": results.step_seconds if results and results.step_seconds is not None
+        else evaluated.step_seconds,
+        "inference": Predictions.read(predictions_meta).step_seconds,
     }
     gpu_steps = set(gpu_steps if gpu_steps is not None else ("fine-tune", "evaluate", "inference"))
-    devices = {s: d for s, d in (("fine-tune", training.get("device")),
-                                 ("evaluate", results.get("device")),
-                                 ("inference", predictions_meta.get("device"))) if d}
+    devices = {s: d for s, d in (("fine-tune", training.device),
+                                 ("evaluate", results.device if results else ""),
+                                 ("inference", Predictions.read(predictions_meta).device)) if d}
     preds = _read_jsonl(predictions_path)
     training_config = _read_json(model / "training_config.json", {})
     train_curve = [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h]
@@ -165,27 +179,27 @@ def collect(
         # name stays next to it, as that is what the Vertex console and W&B group show.
         "run_name": run_name or training_config.get("run_name") or "",
         "results": results,
-        "headline": results.get("headline", {}),
-        "categories": results.get("categories", {}),
-        "samples": pick_samples(results.get("rows", [])),
+        "headline": results.headline if results else None,
+        "categories": results.categories if results else {},
+        "samples": pick_samples(results.rows if results else []),
         "train_curve": train_curve,
         "val_curve": val_curve,
         "overfitting": overfitting(train_curve, val_curve, training),
         "training": training,
         "config": {
-            "data": typed_config(split_meta.get("config", {})),
+            "data": typed_config(prepared.config),
             "training": typed_config(training_config),
-            "evaluation": typed_config(results.get("config", {})),
+            "evaluation": typed_config(results.config if results else {}),
         },
-        "data": data_summary(splits, split_meta),
+        "data": data_summary(splits, prepared),
         "cost": cost,
-        "inference": {**predictions_meta, "rows": len(preds)},
+        "inference": dataclasses.replace(Predictions.read(predictions_meta), rows=len(preds)),
         "wandb": {
             s: u for s, u in (
-                ("prepare-data", split_meta.get("wandb_url")),
-                ("fine-tune", training.get("wandb_url")),
-                ("evaluate", eval_meta.get("wandb_url") or results.get("wandb_url")),
-                ("inference", predictions_meta.get("wandb_url")),
+                ("prepare-data", prepared.wandb_url),
+                ("fine-tune", training.wandb_url),
+                ("evaluate", evaluated.wandb_url or (results.wandb_url if results else "")),
+                ("inference", Predictions.read(predictions_meta).wandb_url),
             ) if u
         },
     }
@@ -205,7 +219,7 @@ def typed_config(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def overfitting(
-    train: list[tuple[float, float]], val: list[tuple[float, float]], training: dict[str, Any]
+    train: list[tuple[float, float]], val: list[tuple[float, float]], training: TrainMetrics
 ) -> str:
     """One sentence when validation loss rose (by over 1%) after its lowest point while training
     loss kept falling; '' otherwise. Says which adapter was kept."""
@@ -225,13 +239,10 @@ def overfitting(
     t_best, t_last = train_at(best_step), train_at(last_step)
     if t_last >= t_best:
         return ""
-    epochs = training.get("epochs")
-    rows = training.get("train_rows")
-    span = (f" ({float(epochs):.1f} epochs over {int(rows)} training rows)"
-            if epochs and rows else "")
-    kept = training.get("kept_step")
-    keep = (f" The adapter kept is the one from step {int(kept)}, where validation loss was lowest."
-            if kept is not None and int(kept) == int(best_step) else
+    epochs, rows, kept = training.epochs, training.train_rows, training.kept_step
+    span = (f" ({epochs:.1f} epochs over {rows} training rows)" if epochs and rows else "")
+    keep = (f" The adapter kept is the one from step {kept}, where validation loss was lowest."
+            if kept is not None and kept == int(best_step) else
             " The adapter kept is the last one.")
     return (f"Overfitting: validation loss rose from {best:.3f} at step {int(best_step)} to "
             f"{last:.3f} at step {int(last_step)} while training loss fell from {t_best:.3f} to "
@@ -290,18 +301,18 @@ def fig_loss_curves(train: list[tuple[float, float]], val: list[tuple[float, flo
 TOO_FEW_COLOR = "#c7c7c7"
 
 
-def interval_color(headline: dict[str, Any]) -> str:
+def interval_color(headline: Interval) -> str:
     """Green: the interval is above 0 (tuned better); red: below 0 (worse); grey: not
     distinguishable. Under gate_min_rows rows: light grey whatever the interval says, as the
     table says "too few to decide"."""
-    if not headline.get("enough_rows", True):
+    if not headline.enough_rows:
         return TOO_FEW_COLOR
-    if headline["improvement_low"] > 0:
+    if headline.improvement_low > 0:
         return "#2ca02c"
-    return "#d62728" if headline["improvement_high"] < 0 else "#7f7f7f"
+    return "#d62728" if headline.improvement_high < 0 else "#7f7f7f"
 
 
-def fig_categories(categories: dict[str, Any], metric: str) -> str:
+def fig_categories(categories: dict[str, CategoryResult], metric: str) -> str:
     """Left: base vs tuned per category. Right: improvement with its 95% interval."""
     import numpy as np
 
@@ -309,19 +320,19 @@ def fig_categories(categories: dict[str, Any], metric: str) -> str:
     fig = _figure(10, 0.45 * max(len(cats), 3) + 1.4)
     ax1, ax2 = fig.subplots(1, 2, sharey=True)
     y = np.arange(len(cats))
-    base = [categories[c]["base"][metric] for c in cats]
-    tuned = [categories[c]["tuned"][metric] for c in cats]
+    base = [getattr(categories[c].base, metric) for c in cats]
+    tuned = [getattr(categories[c].tuned, metric) for c in cats]
     ax1.barh(y - 0.2, base, 0.4, label="base", color="#9e9e9e")
     ax1.barh(y + 0.2, tuned, 0.4, label="tuned", color="#1f77b4")
     ax1.invert_yaxis()
     ax1.set_xlabel(metric)
     ax1.legend(loc="lower right", fontsize=8)
     ax1.set_title(f"{metric}: base vs tuned", fontsize=10)
-    h = [categories[c]["headline"] for c in cats]
-    est = np.array([x["improvement"] for x in h])
-    lo = np.array([x["improvement_low"] for x in h])
-    hi = np.array([x["improvement_high"] for x in h])
-    enough = [x.get("enough_rows", True) for x in h]
+    h = [categories[c].headline for c in cats]
+    est = np.array([x.improvement for x in h])
+    lo = np.array([x.improvement_low for x in h])
+    hi = np.array([x.improvement_high for x in h])
+    enough = [x.enough_rows for x in h]
     colors = [interval_color(x) for x in h]
     for yi, e, lo_, hi_, col, ok in zip(y, est, lo, hi, colors, enough, strict=True):
         ax2.errorbar([e], [yi], xerr=[[e - lo_], [hi_ - e]], fmt="o", color=col, capsize=3,
@@ -330,10 +341,10 @@ def fig_categories(categories: dict[str, Any], metric: str) -> str:
             ax2.annotate("too few rows to decide", (e, yi), xytext=(0, -10),
                          textcoords="offset points", ha="center", va="top", fontsize=7,
                          color="#8c8c8c")
-    ax1.set_yticks(y, [f"{c} (n={categories[c]['rows']}{'' if ok else ', too few'})"
+    ax1.set_yticks(y, [f"{c} (n={categories[c].rows}{'' if ok else ', too few'})"
                        for c, ok in zip(cats, enough, strict=True)])
     ax2.axvline(0, color="black", lw=0.8)
-    metric_name = h[0]["metric"] if h else metric
+    metric_name = h[0].metric if h else metric
     ax2.set_xlabel(f"improvement in {metric_name} (tuned over base, 95% CI)")
     ax2.set_title("is the difference real?", fontsize=10)
     for ax in (ax1, ax2):
@@ -371,30 +382,30 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def verdict(headline: dict[str, Any]) -> str:
+def verdict(headline: Interval | None) -> str:
     """One sentence a person can act on."""
-    if not headline:
+    if headline is None:
         return "No evaluation results."
-    m = headline["metric"]
+    m = headline.metric
     unit = HEADLINE_METRICS.get(m, {}).get("unit", "")
-    span = (f"{_fmt(headline['improvement'])} {unit} (95% interval {_fmt(headline['improvement_low'])} "
-            f"to {_fmt(headline['improvement_high'])}, {headline['rows']} test rows)")
-    if not headline.get("enough_rows", True):
-        return (f"Not enough test rows to decide: {headline['rows']} test rows, and the gate needs "
-                f"at least {headline['min_rows']} (gate_min_rows). The {m} improvement would be "
+    span = (f"{_fmt(headline.improvement)} {unit} (95% interval {_fmt(headline.improvement_low)} "
+            f"to {_fmt(headline.improvement_high)}, {headline.rows} test rows)")
+    if not headline.enough_rows:
+        return (f"Not enough test rows to decide: {headline.rows} test rows, and the gate needs "
+                f"at least {headline.min_rows} (gate_min_rows). The {m} improvement would be "
                 f"{span}, but an interval from so few rows is too narrow to trust, so the gate "
                 "stays closed and nothing is registered. Use more data or a larger test_fraction.")
-    if headline["tuned_better"]:
+    if headline.tuned_better:
         return (f"Fine-tuning helped: {m} improved by {span}. The interval's lower end is above the "
-                f"gate threshold {_fmt(headline['threshold'])}, so the tuned model passes the gate.")
+                f"gate threshold {_fmt(headline.threshold)}, so the tuned model passes the gate.")
     return (f"Fine-tuning is not shown to help on {m}: improvement {span}. The interval's lower end "
-            f"is not above the gate threshold {_fmt(headline['threshold'])}, so the gate stays closed.")
+            f"is not above the gate threshold {_fmt(headline.threshold)}, so the gate stays closed.")
 
 
 def render_html(data: dict[str, Any]) -> str:
     import jinja2
 
-    metric = data["headline"].get("metric", "loss")
+    metric = data["headline"].metric if data["headline"] else "loss"
     figures = {
         "loss_curves": fig_loss_curves(data["train_curve"], data["val_curve"]),
         "token_lengths": fig_token_lengths(data["data"]["token_lengths"]),
@@ -411,11 +422,11 @@ def render_html(data: dict[str, Any]) -> str:
     )
 
 
-def verdict_class(headline: dict[str, Any]) -> str:
+def verdict_class(headline: Interval | None) -> str:
     """'pass' (green), 'undecided' (grey: too few rows) or 'fail' (orange)."""
-    if headline and not headline.get("enough_rows", True):
+    if headline and not headline.enough_rows:
         return "undecided"
-    return "pass" if headline.get("tuned_better") else "fail"
+    return "pass" if headline and headline.tuned_better else "fail"
 
 
 def data_notes(d: dict[str, Any]) -> list[str]:
@@ -450,21 +461,22 @@ def render_markdown(data: dict[str, Any]) -> str:
     if data.get("overfitting"):
         lines += [data["overfitting"], ""]
     if r:
+        base, tuned = r.base.values(), r.tuned.values()
         lines += ["| metric | base | tuned |", "|---|---|---|"]
         for k in ("loss", "perplexity", "rougeL", "exact_match"):
-            if k in r.get("base", {}):
-                lines.append(f"| {k} | {_fmt(r['base'][k])} | {_fmt(r['tuned'][k])} |")
-        m = h["metric"]
+            if k in base:
+                lines.append(f"| {k} | {_fmt(base[k])} | {_fmt(tuned.get(k))} |")
+        m = h.metric
         lines += ["", f"| category | rows | {m} base | {m} tuned | improvement (95% CI) |",
                   "|---|---|---|---|---|"]
         for cat, c in data["categories"].items():
-            ch = c["headline"]
-            few = "" if ch.get("enough_rows", True) else (
-                f" — too few rows (< {ch.get('min_rows')}), not a verdict")
+            ch = c.headline
+            few = "" if ch.enough_rows else (
+                f" — too few rows (< {ch.min_rows}), not a verdict")
             lines.append(
-                f"| {cat} | {c['rows']} | {_fmt(c['base'][m])} | {_fmt(c['tuned'][m])} | "
-                f"{_fmt(ch['improvement'])} ({_fmt(ch['improvement_low'])} to "
-                f"{_fmt(ch['improvement_high'])}){few} |"
+                f"| {cat} | {c.rows} | {_fmt(getattr(c.base, m))} | {_fmt(getattr(c.tuned, m))} | "
+                f"{_fmt(ch.improvement)} ({_fmt(ch.improvement_low)} to "
+                f"{_fmt(ch.improvement_high)}){few} |"
             )
     d = data["data"]
     reasons = ", ".join(f"{k}: {v}" for k, v in d["rejected_by_reason"].items())
@@ -524,6 +536,6 @@ def run_report(
                               "pipeline_seconds": data["cost"]["total_seconds"]})
         url = step.tracker.url or ""
         tracking = step.tracker.report()
-    tuned_better = bool(data["headline"].get("tuned_better", False))
+    tuned_better = bool(data["headline"] and data["headline"].tuned_better)
     return {"html": {"wandb_url": url, "tuned_better": tuned_better, "tracking": tracking},
             "markdown": {"wandb_url": url, "tracking": tracking}}

@@ -30,8 +30,8 @@ METADATA = {
                                             "display_name": "dolly-lora-gemma3-1b"}},
 }
 EVALUATION = {"base": {"loss": 6.4968}, "tuned": {"loss": 5.9934},
-              "headline": {"metric": "loss", "diff": -0.5034, "diff_low": -0.7109,
-                           "diff_high": -0.3378}}
+              "headline": {"metric": "loss", "improvement": 0.5034, "improvement_low": 0.3378,
+                           "improvement_high": 0.7109}}
 
 
 def task_dir(root: Path, task: str) -> Path:
@@ -52,7 +52,7 @@ def test_each_step_has_its_figure(tmp_path: Path) -> None:
         "fetch-base-model": "5.0 MB, 7 files",
         "prepare-data": "rows: train 161, validation 20, test 20, rejected 27",
         "fine-tune": "loss 6.134 -> 5.454, eval loss 6.118, 2,032 tokens/s, 60 steps",
-        "evaluate": "test loss 6.497 -> 5.993, change -0.503 (95%: -0.711 to -0.338)",
+        "evaluate": "test loss 6.497 -> 5.993, improvement +0.503 (95%: +0.338 to +0.711)",
         "gate": "tuned beats base beyond noise: register",
         "inference": "20 rows, 4.5 tokens/s, latency p95 83.8 s",
         "register-model": "dolly-lora-gemma3-1b: local record",
@@ -137,7 +137,7 @@ def test_results_table(tmp_path: Path) -> None:
     summary = {"test_rows": 20, "eval": {
         "base": {"loss": 6.4968, "perplexity": 663.02, "rougeL": 0.0652},
         "tuned": {"loss": 5.9934, "perplexity": 400.78, "rougeL": 0.0154},
-        "interval": {"metric": "loss", "diff_low": -0.7109, "diff_high": -0.3378,
+        "interval": {"metric": "loss", "improvement_low": 0.3378, "improvement_high": 0.7109,
                      "tuned_better": True}}}
     Console(file=out, width=100, color_system=None).print(results_table(summary))
     text = out.getvalue()
@@ -145,7 +145,8 @@ def test_results_table(tmp_path: Path) -> None:
     rows = {ln.split()[0]: ln.split()[1:] for ln in text.splitlines()[:8] if ln.strip()}
     assert rows["loss"] == ["6.497", "5.993", "-0.503"]
     assert rows["ROUGE-L"] == ["0.065", "0.015", "-0.050"]
-    assert "loss change, 95% interval -0.711 to -0.338: tuned passes the gate" in text
+    assert ("loss improvement (tuned over base), 95% interval +0.338 to +0.711: tuned passes "
+            "the gate") in text
     assert len(text.splitlines()) < 12
 
 

@@ -158,7 +158,7 @@ def test_summary_has_per_category_metrics_and_the_interval(summary):
         assert c["headline"]["improvement_low"] <= c["headline"]["improvement_high"]
     iv = ev["interval"]
     assert iv["metric"] == "loss" and iv["confidence"] == 0.95
-    assert iv["diff_low"] <= iv["diff"] <= iv["diff_high"]
+    assert iv["improvement_low"] <= iv["improvement"] <= iv["improvement_high"]
     assert iv["rows"] >= iv["min_rows"] and iv["enough_rows"]  # the demo's gate decides
     assert iv["tuned_better"] == (iv["improvement_low"] > iv["threshold"])
     assert iv["tuned_better"], "30 steps of LoRA must lower the test loss beyond noise"

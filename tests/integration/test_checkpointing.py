@@ -189,7 +189,7 @@ def test_training_fails_cleanly_when_gcs_stays_down(outage_gcs, tmp_path, monkey
     store = CheckpointStore(checkpointing.task_prefix("gs://ckpt/root", "outage"))
     assert [(c.step, c.complete) for c in store.scan()] == [(2, True)]
     monkeypatch.setattr(CheckpointStore, "upload_checkpoint", upload)
-    assert train(cfg, rows, [], tmp_path / "b", run_name="outage").metrics["resumed_from_step"] == 2
+    assert train(cfg, rows, [], tmp_path / "b", run_name="outage").metrics.resumed_from_step == 2
 
 
 def test_time_based_save_is_requested_after_save_minutes(tmp_path):

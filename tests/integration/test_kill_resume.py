@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 
 from components.common.config import DataConfig, TrainConfig
 from components.common.errors import InputError
+from components.common.results import TrainMetrics
 from components.fine_tune import checkpointing
 from components.fine_tune.train import train
 from components.prepare_data.prepare import prepare
@@ -84,10 +85,10 @@ class Child:
         os.killpg(self.proc.pid, signal.SIGKILL)
         assert self.proc.wait(timeout=30) == -signal.SIGKILL
 
-    def finish(self, timeout: float = 300) -> dict:
+    def finish(self, timeout: float = 300) -> TrainMetrics:
         rc = self.proc.wait(timeout=timeout)
         assert rc == 0, self.log.read_text()[-3000:]
-        return json.loads((self.signals / "result.json").read_text())
+        return TrainMetrics.load(self.signals / "result.json")
 
     @property
     def last_step(self) -> int:
@@ -121,9 +122,9 @@ def test_kill_then_resume_matches_uninterrupted_run(gcs, rows, tmp_path):
     resumed = train(TrainConfig(**CFG), read(rows["train"]), [], tmp_path / "resumed",
                     run_name=RUN)
     m = resumed.metrics
-    assert m["resumed_from_step"] == 2 and killed_at - 2 <= CFG["save_steps"]
-    assert m["global_step"] == ref.metrics["global_step"] == 6
-    assert m["checkpoints_saved"] == 2  # steps 4 and 6
+    assert m.resumed_from_step == 2 and killed_at - 2 <= CFG["save_steps"]
+    assert m.global_step == ref.metrics.global_step == 6
+    assert m.checkpoints_saved == 2  # steps 4 and 6
     assert stored_steps(gcs) == {4: True, 6: True}  # keep the last 2
     assert_same_adapter(ref.output_dir, resumed.output_dir)
 
@@ -153,7 +154,7 @@ def test_three_kills_one_during_upload_end_at_planned_step(gcs, rows, tmp_path):
 
     final = Child(tmp_path, rows, "final", cfg)
     m = final.finish()
-    assert m["resumed_from_step"] == 6 and m["global_step"] == 8
+    assert m.resumed_from_step == 6 and m.global_step == 8
     assert all(stored_steps(gcs).values()), "only complete checkpoints remain"
     ref = train(TrainConfig(**{**cfg, "checkpoint_uri": ""}), read(rows["train"]), [],
                 tmp_path / "reference")
@@ -191,7 +192,7 @@ def test_sigterm_saves_the_current_step_then_a_rerun_resumes_there(
     assert [(c.step, c.complete) for c in store.scan()] == [(3, True)]
 
     m = train(cfg, train_rows, [], tmp_path / "b", run_name="sigterm").metrics
-    assert m["resumed_from_step"] == 3 and m["global_step"] == 6
+    assert m.resumed_from_step == 3 and m.global_step == 6
 
 
 @pytest.mark.slow  # three trainings, two of them two processes: ~7 min on a busy 2-core machine
@@ -212,9 +213,9 @@ def test_two_processes_killed_then_resumed_end_at_the_planned_step(gcs, rows, tm
 
     final = Child(tmp_path, rows, "resumed", cfg, nprocs=2)
     m = final.finish()
-    assert m["resumed_from_step"] == 2 and killed_at - 2 <= cfg["save_steps"]
-    assert m["global_step"] == ref.metrics["global_step"] == cfg["max_steps"]
-    assert m["world_size"] == 2 and m["global_batch_size"] == 2
+    assert m.resumed_from_step == 2 and killed_at - 2 <= cfg["save_steps"]
+    assert m.global_step == ref.metrics.global_step == cfg["max_steps"]
+    assert m.world_size == 2 and m.global_batch_size == 2
     assert stored_steps(gcs) == {4: True, 6: True}
     assert "fine-tune.log" not in {p.name for p in (tmp_path / "resumed" / "adapter").iterdir()}
     gap = relative_gap(weights(tmp_path / "resumed" / "adapter"), weights(ref.output_dir))

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from components.common.config import DataConfig
+from components.common.results import AdapterModel
 from components.fine_tune.train import run_fine_tune
 from components.prepare_data.prepare import prepare
 from tests.adapter_compare import ADAPTER_REL, movement, relative_gap, weights
@@ -50,7 +51,7 @@ def data(tokenizer, tmp_path_factory) -> dict[str, str]:
             "validation": str(write_jsonl(d / "validation.jsonl", []))}
 
 
-def run(data: dict[str, str], out: Path, **params) -> tuple[dict, float]:
+def run(data: dict[str, str], out: Path, **params) -> tuple[AdapterModel, float]:
     t0 = time.perf_counter()
     from components.common.config import TrainConfig, build
 
@@ -92,10 +93,10 @@ def halve_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_two_gloo_processes_train_the_adapter_one_process_trains(data, tmp_path, monkeypatch):
     two, t2 = run(data, tmp_path / "two", num_processes=2, per_device_train_batch_size=2)
     one, t1 = run(data, tmp_path / "one", num_processes=1, per_device_train_batch_size=4)
-    assert two["world_size"] == 2 and one["world_size"] == 1
-    assert two["global_batch_size"] == one["global_batch_size"] == 4
-    assert two["global_step"] == one["global_step"] == STEPS
-    assert two["train_tokens"] == one["train_tokens"], "the same rows, all of them, once"
+    assert two.world_size == 2 and one.world_size == 1
+    assert two.global_batch_size == one.global_batch_size == 4
+    assert two.global_step == one.global_step == STEPS
+    assert two.train_tokens == one.train_tokens, "the same rows, all of them, once"
 
     a1 = weights(tmp_path / "one")
     gap = relative_gap(weights(tmp_path / "two"), a1)
@@ -128,7 +129,7 @@ def test_two_gloo_processes_train_the_adapter_one_process_trains(data, tmp_path,
     names = {p.name for p in (tmp_path / "two").iterdir()}
     assert names == {p.name for p in (tmp_path / "one").iterdir()}
     written = json.loads((tmp_path / "two" / "metrics.json").read_text())
-    assert written["world_size"] == 2 and written["train_tokens"] == two["train_tokens"]
+    assert written["world_size"] == 2 and written["train_tokens"] == two.train_tokens
 
 
 @pytest.mark.slow  # two more trainings, one of them two processes
@@ -138,7 +139,7 @@ def test_fsdp_over_two_processes_trains_the_same_adapter(data, tmp_path):
     sharded, _ = run(data, tmp_path / "fsdp", num_processes=2, per_device_train_batch_size=2,
                      distributed="fsdp")
     run(data, tmp_path / "one", num_processes=1, per_device_train_batch_size=4)
-    assert sharded["distributed"] == "fsdp" and sharded["world_size"] == 2
+    assert sharded.distributed == "fsdp" and sharded.world_size == 2
     gap = relative_gap(weights(tmp_path / "fsdp"), weights(tmp_path / "one"))
     print(json.dumps({"fsdp_adapter_gap_of_movement": gap}))
     assert gap < ADAPTER_REL

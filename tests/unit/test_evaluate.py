@@ -10,6 +10,7 @@ import pytest
 from components.common.config import DataConfig, EvalConfig
 from components.common.errors import InputError
 from components.common.jsonl import write_jsonl
+from components.common.results import Evaluation
 from components.evaluate import evaluate as ev
 from components.prepare_data.prepare import prepare
 
@@ -65,44 +66,47 @@ def result(adapter, test_file, tmp_path_factory, wandb_dir):
         wandb.teardown()  # an earlier test's wandb session would keep its own directory
         meta = ev.run_evaluate(cfg, base="", test=str(test_file), model=str(adapter),
                                generations=str(out), run_id="grp-1")
-        scalars = ev.scalar_metrics(json.loads(out.read_text()))
-        assert meta["generations"]["rows"] == int(scalars["test_rows"])
+        results = Evaluation.load(out)
+        scalars = results.scalars()
+        assert meta["generations"].rows == int(scalars["test_rows"])
         import wandb
 
         wandb.teardown()
-    return scalars, json.loads(out.read_text())
+    return scalars, results
 
 
 def test_metrics_per_category_for_base_and_tuned(result):
     scalars, res = result
-    cats = res["categories"]
-    assert sum(c["rows"] for c in cats.values()) == res["n_rows"] == 12
+    cats = res.categories
+    assert sum(c.rows for c in cats.values()) == res.n_rows == 12
     for cat, c in cats.items():
         for m in ("base", "tuned"):
-            assert {"loss", "perplexity", "rougeL"} <= set(c[m])
-            assert ("exact_match" in c[m]) == (cat in {"classification", "closed_qa"})
-        assert c["headline"]["improvement_low"] <= c["headline"]["improvement_high"]
-        assert scalars[f"{cat}/tuned_loss"] == pytest.approx(c["tuned"]["loss"])
-    assert res["base"]["loss"] != res["tuned"]["loss"]
+            scores = getattr(c, m).values()
+            assert {"loss", "perplexity", "rougeL"} <= set(scores)
+            assert ("exact_match" in scores) == (cat in {"classification", "closed_qa"})
+        assert c.headline.improvement_low <= c.headline.improvement_high
+        assert scalars[f"{cat}/tuned_loss"] == pytest.approx(c.tuned.loss)
+    assert res.base.loss != res.tuned.loss
 
 
 def test_headline_interval_and_gate_agree(result):
     scalars, res = result
-    h = res["headline"]
-    assert h["metric"] == "loss" and h["higher_is_better"] is False
-    assert h["diff"] == pytest.approx(res["tuned"]["loss"] - res["base"]["loss"], rel=1e-6)
-    assert h["diff_low"] <= h["diff"] <= h["diff_high"]
-    assert h["improvement_low"] == pytest.approx(-h["diff_high"])
+    h = res.headline
+    assert h.metric == "loss" and h.higher_is_better is False
+    # one orientation: > 0 means tuned is better, so for loss it is base − tuned
+    assert h.improvement == pytest.approx(res.base.loss - res.tuned.loss, rel=1e-6)
+    assert h.improvement_low <= h.improvement <= h.improvement_high
+    assert scalars["headline_improvement_low"] == pytest.approx(h.improvement_low)
     # 12 test rows: under gate_min_rows, so the gate does not decide whatever the interval says
-    assert h["rows"] == 12 and h["min_rows"] == 30 and h["enough_rows"] is False
-    assert h["tuned_better"] is False
+    assert h.rows == 12 and h.min_rows == 30 and h.enough_rows is False
+    assert h.tuned_better is False
     assert scalars["tuned_better"] == 0.0 and scalars["enough_test_rows"] == 0.0
-    assert all(not c["headline"]["enough_rows"] for c in res["categories"].values())
+    assert all(not c.headline.enough_rows for c in res.categories.values())
 
 
 def test_results_keep_the_context_and_the_device(result):
     _, res = result
-    assert all("context" in r for r in res["rows"]) and res["device"] == "cpu"
+    assert all("context" in r for r in res.rows) and res.device == "cpu"
 
 
 def test_evaluation_is_logged_to_wandb_offline(result, wandb_dir):
@@ -117,7 +121,7 @@ def test_evaluation_is_logged_to_wandb_offline(result, wandb_dir):
     table = run.table("generations")
     assert len(table["data"]) == 12
     assert {"reference", "base", "tuned"} <= set(table["columns"])
-    assert len(run.table("categories")["data"]) == len(result[1]["categories"])
+    assert len(run.table("categories")["data"]) == len(result[1].categories)
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import pytest
 
 from components.common.config import ExportConfig
 from components.common.errors import InputError
+from components.common.results import Export
 from components.export import merge
 
 BASE = "embedded://tiny-gemma3"
@@ -44,7 +45,7 @@ def adapter(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def exported(adapter, tmp_path_factory) -> tuple[Path, dict]:
+def exported(adapter, tmp_path_factory) -> tuple[Path, Export]:
     out = tmp_path_factory.mktemp("export")
     report = merge.run_export(ExportConfig(), base=BASE, model=str(adapter), test="",
                               merged=str(out / "merged"), adapter=str(out / "adapter"))["merged"]
@@ -63,7 +64,7 @@ def test_merged_folder_is_a_complete_bf16_model(exported) -> None:
         dtypes = {str(f.get_slice(k).get_dtype()) for k in f.keys()}  # noqa: SIM118
         assert not any("lora" in k for k in f.keys()), "LoRA layers must be merged away"  # noqa: SIM118
     assert dtypes == {"BF16"}
-    assert json.loads((merged / merge.EXPORT_FILE).read_text()) == report
+    assert Export.load(merged / merge.EXPORT_FILE) == report
     assert json.loads((merged / "generation_config.json").read_text())["eos_token_id"] == [1, 5]
     adapter_files = {p.name for p in (out / "adapter").iterdir()}
     assert {"adapter_model.safetensors", "adapter_config.json", "training_config.json"} <= \
@@ -73,12 +74,12 @@ def test_merged_folder_is_a_complete_bf16_model(exported) -> None:
 def test_both_checks_pass_with_room_and_mean_something(exported) -> None:
     _, r = exported
     # fp32: only float rounding separates W x + s·BAx from (W + s·BA) x.
-    assert r["merge_max_abs_diff"] < merge.FP32_TOLERANCE * r["logit_scale"]
+    assert r.merge_max_abs_diff < merge.FP32_TOLERANCE * r.logit_scale
     # bf16: the export drifts about as much as rounding the base alone does.
-    assert r["export_max_abs_diff"] <= r["export_bound"]
+    assert r.export_max_abs_diff <= r.export_bound
     # ...and both are far below what the adapter changes, so a dropped adapter would show.
-    assert r["adapter_effect_max_abs"] > 20 * r["export_max_abs_diff"]
-    assert r["verify_prompts"] == len(merge.FALLBACK_PROMPTS) and r["verify_tokens"] > 40
+    assert r.adapter_effect_max_abs > 20 * r.export_max_abs_diff
+    assert r.verify_prompts == len(merge.FALLBACK_PROMPTS) and r.verify_tokens > 40
 
 
 def test_merged_greedy_answers_equal_base_plus_adapter(exported, adapter) -> None:
@@ -114,8 +115,8 @@ def test_a_cpu_trained_adapter_exports_fp32_exactly(tmp_path) -> None:
     report = merge.run_export(ExportConfig(), base=BASE, model=str(adapter), test="",
                               merged=str(tmp_path / "merged"),
                               adapter=str(tmp_path / "a"))["merged"]
-    assert report["dtype"] == "float32" and report["base_drift_max_abs"] == 0.0
-    assert report["export_max_abs_diff"] <= 10 * report["merge_max_abs_diff"] + 1e-6
+    assert report.dtype == "float32" and report.base_drift_max_abs == 0.0
+    assert report.export_max_abs_diff <= 10 * report.merge_max_abs_diff + 1e-6
     with safe_open(tmp_path / "merged" / "model.safetensors", framework="pt") as f:
         assert {str(f.get_slice(k).get_dtype()) for k in f.keys()} == {"F32"}  # noqa: SIM118
 

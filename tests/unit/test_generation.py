@@ -206,7 +206,7 @@ def test_inference_throughput_leaves_model_loading_out(tmp_path, monkeypatch, ti
     meta = infer.run_inference(InferenceConfig(max_new_tokens=6, wandb_project=""), base="",
                                test=str(test), model="adapter",
                                predictions=str(tmp_path / "p"))["predictions"]
-    assert meta["load_seconds"] >= 1000 and meta["seconds"] < 1000
-    assert meta["tokens_per_second"] == pytest.approx(meta["completion_tokens"] / meta["seconds"],
-                                                      rel=0.01)
-    assert meta["device"] == "cpu"
+    assert meta.load_seconds >= 1000 and meta.seconds < 1000
+    assert meta.tokens_per_second == pytest.approx(meta.completion_tokens / meta.seconds,
+                                                   rel=0.01)
+    assert meta.device == "cpu"

@@ -68,7 +68,7 @@ def test_run_prepare_writes_all_four_files(tmp_path):
     meta = run_prepare(DataConfig(dataset="embedded://dolly-15k-sample.jsonl",
                                   base_model="embedded://tiny-gemma3", max_seq_len=512,
                                   wandb_project=""), **outs)
-    stats = {f"{n}_rows": meta[n]["rows"] for n in outs}
+    stats = {f"{n}_rows": meta[n].rows for n in outs}
     lines = {n: Path(p).read_text().splitlines() for n, p in outs.items()}
     assert len(lines["train"]) == stats["train_rows"]
     assert len(lines["rejected"]) == stats["rejected_rows"]

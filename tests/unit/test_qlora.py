@@ -179,8 +179,8 @@ def test_qlora_trains_and_is_loaded_back_the_same_way(splits, tmp_path):
                       per_device_train_batch_size=4, gradient_accumulation_steps=1,
                       logging_steps=1, warmup_ratio=0.0, quantization="nf4", eval_steps=100)
     m = train(cfg, splits["train"][:24], splits["validation"][:4], tmp_path / "a").metrics
-    assert m["global_step"] == 6 and m["quantization"] == "nf4"
-    assert m["base_weights_digest_before"] == m["base_weights_digest_after"]
+    assert m.global_step == 6 and m.quantization == "nf4"
+    assert m.base_weights_digest_before == m.base_weights_digest_after
     assert json.loads((tmp_path / "a" / "training_config.json").read_text())["quantization"] \
         == "nf4"
     from safetensors.torch import load_file

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from components.common.config import EvalConfig
+from components.common.results import Evaluation, PreparedData, Scores, TrainMetrics
 from components.evaluate.evaluate import by_category, compare
 from components.report.report import (
     collect,
@@ -45,13 +47,12 @@ def run_data(tmp_path_factory) -> dict:
     d = tmp_path_factory.mktemp("run")
     rows = _eval_rows()
     cfg = EvalConfig(bootstrap_samples=200)
-    results = {
-        "base": {"loss": 3.1, "perplexity": 22.2, "rougeL": 0.0, "exact_match": 0.0},
-        "tuned": {"loss": 2.6, "perplexity": 13.5, "rougeL": 0.5, "exact_match": 1.0},
-        "rows": rows, "n_rows": len(rows), "categories": by_category(rows, cfg),
-        "headline": compare(rows, cfg), "config": cfg.model_dump(),
-    }
-    (d / "gen.json").write_text(json.dumps(results))
+    Evaluation(
+        base=Scores(loss=3.1, perplexity=22.2, rougeL=0.0, exact_match=0.0),
+        tuned=Scores(loss=2.6, perplexity=13.5, rougeL=0.5, exact_match=1.0),
+        rows=rows, n_rows=len(rows), categories=by_category(rows, cfg),
+        headline=compare(rows, cfg), config=cfg.model_dump(),
+    ).write(d / "gen.json")
     kept = [{"id": i, "category": CATS[i % 5], "num_tokens": 40 + 7 * i} for i in range(50)]
     splits = {"train": kept[:40], "validation": kept[40:45], "test": kept[45:],
               "rejected": [{"row": 99, "reason": "too long: 900 tokens > max_seq_len 512"},
@@ -98,12 +99,12 @@ def test_gpu_step_times_come_from_their_files_not_metadata(run_data, tmp_path):
     seconds = {s["step"]: s["seconds"] for s in data["cost"]["steps"]}
     assert seconds == {"prepare-data": 5.0, "fine-tune": 1200.0, "evaluate": 300.0,
                        "inference": 60.0}
-    assert data["inference"]["rows"] == 1 and data["wandb"]["fine-tune"] == "u"
+    assert data["inference"].rows == 1 and data["wandb"]["fine-tune"] == "u"
 
 
 def test_report_data_comes_from_the_run(run_data):
     data = run_data["data"]
-    assert data["headline"]["tuned_better"] is True
+    assert data["headline"].tuned_better is True
     assert len(data["samples"]) == 12
     assert {s["category"] for s in data["samples"]} == set(CATS)  # every category shows
     assert data["data"]["rejected_by_reason"] == {"too long": 1, "duplicate": 1}
@@ -150,7 +151,8 @@ def test_smoothing_keeps_the_trend_and_damps_the_jitter():
 
 
 def test_empty_evaluation_still_renders(run_data):
-    empty = {**run_data["data"], "results": {}, "headline": {}, "categories": {}, "samples": []}
+    empty = {**run_data["data"], "results": None, "headline": None, "categories": {},
+             "samples": []}
     assert "No evaluation results" in render_markdown(empty)
 
 
@@ -222,11 +224,11 @@ def test_report_renders_in_headless_chromium(run_data, tmp_path):
 # ------------------------------------------------------------------ what the report must say
 
 
-def _results(rows: list[dict], cfg: EvalConfig) -> dict:
-    return {"base": {"loss": 3.1, "perplexity": 22.2, "rougeL": 0.0},
-            "tuned": {"loss": 2.6, "perplexity": 13.5, "rougeL": 0.5},
-            "rows": rows, "n_rows": len(rows), "categories": by_category(rows, cfg),
-            "headline": compare(rows, cfg), "config": cfg.model_dump()}
+def _results(rows: list[dict], cfg: EvalConfig) -> Evaluation:
+    return Evaluation(base=Scores(loss=3.1, perplexity=22.2, rougeL=0.0),
+                      tuned=Scores(loss=2.6, perplexity=13.5, rougeL=0.5),
+                      rows=rows, n_rows=len(rows), categories=by_category(rows, cfg),
+                      headline=compare(rows, cfg), config=cfg.model_dump())
 
 
 def test_two_test_rows_never_pass_the_gate(tmp_path):
@@ -238,27 +240,27 @@ def test_two_test_rows_never_pass_the_gate(tmp_path):
     cfg = EvalConfig(bootstrap_samples=200)
     rows = _eval_rows(2)
     results = _results(rows, cfg)
-    h = results["headline"]
-    assert h["improvement_low"] > 0  # the bootstrap alone would have passed it
-    assert h["enough_rows"] is False and h["tuned_better"] is False
-    (tmp_path / "gen.json").write_text(json.dumps(results))
-    scalars, decision = gate_decision(str(tmp_path / "gen.json"))
-    assert decision["tuned_better"] is False and decision["enough_rows"] is False
-    assert scalars["tuned_better"] == 0.0
+    h = results.headline
+    assert h.improvement_low > 0  # the bootstrap alone would have passed it
+    assert h.enough_rows is False and h.tuned_better is False
+    results.write(tmp_path / "gen.json")
+    decision = gate_decision(str(tmp_path / "gen.json"))
+    assert decision.tuned_better is False and decision.enough_rows is False
+    assert decision.scalars["tuned_better"] == 0.0
     text = verdict(h)
     assert text.startswith("Not enough test rows to decide: 2 test rows")
     assert "at least 30 (gate_min_rows)" in text and "nothing is registered" in text
     assert "passes the gate" not in text
     small = EvalConfig(bootstrap_samples=200, gate_min_rows=2)
-    assert compare(rows, small)["tuned_better"] is True  # the minimum is a parameter
+    assert compare(rows, small).tuned_better is True  # the minimum is a parameter
 
 
 def test_categories_under_the_minimum_are_grey_in_table_and_figure(run_data, monkeypatch):
     from components.report import report
 
     data = run_data["data"]  # 30 rows over 5 categories: 6 each, under gate_min_rows=30
-    assert all(not c["headline"]["enough_rows"] for c in data["categories"].values())
-    assert all(c["headline"]["improvement_low"] > 0 for c in data["categories"].values())
+    assert all(not c.headline.enough_rows for c in data["categories"].values())
+    assert all(c.headline.improvement_low > 0 for c in data["categories"].values())
     html = run_data["html"].read_text()
     assert html.count('<tr class="few">') == len(CATS)
     assert "under 30 rows (gate_min_rows): too few to decide" in html
@@ -269,7 +271,7 @@ def test_categories_under_the_minimum_are_grey_in_table_and_figure(run_data, mon
     assert len(markers) == len(CATS)
     assert {line.get_color() for line in markers} == {report.TOO_FEW_COLOR}
     assert {line.get_markerfacecolor() for line in markers} == {"white"}
-    enough = {**data["categories"]["closed_qa"]["headline"], "enough_rows": True}
+    enough = dataclasses.replace(data["categories"]["closed_qa"].headline, enough_rows=True)
     assert report.interval_color(enough) == "#2ca02c"
 
 
@@ -314,12 +316,12 @@ def test_overfitting_is_said_in_words():
 
     train = [(s, 3.0 - 0.05 * s) for s in range(1, 61)]
     rising = [(20, 2.9), (40, 3.0), (60, 3.2)]
-    text = overfitting(train, rising, {"epochs": 9.06, "train_rows": 53, "kept_step": 20})
+    text = overfitting(train, rising, TrainMetrics(epochs=9.06, train_rows=53, kept_step=20))
     assert text.startswith("Overfitting: validation loss rose from 2.900 at step 20 to 3.200 "
                            "at step 60 while training loss fell")
     assert "9.1 epochs over 53 training rows" in text and "from step 20" in text
-    assert overfitting(train, [(20, 2.9), (40, 2.8), (60, 2.7)], {}) == ""
-    assert overfitting(train, [(20, 2.9), (40, 2.905)], {}) == ""  # noise, not a rise
+    assert overfitting(train, [(20, 2.9), (40, 2.8), (60, 2.7)], TrainMetrics()) == ""
+    assert overfitting(train, [(20, 2.9), (40, 2.905)], TrainMetrics()) == ""  # noise, not a rise
 
 
 def test_a_selected_category_without_test_rows_is_said(run_data):
@@ -344,7 +346,7 @@ def test_rejected_counts_agree_between_metadata_and_report(tmp_path, dolly_rows,
     for name, split in {**p.splits, "rejected": p.rejected}.items():
         paths[name] = str(tmp_path / f"{name}.jsonl")
         write(paths[name], split)
-    summary = data_summary(paths, p.stats)
+    summary = data_summary(paths, PreparedData.read(p.stats))
     assert summary["rejected_rows"] == p.stats["rejected_rows"]
     assert summary["rejected_by_reason"] == p.stats["rejected_by_reason"]
     assert summary["rejected_by_reason"]["duplicate"] == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from components.common.results import TrainMetrics
 from components.report import estimate
 from components.report.report import render_html, render_markdown
 from tests.unit.test_report import run_data  # noqa: F401 - fixture
@@ -14,7 +15,7 @@ ESTIMATE = {"profile": "default", "train_tokens": 2_000_000, "train_tokens_per_s
 
 
 def test_estimate_and_actual_side_by_side_with_their_ratio():
-    training = {"train_tokens": 2_200_000, "tokens_per_second": 6000.0, "train_seconds": 366.7}
+    training = TrainMetrics(train_tokens=2_200_000, tokens_per_second=6000.0, train_seconds=366.7)
     cost = {"gpu_seconds": 7200.0, "gpu_cost_usd": 1.7072}
     rows = {r["what"]: r for r in estimate.compare(ESTIMATE, training, cost)}
     assert rows["training tokens"]["ratio"] == 1.1

@@ -15,6 +15,7 @@ import pytest
 
 from components.common.config import DataConfig, EvalConfig, TrackingConfig, TrainConfig, build
 from components.common.jsonl import write_jsonl
+from components.common.results import Evaluation
 from components.common.tracking import MultiRun, tracking_run
 from components.prepare_data.prepare import prepare
 from tests.cli.vertex_fakes import METADATA_STORE
@@ -79,7 +80,7 @@ def logged_steps(model_dir: Path) -> list[int]:
 
 
 def test_fine_tune_reports_every_chosen_tracker(fine_tuned):
-    report = fine_tuned["meta"]["tracking"]
+    report = fine_tuned["meta"].tracking
     assert report["chosen"] == ["wandb", "tensorboard", "mlflow"]
     assert report["received"] == ["wandb", "tensorboard", "mlflow"] and report["failed"] == {}
     saved = json.loads((fine_tuned["model_dir"] / "metrics.json").read_text())
@@ -90,7 +91,7 @@ def test_tensorboard_event_files_hold_every_logged_step(fine_tuned, tracked_dir)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     logdir = tracked_dir / "tensorboard" / "fine-tune"
-    assert fine_tuned["meta"]["tracking"]["where"]["tensorboard"] == str(logdir)
+    assert fine_tuned["meta"].tracking["where"]["tensorboard"] == str(logdir)
     acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0})
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
@@ -156,21 +157,19 @@ def test_evaluate_logs_headline_and_interval_to_vertex_and_mlflow(fine_tuned, da
         run_evaluate(build(EvalConfig, params), base="", test=data["test"],
                      model=str(fine_tuned["model_dir"]), generations=str(out),
                      run_id="dolly-lora-20261128-101010")
-    results = json.loads(out.read_text())
-    from components.evaluate.evaluate import scalar_metrics
-
-    scalars = scalar_metrics(results)
-    assert results["tracking"]["received"] == ["vertex", "mlflow"], results["tracking"]
+    results = Evaluation.load(out)
+    scalars = results.scalars()
+    assert results.tracking["received"] == ["vertex", "mlflow"], results.tracking
 
     run_ctx = vertex_metadata.context("dolly-exp", "dolly-lora-20261128-101010")
     assert run_ctx.schema_title == "system.ExperimentRun"
     meta = dict(run_ctx.metadata)
     metrics, params_logged = dict(meta["_metrics"]), dict(meta["_params"])
-    h = results["headline"]
-    assert metrics["headline_improvement_low"] == pytest.approx(h["improvement_low"])
-    assert metrics["headline_improvement_high"] == pytest.approx(h["improvement_high"])
-    assert metrics["tuned_loss"] == pytest.approx(results["tuned"]["loss"])
-    assert metrics["tuned_better"] == float(h["tuned_better"])
+    h = results.headline
+    assert metrics["headline_improvement_low"] == pytest.approx(h.improvement_low)
+    assert metrics["headline_improvement_high"] == pytest.approx(h.improvement_high)
+    assert metrics["tuned_loss"] == pytest.approx(results.tuned.loss)
+    assert metrics["tuned_better"] == float(h.tuned_better)
     assert params_logged["evaluate.headline_metric"] == "loss"
     assert params_logged["pipeline_run"] == "dolly-lora-20261128-101010"
     assert meta["_state"] == "COMPLETE"
@@ -179,10 +178,10 @@ def test_evaluate_logs_headline_and_interval_to_vertex_and_mlflow(fine_tuned, da
 
     client, [run] = _mlflow_runs(tracked_dir, "evaluate")
     assert run.data.metrics["tuned_loss"] == pytest.approx(scalars["tuned_loss"])
-    assert run.data.metrics["headline_improvement_low"] == pytest.approx(h["improvement_low"])
+    assert run.data.metrics["headline_improvement_low"] == pytest.approx(h.improvement_low)
     local = client.download_artifacts(run.info.run_id, "generations.json", str(tmp_path))
     table = json.loads(Path(local).read_text())
-    assert len(table["data"]) == results["n_rows"] and "tuned" in table["columns"]
+    assert len(table["data"]) == results.n_rows and "tuned" in table["columns"]
 
 
 def test_an_unreachable_tracker_warns_once_and_the_step_goes_on(tmp_path, monkeypatch, caplog):

@@ -33,14 +33,14 @@ def test_lora_training_learns_and_leaves_base_untouched(tmp_path, splits, tokeni
                       warmup_ratio=0.0)
     result = train(cfg, splits["train"][:96], splits["validation"][:8], tmp_path / "adapter")
     m = result.metrics
-    assert m["global_step"] == 12
+    assert m.global_step == 12
     # Held-out loss, not first vs last step: length-bucketed batches differ in length from step
     # to step, and a batch's per-token loss depends on its length as much as on training.
     val = [r["messages"] for r in splits["validation"]]
     base_loss = token_weighted_loss(response_losses(load_model(MODEL, device="cpu"), tokenizer, val))
     tuned = PeftModel.from_pretrained(load_model(MODEL, device="cpu"), tmp_path / "adapter")
     assert token_weighted_loss(response_losses(tuned, tokenizer, val)) < base_loss - 0.05
-    assert m["base_weights_digest_before"] == m["base_weights_digest_after"]
+    assert m.base_weights_digest_before == m.base_weights_digest_after
     weights = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
     lora_b = [w for k, w in weights.items() if "lora_B" in k]
     assert lora_b and all(w.abs().sum() > 0 for w in lora_b), "lora_B starts at 0 and must move"
@@ -64,12 +64,12 @@ def test_packed_mode_trains_through_the_same_path(tmp_path, splits):
                       gradient_accumulation_steps=1, logging_steps=1, batching="packed",
                       warmup_ratio=0.0)
     m = train(cfg, splits["train"][:96], [], tmp_path / "adapter").metrics
-    assert m["global_step"] == 12
+    assert m.global_step == 12
     history = json.loads((tmp_path / "adapter" / "log_history.json").read_text())
     losses = [h["loss"] for h in history if "loss" in h]
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4
     # two packed rows of <= 256 tokens per step: far more real tokens than two average rows
-    assert m["train_tokens"] > 12 * 2 * 150
+    assert m.train_tokens > 12 * 2 * 150
 
 
 def test_a_machine_short_of_memory_trains_with_checkpointing_on_cpu(tmp_path, splits,
@@ -148,11 +148,11 @@ def test_the_adapter_with_the_best_validation_loss_is_kept(tmp_path, splits, tok
     evals = {h["step"]: h["eval_loss"] for h in history if "eval_loss" in h}
     assert evals[6] > evals[4]
     best_step = min(evals, key=evals.get)
-    assert m["kept_step"] == best_step == 4 and m["global_step"] == 6
-    assert m["eval_loss"] == pytest.approx(evals[4]) and m["final_eval_loss"] == evals[6]
-    assert m["epochs"] == pytest.approx(1.5) and m["train_rows"] == 32
+    assert m.kept_step == best_step == 4 and m.global_step == 6
+    assert m.eval_loss == pytest.approx(evals[4]) and m.final_eval_loss == evals[6]
+    assert m.epochs == pytest.approx(1.5) and m.train_rows == 32
     assert _val_loss(tmp_path / "a", val, tokenizer) == pytest.approx(evals[4], rel=1e-3)
     # The same run again resumes from the step-6 checkpoint: the best weights come from it.
     again = train(cfg, splits["train"][:32], val, tmp_path / "b", run_name="best").metrics
-    assert again["resumed_from_step"] == 6 and again["kept_step"] == 4
+    assert again.resumed_from_step == 6 and again.kept_step == 4
     assert _val_loss(tmp_path / "b", val, tokenizer) == pytest.approx(evals[4], rel=1e-3)
