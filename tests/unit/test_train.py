@@ -91,8 +91,8 @@ def test_a_machine_short_of_memory_trains_with_checkpointing_on_cpu(tmp_path, sp
     plain, plain_log = run("plain")
     monkeypatch.setattr(memory, "host_memory_bytes", lambda: 2**20)
     small, small_log = run("small")
-    assert plain["activation_checkpointing"] is False
-    assert small["activation_checkpointing"] is True and small["loss_head"] == "full_logits"
+    assert plain.activation_checkpointing is False
+    assert small.activation_checkpointing is True and small.loss_head == "full_logits"
     assert len(small_log) == 2 * 4
     assert small_log == pytest.approx(plain_log, rel=1e-4)
 
