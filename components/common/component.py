@@ -122,9 +122,12 @@ def component_source(spec: StepSpec) -> str:
     summary = spec.summary or (inspect.getdoc(spec.run) or spec.name).split("\n\n")[0]
     doc = args_docstring(summary, described)
     ret = f" -> {spec.returns.__name__}" if spec.returns else ""
-    io = [f"inputs={_names(spec.inputs)}", f"outputs={_names(spec.outputs)}"]
-    io += [f"config_from_inputs={dict(spec.config_from_inputs)!r}"] * bool(spec.config_from_inputs)
-    io += [f"input_metadata={dict(spec.input_metadata)!r}"] * bool(spec.input_metadata)
+    io = [_keyword("inputs", {n: n for n in spec.inputs}),
+          _keyword("outputs", {n: n for n in spec.outputs})]
+    io += [_keyword("config_from_inputs", {k: repr(v) for k, v in spec.config_from_inputs.items()})
+           ] * bool(spec.config_from_inputs)
+    io += [_keyword("input_metadata", {k: repr(v) for k, v in spec.input_metadata.items()})
+           ] * bool(spec.input_metadata)
     io += [f"run_id_from={spec.run_id_from!r}"] * bool(spec.run_id_from)
     run = spec.run.__name__
     return (
@@ -139,16 +142,21 @@ def component_source(spec: StepSpec) -> str:
     )
 
 
-def _names(artifacts: Mapping[str, type]) -> str:
-    """`{'train': train, ...}`: the artifact arguments by name, as source."""
-    return "{" + ", ".join(f"{n!r}: {n}" for n in artifacts) + "}"
+def _keyword(name: str, items: Mapping[str, str]) -> str:
+    """`name={'key': value, ...}` as source (values already source), one entry a line when the
+    dict does not fit on one."""
+    entries = [f"{k!r}: {v}" for k, v in items.items()]
+    line = f"{name}={{{', '.join(entries)}}}"
+    if len(line) <= 88:
+        return line
+    return f"{name}={{\n" + "".join(f"            {e},\n" for e in entries) + "        }"
 
 
 def generated_tail(specs: list[StepSpec]) -> str:
     """What follows the hand-written part of a component file: the marker and the functions."""
     sections = sorted({section_of(s.run).__name__ for s in specs})
-    header = (f"{GENERATED_MARKER}\n# Edit those (here: {', '.join(sections)}), not what follows; "
-              "every pipeline build rewrites it when stale.\n")
+    header = (f"{GENERATED_MARKER}\n# Edit the specs or {', '.join(sections)}, not what follows.\n"
+              "# Every pipeline build (compile.py, submit --local) rewrites it when stale.\n")
     return header + "\n\n".join(component_source(s) for s in specs)
 
 

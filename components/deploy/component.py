@@ -23,7 +23,8 @@ SPEC = StepSpec(
 
 
 # Generated from the spec(s) above and the config sections by scripts/generate_components.py.
-# Edit those (here: DeployConfig), not what follows; every pipeline build rewrites it when stale.
+# Edit the specs or DeployConfig, not what follows.
+# Every pipeline build (compile.py, submit --local) rewrites it when stale.
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def deploy_model(
     registered_model: Input[VertexModel],

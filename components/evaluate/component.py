@@ -36,7 +36,8 @@ GATE = StepSpec(
 
 
 # Generated from the spec(s) above and the config sections by scripts/generate_components.py.
-# Edit those (here: EvalConfig, NoParameters), not what follows; every pipeline build rewrites it when stale.
+# Edit the specs or EvalConfig, NoParameters, not what follows.
+# Every pipeline build (compile.py, submit --local) rewrites it when stale.
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def evaluate(
     base: Input[Model],

@@ -28,7 +28,8 @@ SPEC = StepSpec(
 
 
 # Generated from the spec(s) above and the config sections by scripts/generate_components.py.
-# Edit those (here: RegisterConfig), not what follows; every pipeline build rewrites it when stale.
+# Edit the specs or RegisterConfig, not what follows.
+# Every pipeline build (compile.py, submit --local) rewrites it when stale.
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def register_model(
     model: Input[Model],
@@ -58,6 +59,10 @@ def register_model(
     io = StepIO(
         inputs={'model': model, 'metrics': metrics, 'train': train},
         outputs={'registered_model': registered_model},
-        input_metadata={'model_metadata': 'model', 'metrics_metadata': 'metrics', 'train_metadata': 'train'},
+        input_metadata={
+            'model_metadata': 'model',
+            'metrics_metadata': 'metrics',
+            'train_metadata': 'train',
+        },
     )
     return call(run_register, arguments, io)

@@ -22,7 +22,8 @@ SPEC = StepSpec(
 
 
 # Generated from the spec(s) above and the config sections by scripts/generate_components.py.
-# Edit those (here: ReportConfig), not what follows; every pipeline build rewrites it when stale.
+# Edit the specs or ReportConfig, not what follows.
+# Every pipeline build (compile.py, submit --local) rewrites it when stale.
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def report(
     train: Input[Dataset],
@@ -70,9 +71,22 @@ def report(
     from components.report.report import run_report
 
     io = StepIO(
-        inputs={'train': train, 'validation': validation, 'test': test, 'rejected': rejected, 'model': model, 'generations': generations, 'predictions': predictions},
+        inputs={
+            'train': train,
+            'validation': validation,
+            'test': test,
+            'rejected': rejected,
+            'model': model,
+            'generations': generations,
+            'predictions': predictions,
+        },
         outputs={'html': html, 'markdown': markdown},
-        input_metadata={'rejected_metadata': 'rejected', 'model_metadata': 'model', 'generations_metadata': 'generations', 'predictions_metadata': 'predictions'},
+        input_metadata={
+            'rejected_metadata': 'rejected',
+            'model_metadata': 'model',
+            'generations_metadata': 'generations',
+            'predictions_metadata': 'predictions',
+        },
         run_id_from='html',
     )
     return call(run_report, arguments, io)
