@@ -2,13 +2,14 @@
 [-> deploy], inference, report.
 
 Each parameter is declared once, as a field of its step's config section
-(`components.common.config`): the components' signatures are generated from the sections
-(`components.common.component`), the pipeline's flat signature and its `Args:` docstring (the
-help the Vertex console shows beside each parameter) from `PipelineConfig`, and `wire` hands
-every component exactly the pipeline parameters it declares. This module only says how the
-artifacts flow and where each step runs: the machine from `pipelines.resources`, the image and
-the target from `pipelines.settings.CompileSettings`. `build_pipeline(settings)` makes it for
-Vertex AI or open-source KFP (`compile.py`) or for KFP's local runner (`submit --local`).
+(`components.common.config`): the components' signatures (`components/<step>/component.py`) and
+the pipeline's flat signature with its `Args:` docstring (`pipelines/signature.py`, the help the
+Vertex console shows beside each parameter) are written from the sections by `pipelines.generate`,
+which `build_pipeline` runs first so a stale file is rewritten, and `wire` hands every component
+exactly the pipeline parameters it declares. This module only says how the artifacts flow and
+where each step runs: the machine from `pipelines.resources`, the image and the target from
+`pipelines.settings.CompileSettings`. `build_pipeline(settings)` makes it for Vertex AI or
+open-source KFP (`compile.py`) or for KFP's local runner (`submit --local`).
 
 Cache keys: a task's inputs are its cache key, so only register-model receives the pipeline job
 name (its registry labels need it). The other steps read the job name from their output paths
@@ -17,27 +18,25 @@ fetched model, the data, and the training when nothing they depend on changed.
 """
 
 
-from collections.abc import Mapping
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kfp import dsl
 
-from components.common.component import (
-    annotation_source,
-    args_docstring,
-    component_parameters,
-    define_function,
-)
-from components.common.config import PipelineConfig, parameter_defaults
-from components.deploy.component import deploy_model
-from components.evaluate.component import evaluate, gate
-from components.export.component import export
-from components.fetch_model.component import fetch_base_model
-from components.fine_tune.component import fine_tune
-from components.inference.component import inference
-from components.prepare_data.component import prepare_data
-from components.register.component import register_model
-from components.report.component import report
+from components.common.component import component_parameters
+from components.common.config import PipelineConfig
+from components.deploy import component as deploy
+from components.evaluate import component as evaluation
+from components.export import component as export
+from components.fetch_model import component as fetch_model
+from components.fine_tune import component as fine_tune
+from components.inference import component as inference
+from components.prepare_data import component as prepare_data
+from components.register import component as register
+from components.report import component as report
+from pipelines import signature
+from pipelines.generate import refresh
 from pipelines.resources import GPU_STEPS, SERVING_MACHINE, STEP_MACHINES
 from pipelines.settings import CompileSettings, with_image
 
@@ -47,12 +46,19 @@ VERTEX_PLACEHOLDERS = {
     "project": "{{$.pipeline_google_cloud_project_id}}",
     "location": "{{$.pipeline_google_cloud_location}}",
 }
-COMPONENTS = {
-    "fetch-base-model": fetch_base_model, "prepare-data": prepare_data, "fine-tune": fine_tune,
-    "evaluate": evaluate, "gate": gate, "inference": inference,
-    "export": export, "register-model": register_model, "deploy-model": deploy_model,
-    "report": report,
-}
+
+
+def step_components() -> dict[str, Any]:
+    """Each step's component, read when the pipeline is built (after `refresh` reloaded a
+    rewritten file)."""
+    return {
+        "fetch-base-model": fetch_model.fetch_base_model,
+        "prepare-data": prepare_data.prepare_data, "fine-tune": fine_tune.fine_tune,
+        "evaluate": evaluation.evaluate, "gate": evaluation.gate,
+        "inference": inference.inference, "export": export.export,
+        "register-model": register.register_model, "deploy-model": deploy.deploy_model,
+        "report": report.report,
+    }
 
 
 def step_op(component: Any, step: str, settings: CompileSettings) -> Any:
@@ -88,28 +94,29 @@ def pipeline_parameters(component: Any) -> list[str]:
     return [k for k in component_parameters(component) if k in PipelineConfig.model_fields]
 
 
-def define_pipeline_function(wire: Any, defaults: Mapping[str, Any] | None = None) -> Any:
-    """`lora_pipeline(base_model: str = ..., ...)`: every `PipelineConfig` field as a typed
-    parameter with its default (`defaults`: a profile's, else the config's), and an `Args:`
-    docstring from the fields' help texts."""
-    defaults = {**parameter_defaults(), **(defaults or {})}
-    fields = PipelineConfig.model_fields
-    params = "".join(
-        f"    {name}: {annotation_source(fields[name].annotation)} = {default!r},\n"
-        for name, default in defaults.items()
-    )
-    doc = args_docstring(
-        "LoRA fine-tune of an instruction model on Dolly-format data.",
-        {name: fields[name].description or "" for name in defaults},
-    )
-    doc_block = "".join(f"    {line}\n" if line else "\n" for line in f'"""{doc}\n"""'.splitlines())
-    source = f"def lora_pipeline(\n{params}):\n{doc_block}    wire(dict(locals()))\n"
-    return define_function("lora_pipeline", source, {"wire": wire}, __name__)
+def pipeline_function(dag: Callable[[dict[str, Any]], None],
+                      defaults: Mapping[str, Any]) -> Callable[..., None]:
+    """The function KFP reads as the pipeline: `signature.lora_pipeline`'s parameters, types and
+    `Args:` help, with this build's defaults (a profile's), running `dag` on the arguments."""
+    declared = signature.lora_pipeline
+    sig = inspect.signature(declared)
+
+    def lora_pipeline(*args: Any, **kwargs: Any) -> None:
+        dag(declared(*args, **kwargs))
+
+    lora_pipeline.__signature__ = sig.replace(  # type: ignore[attr-defined]
+        parameters=[p.replace(default=defaults[p.name]) for p in sig.parameters.values()],
+        return_annotation=inspect.Signature.empty)
+    lora_pipeline.__doc__ = declared.__doc__
+    return lora_pipeline
 
 
 def build_pipeline(settings: CompileSettings) -> Any:
-    """The pipeline (a KFP GraphComponent) for one target; compiled or run as is."""
-    ops = {step: step_op(c, step, settings) for step, c in COMPONENTS.items()}
+    """The pipeline (a KFP GraphComponent) for one target; compiled or run as is. A signature
+    file that no longer matches the config sections is rewritten first."""
+    refresh()
+    components = step_components()
+    ops = {step: step_op(c, step, settings) for step, c in components.items()}
     t = settings.training
     description = (
         "LoRA fine-tune of an instruction model on Dolly-format data, with evaluation of base "
@@ -126,8 +133,7 @@ def build_pipeline(settings: CompileSettings) -> Any:
         tasks: dict[str, Any] = {}
 
         def task(step: str, **artifacts_and_constants: Any) -> Any:
-            op = COMPONENTS[step]
-            params = {k: p[k] for k in pipeline_parameters(op)}
+            params = {k: p[k] for k in pipeline_parameters(components[step])}
             tasks[step] = ops[step](**params, **artifacts_and_constants)
             return tasks[step]
 
@@ -163,7 +169,7 @@ def build_pipeline(settings: CompileSettings) -> Any:
 
     # The profile's parameters (model, precision, batch, sequence) are the compiled defaults.
     return dsl.pipeline(name=PIPELINE_NAME, description=description)(
-        define_pipeline_function(wire, settings.parameter_defaults()))
+        pipeline_function(wire, settings.parameter_defaults()))
 
 
 # The local runner's pipeline (`submit --local`, tests): plain tasks, default image.

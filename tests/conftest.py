@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import tests.signature_snapshot  # noqa: F401 - first: the signature files before any build
 from components.common.paths import EMBEDDED_DATASET, EMBEDDED_MODEL
 from tests.cli.vertex_fakes import vertex_metadata  # noqa: F401 - fixture (Vertex Experiments)
 

@@ -1,42 +1,87 @@
-"""KFP components generated from the config sections: each parameter is declared once.
+"""KFP component signatures written from the config sections: each parameter is declared once.
 
-Why generated: a lightweight KFP component is a Python function whose *source text* is embedded
+Why written out: a lightweight KFP component is a Python function whose source text is embedded
 in the compiled YAML and whose signature is the component's interface. Written by hand, every
-parameter would be repeated in the signature, the call and the config section, with nothing
-checking they agree. Here the signature is written from the run function's section (field names,
-types and help texts, which become the input descriptions the Vertex console shows), and the body
-is the same two lines for every step: import the run function, `call` it with the arguments.
-
-`define_function` keeps the generated source in `linecache`, so `inspect.getsource` (which KFP
-uses to embed the function) reads it like any other source file.
+parameter would be repeated in the signature and the config section, with nothing checking they
+agree. So each `components/<step>/component.py` declares its step by hand (a `StepSpec`: the run
+function, its artifacts, compile-time constants) and `component_source` writes the decorated
+function below it: every field of the run's section as a typed parameter, the fields' help as
+the `Args:` docstring (the input descriptions the Vertex console shows), and a body that hands
+the arguments and a `StepIO` to `components.common.step.call`. `pipelines.generate` keeps those
+files current (scripts/generate_components.py, and every pipeline build when one is stale).
 """
 
 from __future__ import annotations
 
 import inspect
-import itertools
-import linecache
 import textwrap
 import typing
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from components.common.images import DEFAULT_IMAGE
 from components.common.step import keyword_names, section_of
 
-_counter = itertools.count()
+REQUIRED = inspect.Parameter.empty
+# The line above each component file's generated code; everything from it down is rewritten.
+GENERATED_MARKER = "# Generated from the spec(s) above and the config sections by " \
+    "scripts/generate_components.py."
 
 
-def define_function(name: str, source: str, namespace: dict[str, Any], module: str) -> Any:
-    """Compile `source` (one `def name(...)`) into a function whose source `inspect` can read."""
-    filename = f"<generated {module}.{name} #{next(_counter)}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    # dont_inherit: this module's `from __future__ import annotations` must not turn the
-    # generated annotations into strings (KFP reads them as types).
-    exec(compile(source, filename, "exec", dont_inherit=True), namespace)  # noqa: S102
-    func = namespace[name]
-    func.__module__ = module
-    return func
+@dataclass(frozen=True)
+class StepSpec:
+    """One step's component, as its component.py declares it; the rest is generated from this.
+
+    `inputs` / `outputs`: artifact name -> KFP artifact class; the run function takes each by
+    name as a path. `config_from_inputs`: a config field filled with an input's path instead of a
+    parameter (`base_model` <- the fetched `base` folder). `input_metadata`: a run keyword ->
+    the input whose metadata it receives. `run_id_from`: the output whose path names the
+    pipeline job, passed as `run_id`. `constants`: compile-time settings, `name: (type, default)`
+    (`REQUIRED`: no default). `returns`: the component's return type (the gate's verdict)."""
+
+    name: str
+    run: Callable[..., Any]
+    inputs: Mapping[str, type] = field(default_factory=dict)
+    outputs: Mapping[str, type] = field(default_factory=dict)
+    config_from_inputs: Mapping[str, str] = field(default_factory=dict)
+    input_metadata: Mapping[str, str] = field(default_factory=dict)
+    run_id_from: str = ""
+    constants: Mapping[str, tuple[type, Any]] = field(default_factory=dict)
+    returns: type | None = None
+    summary: str = ""
+
+    def parameters(self) -> dict[str, Any]:
+        """The section's fields that are component parameters (name -> pydantic field)."""
+        section = section_of(self.run)
+        return {k: f for k, f in section.model_fields.items() if k not in self.config_from_inputs}
+
+    def check(self) -> None:
+        """The spec accounts for every keyword of its run function, and names only its own
+        artifacts: a mismatch fails when the code is generated, not in a running step."""
+        where = f"{self.name}: {self.run.__qualname__}"
+        section = section_of(self.run)
+        for fld, source in self.config_from_inputs.items():
+            if fld not in section.model_fields or source not in self.inputs:
+                raise TypeError(f"{where}: config_from_inputs {fld!r} <- {source!r} names no "
+                                "field of its section or no input")
+        bad_meta = {k: v for k, v in self.input_metadata.items() if v not in self.inputs}
+        if bad_meta or (self.run_id_from and self.run_id_from not in self.outputs):
+            raise TypeError(f"{where}: input_metadata {bad_meta} or run_id_from "
+                            f"{self.run_id_from!r} names no artifact of the step")
+        passed = (set(self.inputs) - set(self.config_from_inputs.values())) | set(self.outputs)
+        passed |= set(self.constants) | set(self.input_metadata)
+        passed |= {"run_id"} if self.run_id_from else set()
+        taken = set(keyword_names(self.run))
+        if passed != taken:
+            raise TypeError(f"{where}: the spec passes {sorted(passed - taken)} that it does not "
+                            f"take and leaves out {sorted(taken - passed)}")
+
+    def type_names(self) -> set[str]:
+        """The names the generated code needs in its module (imported by the hand-written part)."""
+        names = {"dsl", "DEFAULT_IMAGE"}
+        names |= {"Input"} if self.inputs else set()
+        names |= {"Output"} if self.outputs else set()
+        return names | {t.__name__ for t in (*self.inputs.values(), *self.outputs.values())}
 
 
 def annotation_source(annotation: Any) -> str:
@@ -58,67 +103,61 @@ def args_docstring(summary: str, described: Mapping[str, str]) -> str:
     return "\n".join(lines)
 
 
-def step_component(
-    name: str,
-    run: Callable[..., Any],
-    *,
-    inputs: Mapping[str, str | type] | None = None,
-    outputs: Mapping[str, str | type] | None = None,
-    from_artifacts: Mapping[str, str] | None = None,
-    constants: Mapping[str, tuple[type, Any]] | None = None,
-    returns: type | None = None,
-    summary: str = "",
-) -> Any:
-    """The KFP component of one step.
+def component_source(spec: StepSpec) -> str:
+    """The decorated component function of one step, as Python source.
 
-    Parameters: every field of `run`'s config section (except those `from_artifacts` fills from
-    an input's path), then `constants`: settings fixed at compile time, such as the accelerator a
-    GPU step requires (`name: (type, default)`, default `inspect.Parameter.empty` = required).
-    Artifacts: `inputs` / `outputs` as `name: KFP type name` (Model, Dataset, Artifact, ...)."""
-    from kfp import dsl
-
-    inputs, outputs = dict(inputs or {}), dict(outputs or {})
-    from_artifacts, constants = dict(from_artifacts or {}), dict(constants or {})
-    section = section_of(run)
-    fields = {k: f for k, f in section.model_fields.items() if k not in from_artifacts}
-    accepted = set(keyword_names(run))
-    missing = (set(inputs) - set(from_artifacts.values()) | set(outputs) | set(constants)) - accepted
-    if missing:
-        raise TypeError(f"{run.__qualname__} does not take {sorted(missing)}")
-
-    namespace: dict[str, Any] = {}
-    exec("from kfp.dsl import *\nfrom typing import *", namespace)  # noqa: S102 - as kfp's own
-
-    def type_name(t: str | type) -> str:
-        """A KFP artifact type's name in the source; a class (e.g. gcpc's VertexModel) joins the
-        namespace, and KFP adds its import to the embedded program."""
-        if isinstance(t, str):
-            return t
-        namespace[t.__name__] = t
-        return t.__name__
-
-    required = [f"{a}: Input[{type_name(t)}]" for a, t in inputs.items()]
+    Parameters, in order: input artifacts, the section's fields, required constants, output
+    artifacts, constants with a default. The body hands its arguments and a `StepIO` (the
+    artifacts, named) to `call`; KFP embeds this text in the compiled YAML."""
+    spec.check()
+    fields = spec.parameters()
+    constants = spec.constants
+    required = [f"{a}: Input[{t.__name__}]" for a, t in spec.inputs.items()]
     required += [f"{k}: {annotation_source(f.annotation)}" for k, f in fields.items()]
-    required += [f"{c}: {t.__name__}" for c, (t, d) in constants.items()
-                 if d is inspect.Parameter.empty]
-    required += [f"{o}: Output[{type_name(t)}]" for o, t in outputs.items()]
+    required += [f"{c}: {t.__name__}" for c, (t, d) in constants.items() if d is REQUIRED]
+    required += [f"{o}: Output[{t.__name__}]" for o, t in spec.outputs.items()]
     optional = [f"{c}: {t.__name__} = {d!r}" for c, (t, d) in constants.items()
-                if d is not inspect.Parameter.empty]
+                if d is not REQUIRED]
     described = {k: f.description or "" for k, f in fields.items()}
-    doc = args_docstring(summary or (inspect.getdoc(run) or name).split("\n\n")[0], described)
-    ret = f" -> {returns.__name__}" if returns else ""
-    source = (
-        f"def {name}(\n" + "".join(f"    {p},\n" for p in required + optional) + f"){ret}:\n"
+    summary = spec.summary or (inspect.getdoc(spec.run) or spec.name).split("\n\n")[0]
+    doc = args_docstring(summary, described)
+    ret = f" -> {spec.returns.__name__}" if spec.returns else ""
+    io = [_keyword("inputs", {n: n for n in spec.inputs}),
+          _keyword("outputs", {n: n for n in spec.outputs})]
+    io += [_keyword("config_from_inputs", {k: repr(v) for k, v in spec.config_from_inputs.items()})
+           ] * bool(spec.config_from_inputs)
+    io += [_keyword("input_metadata", {k: repr(v) for k, v in spec.input_metadata.items()})
+           ] * bool(spec.input_metadata)
+    io += [f"run_id_from={spec.run_id_from!r}"] * bool(spec.run_id_from)
+    run = spec.run.__name__
+    return (
+        "@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)\n"
+        f"def {spec.name}(\n" + "".join(f"    {p},\n" for p in required + optional) + f"){ret}:\n"
         + textwrap.indent(f'"""{doc}\n"""', "    ") + "\n"
         + "    arguments = dict(locals())\n"
-        + "    from components.common.step import call\n"
-        + f"    from {run.__module__} import {run.__name__}\n\n"
-        + f"    return call({run.__name__}, arguments, outputs={tuple(outputs)!r},\n"
-        + f"                from_artifacts={from_artifacts!r})\n"
+        + "    from components.common.step import StepIO, call\n"
+        + f"    from {spec.run.__module__} import {run}\n\n"
+        + "    io = StepIO(\n" + "".join(f"        {x},\n" for x in io) + "    )\n"
+        + f"    return call({run}, arguments, io)\n"
     )
-    module = inspect.stack()[1].frame.f_globals.get("__name__", __name__)
-    func = define_function(name, source, namespace, module)
-    return dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)(func)
+
+
+def _keyword(name: str, items: Mapping[str, str]) -> str:
+    """`name={'key': value, ...}` as source (values already source), one entry a line when the
+    dict does not fit on one."""
+    entries = [f"{k!r}: {v}" for k, v in items.items()]
+    line = f"{name}={{{', '.join(entries)}}}"
+    if len(line) <= 88:
+        return line
+    return f"{name}={{\n" + "".join(f"            {e},\n" for e in entries) + "        }"
+
+
+def generated_tail(specs: list[StepSpec]) -> str:
+    """What follows the hand-written part of a component file: the marker and the functions."""
+    sections = sorted({section_of(s.run).__name__ for s in specs})
+    header = (f"{GENERATED_MARKER}\n# Edit the specs or {', '.join(sections)}, not what follows.\n"
+              "# Every pipeline build (compile.py, submit --local) rewrites it when stale.\n")
+    return header + "\n\n".join(component_source(s) for s in specs)
 
 
 def component_parameters(component: Any) -> dict[str, str]:

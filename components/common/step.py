@@ -2,9 +2,9 @@
 
 Why: each step's logic is a plain function `run_<step>(cfg: <Section>, *, <input>: str, ...,
 <output>: str, ...) -> metadata`, written once and reachable three ways with the same settings:
-- a KFP component body calls `call(run_<step>, arguments, ...)` (generated from the section, see
-  `components.common.component`), which builds the config from the task's parameters and passes
-  the artifacts' paths;
+- a KFP component body calls `call(run_<step>, arguments, StepIO(...))` (generated from the
+  section, see `components.common.component`), which builds the config from the task's
+  parameters and passes the artifacts' paths;
 - `python -m components.<step>.<module> --<field> ... --<input> PATH` runs it alone, through
   `main(run_<step>)`, a parser built from the same section (as TRL's `TrlParser` does from its
   dataclasses);
@@ -21,7 +21,7 @@ import json
 import sys
 import time
 import typing
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,53 +109,66 @@ def keyword_names(run: Callable[..., Any]) -> list[str]:
             if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
-def call(
-    run: Callable[..., Any],
-    arguments: Mapping[str, Any],
-    outputs: Sequence[str],
-    from_artifacts: Mapping[str, str] | None = None,
-) -> Any:
+@dataclass(frozen=True)
+class StepIO:
+    """A step's artifacts, named by its component body: what `call` reads and writes.
+
+    `inputs` / `outputs`: name -> the KFP artifact (anything with `.path`, `.metadata`, `.uri`);
+    the run function receives each path under that name, except the inputs
+    `config_from_inputs` turns into a config field (`base_model` <- `base`). `input_metadata`:
+    a run keyword -> the input whose metadata it receives. `run_id_from`: the output whose path
+    names the pipeline job, passed as `run_id` (an output's, not an input's: a cached input may
+    come from an earlier job). The returned metadata lands on `outputs`; the step's peak memory
+    on the first of them."""
+
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    config_from_inputs: Mapping[str, str] = field(default_factory=dict)
+    input_metadata: Mapping[str, str] = field(default_factory=dict)
+    run_id_from: str = ""
+
+    def run_arguments(self) -> dict[str, Any]:
+        """The run function's artifact keywords: paths, input metadata, the run id."""
+        from components.common.paths import pipeline_job_name
+
+        consumed = set(self.config_from_inputs.values())
+        kwargs: dict[str, Any] = {k: a.path for k, a in self.inputs.items() if k not in consumed}
+        kwargs.update({k: a.path for k, a in self.outputs.items()})
+        kwargs.update({k: dict(self.inputs[n].metadata) for k, n in self.input_metadata.items()})
+        if self.run_id_from:
+            kwargs["run_id"] = pipeline_job_name(self.outputs[self.run_id_from].path)
+        return kwargs
+
+
+def call(run: Callable[..., Any], arguments: Mapping[str, Any], io: StepIO) -> Any:
     """Run a step inside a KFP component: what every component body does, and all it does.
 
-    `arguments` are the component's arguments (`locals()`): artifacts (anything with `.path`)
-    are passed to `run` as paths under their own names (and their metadata as `<name>_metadata`
-    where `run` takes it); parameters that are fields of the
-    run's section build its config (one readable InputError if any is bad); the rest are passed
-    by name. `from_artifacts` fills a field with an input's path (`base_model` <- the fetched
-    base folder). The returned metadata lands on the output artifacts; `StepResult.value` is
-    the component's return value."""
-    from components.common.paths import pipeline_job_name
-
+    `arguments` are the component's arguments (`locals()`); those `io` names are its artifacts.
+    Of the rest, the fields of the run's section build its config (one readable InputError if
+    any is bad) and the others (compile-time constants) are passed by name. The returned
+    metadata lands on the output artifacts; `StepResult.value` is the component's return
+    value."""
     section = section_of(run)
-    artifacts = {k: v for k, v in arguments.items() if hasattr(v, "path")}
+    artifacts = set(io.inputs) | set(io.outputs)
     params = {k: v for k, v in arguments.items() if k not in artifacts}
     values = {k: v for k, v in params.items() if k in section.model_fields}
-    for name, source in (from_artifacts or {}).items():
-        values[name] = artifacts[source].path
-    consumed = set((from_artifacts or {}).values())
-    kwargs: dict[str, Any] = {k: v.path for k, v in artifacts.items() if k not in consumed}
-    kwargs.update({k: v for k, v in params.items() if k not in section.model_fields})
-    accepted = set(keyword_names(run))
-    for name, art in artifacts.items():  # an input's metadata, for the runs that ask for it
-        if f"{name}_metadata" in accepted:
-            kwargs[f"{name}_metadata"] = dict(art.metadata)
-    if "run_id" in accepted:
-        # From an output's path, not an input's: a cached input may come from an earlier job.
-        kwargs["run_id"] = pipeline_job_name(artifacts[outputs[0]].path) if outputs else ""
-    unknown = set(kwargs) - accepted
+    values.update({f: io.inputs[source].path for f, source in io.config_from_inputs.items()})
+    kwargs = {k: v for k, v in params.items() if k not in section.model_fields}
+    kwargs.update(io.run_arguments())
+    unknown = set(kwargs) - set(keyword_names(run))
     if unknown:
         raise TypeError(f"{run.__qualname__} does not take {sorted(unknown)}")
     result = StepResult.of(run(build(section, values), **kwargs))
-    if outputs:  # the step's peak memory, on its first output (and in its log)
+    if io.outputs:  # the step's peak memory, on its first output (and in its log)
         peak = peak_memory()
-        result.metadata.setdefault(outputs[0], {}).update(peak)
+        result.metadata.setdefault(next(iter(io.outputs)), {}).update(peak)
         print(f"peak memory: {peak}", file=sys.stderr, flush=True)
     for name, meta in result.metadata.items():
         meta = dict(meta)
         uri = meta.pop("artifact_uri", None)
-        artifacts[name].metadata.update(meta)
+        io.outputs[name].metadata.update(meta)
         if uri:
-            artifacts[name].uri = uri
+            io.outputs[name].uri = uri
     return result.value
 
 

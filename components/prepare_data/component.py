@@ -1,13 +1,78 @@
 """KFP component: prepare data. Logic: `components.prepare_data.prepare.run_prepare`."""
 
-from components.common.component import step_component
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model, Output
+
+from components.common.component import StepSpec
+from components.common.images import DEFAULT_IMAGE
 from components.prepare_data.prepare import run_prepare
 
-prepare_data = step_component(
+SPEC = StepSpec(
     "prepare_data", run_prepare,
-    inputs={"base": "Model"},
-    outputs={"train": "Dataset", "validation": "Dataset", "test": "Dataset", "rejected": "Dataset"},
-    from_artifacts={"base_model": "base"},
+    inputs={"base": Model},
+    outputs={"train": Dataset, "validation": Dataset, "test": Dataset, "rejected": Dataset},
+    config_from_inputs={"base_model": "base"},
+    run_id_from="train",
     summary="Validate, format as chat, filter and split Dolly-format rows (the base model's "
     "tokenizer measures token lengths).",
 )
+
+
+# Generated from the spec(s) above and the config sections by scripts/generate_components.py.
+# Edit the specs or DataConfig, not what follows.
+# Every pipeline build (compile.py, submit --local) rewrites it when stale.
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def prepare_data(
+    base: Input[Model],
+    trackers: str,
+    wandb_project: str,
+    wandb_api_key_secret: str,
+    mlflow_tracking_uri: str,
+    mlflow_token_secret: str,
+    vertex_experiment: str,
+    system_prompt: str,
+    seed: int,
+    max_seq_len: int,
+    dataset: str,
+    categories: str,
+    val_fraction: float,
+    test_fraction: float,
+    max_bad_row_fraction: float,
+    train: Output[Dataset],
+    validation: Output[Dataset],
+    test: Output[Dataset],
+    rejected: Output[Dataset],
+):
+    """Validate, format as chat, filter and split Dolly-format rows (the base model's tokenizer
+    measures token lengths).
+
+    Args:
+        trackers: Comma-separated trackers every step reports to: wandb, tensorboard, mlflow, vertex ('' =
+            none). A tracker that cannot be reached warns once; the step goes on.
+        wandb_project: W&B project (key from env/.env only).
+        wandb_api_key_secret: Secret Manager name of the W&B API key, '' = env/.env.
+        mlflow_tracking_uri: MLflow tracking server URI ('' = the MLFLOW_TRACKING_URI environment variable, else a
+            local store next to the run; credentials from env/Secret Manager).
+        mlflow_token_secret: Secret Manager name of the MLflow tracking token (MLFLOW_TRACKING_TOKEN), '' = env/.env.
+        vertex_experiment: Vertex AI experiment the steps log to with trackers=vertex ('' = dolly-lora); submit
+            --experiment sets it.
+        system_prompt: Optional system message put before every prompt.
+        seed: Seed for the split, LoRA init and data order.
+        max_seq_len: Longest prompt+response in tokens; longer rows drop.
+        dataset: Hugging Face dataset id, local JSONL, gs:// JSONL or embedded://dolly-15k-sample.jsonl
+        categories: Comma-separated Dolly categories to keep ('' = all).
+        val_fraction: Share of rows for validation.
+        test_fraction: Share of rows for test.
+        max_bad_row_fraction: Malformed rows are skipped and counted up to this share; above it the step fails.
+    """
+    arguments = dict(locals())
+    from components.common.step import StepIO, call
+    from components.prepare_data.prepare import run_prepare
+
+    io = StepIO(
+        inputs={'base': base},
+        outputs={'train': train, 'validation': validation, 'test': test, 'rejected': rejected},
+        config_from_inputs={'base_model': 'base'},
+        run_id_from='train',
+    )
+    return call(run_prepare, arguments, io)

@@ -27,7 +27,7 @@ from components.common.config import (
     TrainConfig,
 )
 from components.common.errors import InputError
-from components.common.step import StepResult, call, make_parser
+from components.common.step import StepIO, StepResult, call, make_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 # Step -> (its section, the fields an input artifact fills instead of a parameter).
@@ -83,12 +83,27 @@ def test_every_pipeline_parameter_is_declared_once_and_described(spec: dict):
     assert params["lora_r"]["defaultValue"] == 16
 
 
-def test_a_field_added_to_a_section_reaches_its_component(tmp_path: Path):
-    """Add one field to TrainConfig in a copy of the code and nothing else: it becomes a pipeline
-    parameter with its help, fine-tune receives it from that parameter, and the run function
-    sees it in its config."""
+LOCAL_BUILD_PROBE = """
+import sys, yaml
+from kfp import compiler
+from pipelines.lora_pipeline import lora_pipeline
+compiler.Compiler().compile(lora_pipeline, sys.argv[1])
+"""
+RUN_PROBE = """
+from components.common.step import section_of
+from components.fine_tune.train import run_fine_tune
+print(section_of(run_fine_tune)(label_smoothing=0.3).label_smoothing)
+"""
+
+
+@pytest.mark.parametrize("build", ["local pipeline build", "compile.py"])
+def test_a_field_added_to_a_section_reaches_its_component(tmp_path: Path, build: str):
+    """Add one field to TrainConfig in a copy of the code and nothing else: the build rewrites
+    the stale signatures (saying so), the field becomes a pipeline parameter with its help,
+    fine-tune receives it from that parameter, and the run function sees it in its config."""
     for d in ("components", "pipelines"):
         shutil.copytree(ROOT / d, tmp_path / d, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "compile.py", tmp_path / "compile.py")
     config = tmp_path / "components/common/config.py"
     text = config.read_text()
     anchor = '    """fine-tune."""\n'
@@ -96,27 +111,33 @@ def test_a_field_added_to_a_section_reaches_its_component(tmp_path: Path):
     config.write_text(text.replace(anchor, anchor + (
         '    label_smoothing: float = Field(0.1, ge=0.0, description="Label smoothing factor.")\n'
     )))
-    probe = """
-import sys, yaml
-from kfp import compiler
-from types import SimpleNamespace
-from pipelines.lora_pipeline import lora_pipeline
-from components.common.step import call, section_of
-from components.fine_tune.train import run_fine_tune
-compiler.Compiler().compile(lora_pipeline, sys.argv[1])
-spec = yaml.safe_load(open(sys.argv[1]))
-root = spec["root"]["inputDefinitions"]["parameters"]["label_smoothing"]
-task = spec["root"]["dag"]["tasks"]["fine-tune"]["inputs"]["parameters"]["label_smoothing"]
-print(root["defaultValue"], root["description"], task["componentInputParameter"])
-print(section_of(run_fine_tune)(label_smoothing=0.3).label_smoothing)
-"""
-    out = subprocess.run(
-        [sys.executable, "-c", probe, str(tmp_path / "p.yaml")], cwd=tmp_path,
-        capture_output=True, text=True, timeout=300, env={"PYTHONPATH": str(tmp_path),
-                                                           "PATH": "/usr/bin:/bin"},
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split("\n")[:2] == ["0.1 Label smoothing factor. label_smoothing", "0.3"]
+    out_yaml = tmp_path / "p.yaml"
+    argv = (["-c", LOCAL_BUILD_PROBE, str(out_yaml)] if build == "local pipeline build"
+            else ["compile.py", "--out", str(out_yaml)])
+
+    def run(args: list[str]) -> subprocess.CompletedProcess:
+        res = subprocess.run([sys.executable, *args], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=300,
+                             env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+        assert res.returncode == 0, res.stderr[-2000:]
+        return res
+
+    built = run(argv)
+    regenerated = [line for line in built.stderr.splitlines() if line.startswith("regenerated")]
+    assert len(regenerated) == 1 and "components/fine_tune/component.py" in regenerated[0]
+    assert "pipelines/signature.py" in regenerated[0]
+    component = (tmp_path / "components/fine_tune/component.py").read_text()
+    assert "    label_smoothing: float,\n" in component
+    assert "        label_smoothing: Label smoothing factor.\n" in component
+    spec = yaml.safe_load(out_yaml.read_text())
+    root = spec["root"]["inputDefinitions"]["parameters"]["label_smoothing"]
+    task = spec["root"]["dag"]["tasks"]["fine-tune"]["inputs"]["parameters"]["label_smoothing"]
+    assert (root["defaultValue"], root["description"]) == (0.1, "Label smoothing factor.")
+    assert task["componentInputParameter"] == "label_smoothing"
+    assert "label_smoothing" in spec["components"]["comp-fine-tune"]["inputDefinitions"][
+        "parameters"]
+    assert run(["-c", RUN_PROBE]).stdout.split("\n")[0] == "0.3"
+    assert "regenerated" not in run(argv).stderr  # now current: nothing rewritten
 
 
 # ------------------------------------------------------------------ the runtime half: `call`
@@ -140,21 +161,35 @@ def test_call_builds_the_config_passes_paths_and_sets_metadata(tmp_path: Path):
     base = FakeArtifact("/root/job-1/fetch/model")
     train = FakeArtifact("/root/job-0/prep/train", {"rows": 12})  # a cached input, older job
     model = FakeArtifact(str(tmp_path / "job-7" / "fine-tune" / "model"))
-    value = call(run_probe, {"base": base, "train": train, "model": model,
-                             "learning_rate": 0.01, "required_accelerator": "NVIDIA_L4"},
-                 outputs=("model",), from_artifacts={"base_model": "base"})
+    io = StepIO(inputs={"base": base, "train": train}, outputs={"model": model},
+                config_from_inputs={"base_model": "base"},
+                input_metadata={"train_metadata": "train"}, run_id_from="model")
+    arguments = {"base": base, "train": train, "model": model, "learning_rate": 0.01,
+                 "required_accelerator": "NVIDIA_L4"}
+    value = call(run_probe, arguments, io)
     assert value is True
-    assert model.metadata.pop("peak_rss_mb") > 0  # the step's peak memory, on its first output
-    assert model.metadata == {"lr": 0.01, "base": base.path, "train": train.path,
-                              "run_id": "job-7", "acc": "NVIDIA_L4", "rows": 12}
+    assert {k: v for k, v in model.metadata.items() if not k.startswith("peak_")} == {
+        "lr": 0.01, "base": base.path, "train": train.path, "run_id": "job-7",
+        "acc": "NVIDIA_L4", "rows": 12}
+    assert "peak_rss_mb" in model.metadata  # the step's peak memory, on its first output
     assert model.uri == "gs://b/model"
+
+
+def test_call_passes_only_what_the_io_names(tmp_path: Path):
+    """No name convention: without `input_metadata` / `run_id_from` the run gets neither."""
+    train = FakeArtifact("/root/job-0/prep/train", {"rows": 12})
+    model = FakeArtifact(str(tmp_path / "job-7" / "fine-tune" / "model"))
+    call(run_probe, {"train": train, "model": model},
+         StepIO(inputs={"train": train}, outputs={"model": model}))
+    assert (model.metadata["run_id"], model.metadata["rows"]) == ("", None)
 
 
 def test_call_refuses_bad_settings_in_one_line(tmp_path: Path):
     model = FakeArtifact(str(tmp_path / "a" / "b" / "model"))
+    train = FakeArtifact("t")
     with pytest.raises(InputError, match=r"^learning_rate: .*less than or equal to 1"):
-        call(run_probe, {"train": FakeArtifact("t"), "model": model, "learning_rate": 5.0},
-             outputs=("model",))
+        call(run_probe, {"train": train, "model": model, "learning_rate": 5.0},
+             StepIO(inputs={"train": train}, outputs={"model": model}))
 
 
 @pytest.mark.parametrize("module", [

@@ -138,10 +138,11 @@ def test_bad_settings_fail_before_any_model_loads(monkeypatch, tmp_path, test_fi
         # As the component runs it: the config is built from the task's parameters first.
         from types import SimpleNamespace
 
-        from components.common.step import call
+        from components.common.step import StepIO, call
 
         arts = {"base": "b", "test": str(test_file), "model": "no-adapter",
                 "generations": str(tmp_path / "x" / "y" / "g.json")}
         arts = {k: SimpleNamespace(path=v, metadata={}) for k, v in arts.items()}
-        call(ev.run_evaluate, {**arts, **params, "required_accelerator": ""},
-             outputs=("generations",))
+        io = StepIO(inputs={k: arts[k] for k in ("base", "test", "model")},
+                    outputs={"generations": arts["generations"]}, run_id_from="generations")
+        call(ev.run_evaluate, {**arts, **params, "required_accelerator": ""}, io)

@@ -27,13 +27,14 @@ def run(tmp_path, test_split, params):
     """Inference as its component runs it: the config built from the task's parameters."""
     from types import SimpleNamespace
 
-    from components.common.step import call
+    from components.common.step import StepIO, call
 
     arts = {"base": "b", "test": str(test_split), "model": "adapter",
             "predictions": str(tmp_path / "job" / "inference" / "predictions")}
     arts = {k: SimpleNamespace(path=v, metadata={}) for k, v in arts.items()}
-    return call(infer.run_inference, {**arts, **params, "required_accelerator": ""},
-                outputs=("predictions",))
+    io = StepIO(inputs={k: arts[k] for k in ("base", "test", "model")},
+                outputs={"predictions": arts["predictions"]}, run_id_from="predictions")
+    return call(infer.run_inference, {**arts, **params, "required_accelerator": ""}, io)
 
 
 @pytest.mark.parametrize(
