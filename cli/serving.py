@@ -335,11 +335,10 @@ def pinned_model_manager(served_name: str, model_dir: Path) -> type:
             # The name is not a Hub repo: no '@main' revision appended.
             return model_id if model_id == served_name else super().process_model_name(model_id)
 
-        def _load_processor(self, model_id_and_revision: str, *args: Any, **kwargs: Any) -> Any:
-            return super()._load_processor(resolve(model_id_and_revision), *args, **kwargs)
-
-        def _load_model(self, model_id_and_revision: str, *args: Any, **kwargs: Any) -> Any:
-            return super()._load_model(resolve(model_id_and_revision), *args, **kwargs)
+        def load_model_and_processor(self, model_id_and_revision: str, *args: Any,
+                                     **kwargs: Any) -> Any:
+            return super().load_model_and_processor(resolve(model_id_and_revision), *args,
+                                                    **kwargs)
 
     return PinnedModelManager
 
