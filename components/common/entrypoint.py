@@ -81,7 +81,8 @@ def oom_kills() -> int | None:
 def supervise(argv: list[str]) -> int:
     """Run the step as a child; its exit status, with the out-of-memory line after a SIGKILL."""
     before = oom_kills()
-    child = subprocess.Popen([sys.executable, "-m", "components.common.entrypoint", CHILD, *argv])
+    child = subprocess.Popen([sys.executable, "-m", "components.common.entrypoint", CHILD,
+                              str(os.getpid()), *argv])
 
     def forward(signum: int, frame: FrameType | None) -> None:
         if child.poll() is None:
@@ -118,7 +119,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return False
 
 
-def end_with_parent() -> None:
+def end_with_parent(parent: int) -> None:
     """SIGTERM to this process when its parent dies (Linux `PR_SET_PDEATHSIG`): the step never
     outlives the process that reports on it."""
     import ctypes
@@ -127,15 +128,15 @@ def end_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         return  # not Linux: the parent's own signal handling is all there is
-    if os.getppid() == 1 and os.getpid() != 1:  # the parent died before the call
+    if os.getppid() != parent:  # the parent died before the call
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def run_step(argv: list[str]) -> None:
+def run_step(parent: int, argv: list[str]) -> None:
     """The child: kfp's executor in this process, SIGTERM as SystemExit, and the one line on
     an out-of-memory error (after its traceback, which stays in the log)."""
     signal.signal(signal.SIGTERM, terminate)
-    end_with_parent()
+    end_with_parent(parent)
     module, sys.argv = argv[0], [argv[0], *argv[1:]]
     try:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
@@ -158,8 +159,8 @@ def run_step(argv: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == [CHILD]:
-        run_step(argv[1:])
+    if argv[:1] == [CHILD]:  # CHILD, the parent's pid, the module and its arguments
+        run_step(int(argv[1]), argv[2:])
         return
     if not argv:
         raise SystemExit("usage: python -m components.common.entrypoint MODULE [ARGS...]")

@@ -98,3 +98,17 @@ def test_the_step_ends_when_its_parent_dies() -> None:
         if proc.poll() is None:
             proc.kill()
     assert "SIGTERM: stopping the step" in rest and "cleaned up" in rest
+
+
+@pytest.mark.skipif(not __import__("shutil").which("unshare"), reason="needs util-linux unshare")
+def test_as_pid_1_of_a_container_the_step_runs() -> None:
+    """In a PID namespace the parent is PID 1, as in a container: the child must not take
+    that for a dead parent."""
+    probe = subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("no PID namespaces here (needs root or user namespaces)")
+    done = subprocess.run(["unshare", "--pid", "--fork", "--kill-child", sys.executable, "-m",
+                           "components.common.entrypoint", "json.tool", "--help"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "usage" in done.stdout.lower() and "SIGTERM" not in done.stderr
