@@ -72,7 +72,8 @@ def deploy(
     def body() -> None:
         from components.common.serving import container_spec
         from components.deploy import deploy as d
-        from pipelines.resources import SERVING_MACHINE
+        from pipelines.machines import SERVING_MACHINE
+        from planning.prices import hourly_price
 
         opts = _opts(ctx)
         project, region = _location(ctx)
@@ -80,11 +81,12 @@ def deploy(
             project=project, region=region, model=model, endpoint=endpoint,
             endpoint_display_name=endpoint_name, min_replicas=min_replicas,
             max_replicas=max_replicas, service_account=opts.service_account,
-            **SERVING_MACHINE.deploy_args(),
+            **SERVING_MACHINE.machine_spec(),
         )
         target.model_version  # noqa: B018 - checks the name (and its region) before anything
         target.endpoint_name  # noqa: B018
-        cost = SERVING_MACHINE.hourly_usd * min_replicas
+        # what an endpoint costs per replica for every hour it is deployed, answering or not
+        cost = (hourly_price(SERVING_MACHINE.machine_type, "STANDARD") or 0.0) * min_replicas
         if dry_run or opts.dry_run:
             print(json.dumps({
                 "requests": d.planned_requests(target),

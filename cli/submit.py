@@ -189,9 +189,9 @@ def submit(
         "come (always in <output-dir>/<run-id>/steps.log).")
     ] = False,
     profile: Annotated[str | None, typer.Option(
-        help="Profile (pipelines/resources.py PROFILES): model, machine, GPUs, precision, batch "
+        help="Profile (planning/profiles.py PROFILES): model, machine, GPUs, precision, batch "
         "and sequence together: default, 4b-qlora, 12b-qlora, 4b-lora-4xl4, "
-        "12b-lora-fsdp-4xl4. The default template is recompiled for it; --param still "
+        "12b-lora-fsdp-4xl4, embedded. The default template is recompiled for it; --param still "
         "overrides. Locally: the profile's parameters instead of the embedded default.",
         envvar="DOLLY_LORA_PROFILE")
     ] = None,
@@ -232,64 +232,55 @@ def submit(
 
 def _run_local(opts: Options, real_defaults: bool, output_dir: Path, verbose: bool) -> Path | None:
     from cli.local_run import run_local
-    from cli.params import local_parameters
-    from components.common.errors import InputError
+    from planning.profiles import DEFAULT_PROFILE, LOCAL_PROFILE
 
     run_id = opts.run_id or default_run_id()
-    if opts.profile:  # a profile's real model and settings (needs the hub, like --real-defaults)
-        from cli.params import resolve_parameters
-        from pipelines.resources import PROFILES
-
-        if opts.profile not in PROFILES:
-            raise InputError(f"unknown profile {opts.profile!r}; choose from {', '.join(PROFILES)}")
-        params = resolve_parameters({**PROFILES[opts.profile].params, "run_name": run_id},
-                                    _param_pairs(opts))
-        real: dict[str, Any] = {}
-    else:
-        params, real = local_parameters(real_defaults, _param_pairs(opts), run_id)
-    return run_local(params, output_dir, run_id, verbose=verbose, dry_run=opts.dry_run,
-                     defaults=real)
+    # The run id names the checkpoint folder, so the same --run-id finds it again. A --profile
+    # runs that profile's real model (it needs the hub, like --real-defaults).
+    r = _resolve(opts, "local", run_name=run_id,
+                 default_profile=DEFAULT_PROFILE if real_defaults else LOCAL_PROFILE)
+    return run_local(r.params, output_dir, run_id, verbose=verbose, dry_run=opts.dry_run,
+                     defaults=r.real_defaults_used)
 
 
-def _param_pairs(opts: Options) -> list[str]:
-    """--param pairs plus the options that set a parameter (secret names, --checkpoint-uri)."""
-    extra = {**opts.secrets, **({"checkpoint_uri": opts.checkpoint_uri}
-                                if opts.checkpoint_uri else {})}
-    return [*opts.params, *(f"{k}={v}" for k, v in extra.items())]
+def _resolve(opts: Options, target: str, run_name: str | None = None, **kwargs: Any) -> Any:
+    """`pipelines.settings.resolve` for this submission: the profile, the compile settings and
+    parameters the flags set, over the settings the template to send was compiled with."""
+    from pipelines.compiler import DEFAULT_TEMPLATES, read_stamp
+    from pipelines.settings import resolve
+
+    params = {**opts.secrets, **({"checkpoint_uri": opts.checkpoint_uri}
+                                 if opts.checkpoint_uri else {})}
+    if run_name is not None:
+        params["run_name"] = run_name
+    base = None
+    if target != "local":
+        if target == "vertex" and opts.experiment:  # the steps log to the run's experiment
+            params["vertex_experiment"] = opts.experiment
+        template = opts.template or str(DEFAULT_TEMPLATES[target])
+        if not template.startswith("https://") and Path(template).is_file():
+            base = (read_stamp(Path(template)) or {}).get("settings")
+    return resolve(profile=opts.profile, settings={**opts.compile_overrides, "target": target},
+                   params=params, param_pairs=opts.params, base=base, **kwargs)
 
 
-def _overrides(opts: Options) -> dict[str, Any]:
-    """Only the parameters the user set, typed and checked against the pipeline's config."""
-    from cli.params import parse_overrides, resolve_parameters
-
-    pairs = _param_pairs(opts)
-    names = set(parse_overrides(pairs))
-    resolved = resolve_parameters({}, pairs)
-    return {k: resolved[k] for k in resolved if k in names}
-
-
-def _preflight(opts: Options) -> dict[str, Any]:
+def _preflight(opts: Options, r: Any) -> dict[str, Any]:
     """Parameters the user set, checked, and the base model's access, before anything is
     compiled or sent (a gated model without a token would fail after the machines start)."""
     from cli import vertex
 
-    values = _overrides(opts)
-    vertex.check_model_access(
-        vertex.effective_parameter("base_model", values, opts.template, opts.profile),
-        values.get("hf_token_secret", ""), opts.public_model,
-    )
-    vertex.check_remote_inputs(values)
-    return values
+    vertex.check_model_access(r.params["base_model"], r.params["hf_token_secret"],
+                              opts.public_model)
+    vertex.check_remote_inputs(r.overrides)
+    return r.overrides
 
 
-def _template(opts: Options, target: str = "vertex") -> str:
+def _template(opts: Options, r: Any) -> str:
     """The template to send, checked against the code and the compile settings asked for: the
     default one is (re)compiled when missing or stale; a named one is refused when stale."""
     from cli import vertex
 
-    compile_overrides = {**opts.compile_overrides,
-                         **({"profile": opts.profile} if opts.profile else {})}
-    path, note = vertex.resolve_template(opts.template, target, compile_overrides)
+    path, note = vertex.resolve_template(opts.template, r)
     if note:
         _note(note)
     return path
@@ -331,47 +322,46 @@ def _checked_template(settings: Any, values: dict[str, Any], dry_run: bool) -> N
             _note(f"warning: {msg}")
 
 
-def _vertex_job(opts: Options) -> tuple[Any, dict[str, Any], dict[str, str]]:
-    """(settings, parameter values, labels) of a Vertex submission, every check passed."""
+def _vertex_job(opts: Options) -> tuple[Any, dict[str, Any], dict[str, str], Any]:
+    """(settings, parameter values, labels, resolved) of a Vertex submission, every check
+    passed."""
     from cli import vertex
 
     settings = _vertex_settings(opts)
-    values = _preflight(opts)
+    r = _resolve(opts, "vertex")
+    values = _preflight(opts, r)
     if not opts.dry_run:  # in a second, before build/ is written and aiplatform imported
         from cli.failures import require_credentials
 
         require_credentials("Vertex AI")
-    settings = settings.model_copy(update={"template": _template(opts, "vertex")})
-    values = _with_experiment(settings, values)
+    settings = settings.model_copy(update={"template": _template(opts, r)})
+    _experiment_note(settings, r)
     _checked_template(settings, values, opts.dry_run)
-    return settings, values, vertex.job_labels(settings, vertex.template_commit(settings.template))
+    labels = vertex.job_labels(settings, vertex.template_commit(settings.template))
+    return settings, values, labels, r
 
 
-def _with_experiment(settings: Any, values: dict[str, Any]) -> dict[str, Any]:
+def _experiment_note(settings: Any, r: Any) -> None:
     """--experiment: the SDK associates the pipeline run with the experiment at submit, and the
     steps get its name (vertex_experiment) to log their numbers to it with trackers=vertex."""
-    if not settings.experiment or "vertex_experiment" in values:
-        return values
-    from cli import vertex
-    from components.common.config import TrackingConfig, build
-
-    build(TrackingConfig, {"vertex_experiment": settings.experiment})  # one clear line if bad
-    trackers = str(vertex.effective_parameter("trackers", values, settings.template))
-    if "vertex" not in trackers.split(","):
+    trackers = str(r.params["trackers"])
+    if settings.experiment and "vertex" not in trackers.split(","):
         _note(f"note: the run joins experiment {settings.experiment}; for evaluate to log its "
               f"metrics there too, add vertex to the trackers (--param trackers={trackers},vertex)"
               .replace("=,", "="))
-    return {**values, "vertex_experiment": settings.experiment}
 
 
-def _cost_estimate(opts: Options, template: str, values: dict[str, Any]) -> Any:
+def _cost_estimate(opts: Options, r: Any) -> Any:
     """Print the cost estimate (stderr) and refuse above --max-cost; None when there is no
     estimate for this run and no --max-cost asks for one."""
-    from cli import cost
     from components.common.errors import InputError
+    from planning import cost
 
     try:
-        est = cost.for_submission(template, values, opts.profile)
+        t = r.settings.training
+        est = cost.estimate(r.params, r.profile.name, t.machine_type, t.accelerator_type,
+                            t.accelerator_count, t.capacity.value,
+                            price=r.overrides.get("gpu_hourly_usd"))
     except InputError as exc:
         if opts.max_cost is not None:
             raise InputError(f"--max-cost needs a cost estimate, and there is none: {exc}") from None
@@ -387,14 +377,14 @@ def _cost_estimate(opts: Options, template: str, values: dict[str, Any]) -> Any:
 def _run_vertex(opts: Options, wait: bool) -> None:
     from cli import vertex
 
-    settings, values, labels = _vertex_job(opts)
-    est = _cost_estimate(opts, settings.template, values)
+    settings, values, labels, r = _vertex_job(opts)
+    est = _cost_estimate(opts, r)
     spec = vertex.load_template(settings.template)
     declared = (spec or {}).get("root", {}).get("inputDefinitions", {}).get("parameters", {})
     if est is not None and "cost_estimate" in declared:  # the report shows it next to actuals
         values = {**values, "cost_estimate": est.as_json()}
     if opts.dry_run:
-        out = vertex.dry_run(settings, values, labels)
+        out = vertex.dry_run(settings, values, labels, r.params["base_model"])
         if est is not None:
             out["cost_estimate"] = json.loads(est.as_json())
         print(json.dumps(out, indent=2, sort_keys=True))
@@ -413,12 +403,13 @@ def _run_kfp(opts: Options, host: str) -> None:
     from cli import vertex
 
     vertex.check_kfp_host(host)
-    values = _preflight(opts)
+    r = _resolve(opts, "kfp")
+    values = _preflight(opts, r)
     # A named template is only read and checked; the default one may be (re)compiled into
     # build/, so that waits until the host has answered.
-    named = Path(_template(opts, "kfp")) if opts.template else None
+    named = Path(_template(opts, r)) if opts.template else None
     client = vertex.kfp_client(host)  # answers, or one line naming the host
-    template = named or Path(_template(opts, "kfp"))
+    template = named or Path(_template(opts, r))
     vertex.check_parameters(vertex.load_template(str(template)), values)
     run_id = vertex.submit_kfp(
         host, template, values, run_name=opts.run_id or default_run_id(),
@@ -473,7 +464,7 @@ def upload(
         project, region = _location(opts)
         require_credentials("Artifact Registry")  # in a second, before kfp's import
         require_reachable(f"https://{region}-kfp.pkg.dev", "Artifact Registry")
-        template = Path(_template(opts))
+        template = Path(_template(opts, _resolve(opts, "vertex")))
         commit = vertex.template_commit(str(template))
         tags = [commit, "latest", *(tag or [])]
         package, version = vertex.upload_template(template, project, region, repo, tags)
@@ -499,7 +490,7 @@ def schedule_create(
         from cli import schedules, vertex
 
         cron_spec = schedules.schedule_cron(cron, time_zone)
-        settings, values, labels = _vertex_job(opts)
+        settings, values, labels, _ = _vertex_job(opts)
         labels = {**labels, "schedule": vertex.re.sub(r"[^a-z0-9_-]", "-", name.lower())[:63]}
         creds = vertex.dry_run_credentials() if opts.dry_run else None
         job = vertex.build_job(settings, values, labels, credentials=creds)
@@ -574,11 +565,13 @@ def schedule_delete(ctx: typer.Context, schedule_id: str) -> None:
 @app.command("params")
 def list_params() -> None:
     """List every pipeline parameter with its default and the embedded default's value."""
-    from components.common.config import EMBEDDED_DEFAULT, parameter_defaults, parameter_help
+    from components.common.config import parameter_defaults, parameter_help
+    from planning.profiles import LOCAL_PROFILE, PROFILES
 
     helps = parameter_help()
+    embedded = PROFILES[LOCAL_PROFILE].params
     for name, default in parameter_defaults().items():
-        local = f"  [local: {EMBEDDED_DEFAULT[name]!r}]" if name in EMBEDDED_DEFAULT else ""
+        local = f"  [local: {embedded[name]!r}]" if name in embedded else ""
         typer.echo(f"{name} = {default!r}{local}\n    {helps[name]}")
 
 

@@ -188,18 +188,15 @@ def check_parameters(spec: dict[str, Any] | None, values: dict[str, Any]) -> Non
         raise InputError(f"the template has no parameter {', '.join(unknown)}; recompile it")
 
 
-def resolve_template(template: str | None, target: str,
-                     overrides: dict[str, Any] | None = None) -> tuple[str, str]:
+def resolve_template(template: str | None, r: Any) -> tuple[str, str]:
     """(template to send, note for the user). A template must match the code and the compile
-    settings asked for (DOLLY_LORA_* variables, the target, `--profile`): the default one under
-    build/ is compiled when missing and recompiled when stale, keeping the settings it was
-    compiled with (`compile.py` flags) under the environment's, unless another profile is asked
-    for; one the user named is refused when stale."""
+    settings asked for (`r.asked`: DOLLY_LORA_* variables, the target, `--profile`): the default
+    one under build/ is compiled for `r.settings` when missing or stale (`resolve` kept the
+    settings it was compiled with under the ones asked for); one the user named is refused when
+    stale."""
     from pipelines.compiler import compile_pipeline, stale_reasons
-    from pipelines.settings import CompileSettings
 
-    given = {k: v for k, v in (overrides or {}).items() if v}  # submit flags that shape the YAML
-    wanted = {**CompileSettings.from_environment(), **given, "target": target}
+    wanted, target = r.asked, r.settings.target
     if template and template.startswith("https://"):
         load_template(template)  # an Artifact Registry URL: checked for shape only
         return template, ""
@@ -220,9 +217,7 @@ def resolve_template(template: str | None, target: str,
     reasons = stale_reasons(stamp, wanted) if path.exists() else ["it did not exist"]
     if not reasons:
         return str(path), ""
-    settings = CompileSettings.load({**given, "target": target},
-                                    base=stamp.get("settings") if stamp else None)
-    compile_pipeline(path, settings)
+    compile_pipeline(path, r.settings)
     return str(path), f"compiled {path}: {'; '.join(reasons)}"
 
 
@@ -230,27 +225,6 @@ def template_commit(template: str) -> str:
     """The commit a template was compiled from (its stamp), else this checkout's."""
     stamp = None if template.startswith("https://") else read_stamp(Path(template))
     return str((stamp or {}).get("commit") or git_commit())
-
-
-def effective_parameter(name: str, values: dict[str, Any], template: str | None,
-                        profile: str | None = None) -> Any:
-    """What a run will use for parameter `name`: the override, else the profile's (asked for
-    with --profile: the template will be compiled for it), else the template's default, else
-    the pipeline's (the template need not exist yet)."""
-    if name in values:
-        return values[name]
-    from pipelines.resources import PROFILES
-
-    if profile in PROFILES and name in PROFILES[profile].params:
-        return PROFILES[profile].params[name]
-    if template and not template.startswith("https://") and Path(template).is_file():
-        spec = load_template(template) or {}
-        found = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {}).get(name)
-        if found and "defaultValue" in found:
-            return found["defaultValue"]
-    from components.common.config import parameter_defaults
-
-    return parameter_defaults()[name]
 
 
 def check_model_access(base_model: str, hf_token_secret: str, public_model: bool) -> None:
@@ -278,7 +252,7 @@ def training_strategy(spec: dict[str, Any]) -> str:
 def custom_jobs(spec: dict[str, Any] | None, settings: VertexSettings) -> dict[str, Any]:
     """Each custom job of a template as it will run: machine, capacity, and the identity and
     network its run-time placeholders resolve to for this submission."""
-    from pipelines.resources import NETWORK_PLACEHOLDER, SERVICE_ACCOUNT_PLACEHOLDER
+    from pipelines.machines import NETWORK_PLACEHOLDER, SERVICE_ACCOUNT_PLACEHOLDER
 
     resolved = {
         SERVICE_ACCOUNT_PLACEHOLDER: settings.service_account
@@ -307,7 +281,7 @@ def custom_jobs(spec: dict[str, Any] | None, settings: VertexSettings) -> dict[s
     return jobs
 
 
-def registry_model(spec: dict[str, Any], values: dict[str, Any], template: str) -> str:
+def registry_model(spec: dict[str, Any], base_model: str) -> str:
     """The Model Registry model a run of this template adds its version to (if the gate
     passes): the name compiled in, else the one register-model derives from the run's base
     model."""
@@ -319,7 +293,7 @@ def registry_model(spec: dict[str, Any], values: dict[str, Any], template: str) 
             named = task["inputs"]["parameters"].get("display_name", {})
             if named.get("runtimeValue", {}).get("constant"):
                 return str(named["runtimeValue"]["constant"])
-    return display_name_for(str(effective_parameter("base_model", values, template)))
+    return display_name_for(base_model)
 
 
 def build_job(
@@ -363,7 +337,7 @@ def create_request(job: Any, settings: VertexSettings) -> Any:
 
 
 def dry_run(settings: VertexSettings, parameter_values: dict[str, Any],
-            labels: dict[str, str]) -> dict[str, Any]:
+            labels: dict[str, str], base_model: str) -> dict[str, Any]:
     """Everything `submit --dry-run` prints: the exact request, built offline by the real client
     with anonymous credentials (nothing is sent), and each custom job as it will run."""
     job = build_job(settings, parameter_values, labels, credentials=dry_run_credentials())
@@ -373,7 +347,7 @@ def dry_run(settings: VertexSettings, parameter_values: dict[str, Any],
            # What Vertex resolves the custom jobs' run-time placeholders to.
            "custom_jobs": custom_jobs(spec, settings)}
     if spec is not None:
-        out["registry_model"] = registry_model(spec, parameter_values, settings.template)
+        out["registry_model"] = registry_model(spec, base_model)
     if settings.experiment:
         out["experiment"] = settings.experiment
     return out

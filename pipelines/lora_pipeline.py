@@ -6,7 +6,7 @@ Each parameter is declared once, as a field of its step's config section
 (`components.common.component`), the pipeline's flat signature and its `Args:` docstring (the
 help the Vertex console shows beside each parameter) from `PipelineConfig`, and `wire` hands
 every component exactly the pipeline parameters it declares. This module only says how the
-artifacts flow and where each step runs: the machine from `pipelines.resources`, the image and
+artifacts flow and where each step runs: the machine from `pipelines.machines`, the image and
 the target from `pipelines.settings.CompileSettings`. `build_pipeline(settings)` makes it for
 Vertex AI or open-source KFP (`compile.py`) or for KFP's local runner (`submit --local`).
 
@@ -38,7 +38,7 @@ from components.inference.component import inference
 from components.prepare_data.component import prepare_data
 from components.register.component import register_model
 from components.report.component import report
-from pipelines.resources import GPU_STEPS, SERVING_MACHINE, STEP_MACHINES
+from pipelines.machines import GPU_STEPS, SERVING_MACHINE, STEP_MACHINES
 from pipelines.settings import CompileSettings, with_image
 
 PIPELINE_NAME = "dolly-lora"
@@ -156,7 +156,7 @@ def build_pipeline(settings: CompileSettings) -> Any:
             # Opt-in: an endpoint costs money every hour it is up.
             with dsl.If(p["deploy"] == True, name="deploy-requested"):  # noqa: E712
                 task("deploy-model", registered_model=registered.outputs["registered_model"],
-                     **SERVING_MACHINE.deploy_args(), **vertex)
+                     **SERVING_MACHINE.machine_spec(), **vertex)
         for step, t in tasks.items():
             t.set_display_name(step)
             place(t, step, settings)

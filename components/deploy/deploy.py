@@ -45,7 +45,7 @@ class DeployTarget:
     project: str
     region: str
     model: str  # a model version: ID, ID@VERSION or its resource name
-    # The machine: pipelines/resources.py SERVING_MACHINE (the one place machines are named).
+    # The machine: pipelines/machines.py SERVING_MACHINE (planning/machines.py describes it).
     machine_type: str
     accelerator_type: str
     accelerator_count: int

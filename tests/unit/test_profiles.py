@@ -11,17 +11,14 @@ import yaml
 
 from components.common.config import parameter_defaults
 from components.common.errors import InputError
-from pipelines import throughput
-from pipelines.gemma3 import GEMMA3
-from pipelines.memory import budget, plan
-from pipelines.resources import (
-    GPU_STEPS,
-    PROFILES,
-    THROUGHPUT,
-    Capacity,
-    hourly_price,
-)
-from pipelines.settings import CompileSettings
+from pipelines.machines import GPU_STEPS, Capacity
+from pipelines.settings import CompileSettings, resolve
+from planning import throughput
+from planning.gemma3 import GEMMA3
+from planning.memory import budget, plan
+from planning.prices import hourly_price
+from planning.profiles import GPU_PROFILES as PROFILES
+from planning.throughput import THROUGHPUT
 
 # keras-team/keras-hub gemma3_presets.py, text-only models (vocabulary 262,144).
 KERAS_HUB_TEXT_PARAMS = {
@@ -110,23 +107,23 @@ def test_prices_by_capacity():
 
 
 def test_profile_then_environment_then_flags():
-    s = CompileSettings.load({"profile": "4b-lora-4xl4"}, env={})
+    s = resolve(settings={"profile": "4b-lora-4xl4"}, env={}).settings
     assert (s.training.machine_type, s.training.accelerator_count) == ("g2-standard-48", 4)
     assert s.model_display_name == ""  # named at run time after the base model
-    s = CompileSettings.load({"profile": "4b-lora-4xl4"},
+    s = resolve(settings={"profile": "4b-lora-4xl4"},
                              env={"DOLLY_LORA_MACHINE_TYPE": "g2-standard-96",
-                                  "DOLLY_LORA_ACCELERATOR_COUNT": "8"})
+                                  "DOLLY_LORA_ACCELERATOR_COUNT": "8"}).settings
     assert (s.training.machine_type, s.training.accelerator_count) == ("g2-standard-96", 8)
-    s = CompileSettings.load({"machine_type": "g2-standard-24", "accelerator_count": 2},
+    s = resolve(settings={"machine_type": "g2-standard-24", "accelerator_count": 2},
                              env={"DOLLY_LORA_PROFILE": "4b-lora-4xl4",
-                                  "DOLLY_LORA_MACHINE_TYPE": "g2-standard-96"})
+                                  "DOLLY_LORA_MACHINE_TYPE": "g2-standard-96"}).settings
     assert s.profile == "4b-lora-4xl4" and s.training.machine_type == "g2-standard-24"
     # A template compiled for one profile does not lend its machine to another.
-    old = CompileSettings.load({"profile": "4b-lora-4xl4", "image": "r.io/p/i:1"}, env={}).flat()
-    s = CompileSettings.load({"profile": "12b-qlora"}, env={}, base=old)
+    old = resolve(settings={"profile": "4b-lora-4xl4", "image": "r.io/p/i:1"}, env={}).settings.flat()
+    s = resolve(settings={"profile": "12b-qlora"}, env={}, base=old).settings
     assert s.training.machine_type == "g2-standard-8" and s.image == "r.io/p/i:1"
     with pytest.raises(InputError, match="unknown profile 'huge'; choose from default"):
-        CompileSettings.load({"profile": "huge"}, env={})
+        resolve(settings={"profile": "huge"}, env={})
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +133,7 @@ def compiled(tmp_path_factory):
     out = {}
     for name in PROFILES:
         path = compile_pipeline(tmp_path_factory.mktemp(name) / "t.yaml",
-                                CompileSettings.load({"profile": name}, env={}))
+                                resolve(settings={"profile": name}, env={}).settings)
         out[name] = (yaml.safe_load(path.read_text()), read_stamp(path))
     return out
 
