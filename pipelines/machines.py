@@ -92,8 +92,6 @@ GKE_ACCELERATORS: dict[str, str] = {
 }
 K8S_GPU_RESOURCE = "nvidia.com/gpu"
 
-# G2 machine types come with a fixed number of L4s (planning.machines).
-G2_L4_COUNT: dict[str, int] = {t: m.accelerator_count for t, m in G2_MACHINES.items()}
 _DURATION = re.compile(r"^\d+(\.\d{1,9})?s$")
 TENSORBOARD_RESOURCE = re.compile(r"^projects/[^/\s]+/locations/[a-z0-9-]+/tensorboards/\d+$")
 # The step whose custom job streams its event files to a Vertex TensorBoard.
@@ -171,16 +169,17 @@ class TrainingJobSpec(BaseModel):
 
     @model_validator(mode="after")
     def _g2_needs_l4(self) -> TrainingJobSpec:
-        expected = G2_L4_COUNT.get(self.machine_type)
-        if self.machine_type.startswith("g2-") and expected is None:
+        # G2 types come with a fixed number of L4s; Vertex rejects another count only after the
+        # job is queued, so it is checked against planning.machines here.
+        known = G2_MACHINES.get(self.machine_type)
+        if self.machine_type.startswith("g2-") and known is None:
             raise ValueError(f"unknown G2 machine type {self.machine_type!r}; "
-                             f"choose from {', '.join(G2_L4_COUNT)}")
-        if expected is not None and (
-            self.accelerator_type != "NVIDIA_L4" or self.accelerator_count != expected
-        ):
+                             f"choose from {', '.join(G2_MACHINES)}")
+        if known is not None and (self.accelerator_type, self.accelerator_count) != (
+                known.accelerator_type, known.accelerator_count):
             raise ValueError(
-                f"{self.machine_type} comes with {expected} x NVIDIA_L4, not "
-                f"{self.accelerator_count} x {self.accelerator_type}"
+                f"{self.machine_type} comes with {known.accelerator_count} x "
+                f"{known.accelerator_type}, not {self.accelerator_count} x {self.accelerator_type}"
             )
         return self
 

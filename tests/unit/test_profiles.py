@@ -172,3 +172,47 @@ def test_the_readme_shows_the_profile_table_as_the_tables_are():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert "## Bigger models" in readme
     assert table() in readme, "regenerate it: uv run python scripts/profile_table.py"
+
+
+def test_each_gpu_machine_is_described_once_and_training_serving_and_prices_read_it():
+    from pipelines.machines import SERVING_MACHINE, STEP_MACHINES, TrainingJobSpec
+    from planning.machines import G2_MACHINES, G2_STANDARD_8
+    from planning.prices import MACHINE_PRICES
+    from planning.profiles import PROFILES as ALL_PROFILES
+
+    assert SERVING_MACHINE is G2_STANDARD_8 is ALL_PROFILES["default"].machine
+    assert all(p.machine is G2_MACHINES[p.machine_type] for p in ALL_PROFILES.values())
+    job = TrainingJobSpec()
+    assert {"machine_type": job.machine_type, "accelerator_type": job.accelerator_type,
+            "accelerator_count": job.accelerator_count} == G2_STANDARD_8.machine_spec()
+    gpu = STEP_MACHINES["fine-tune"]
+    assert (gpu.cpu, gpu.memory, gpu.accelerator_type, gpu.accelerator_count) == (
+        G2_STANDARD_8.cpu, G2_STANDARD_8.memory, "NVIDIA_L4", 1)
+    assert {machine for machine, _ in MACHINE_PRICES} <= set(G2_MACHINES)
+    # The one price of the default machine: the table's, which the config's default repeats.
+    assert parameter_defaults()["gpu_hourly_usd"] == hourly_price(SERVING_MACHINE.machine_type,
+                                                                   "STANDARD")
+
+
+def test_the_embedded_default_is_a_row_and_another_model_gets_the_real_defaults():
+    from planning.profiles import LOCAL_PROFILE
+    from planning.profiles import PROFILES as ALL_PROFILES
+
+    row = ALL_PROFILES[LOCAL_PROFILE]
+    assert row.params["base_model"] == "embedded://tiny-gemma3" and row.fit is None
+    r = resolve(default_profile=LOCAL_PROFILE, param_pairs=["base_model=org/real"], env={})
+    assert r.params["learning_rate"] == parameter_defaults()["learning_rate"]
+    assert set(r.real_defaults_used) == set(row.model_settings)
+    assert r.params["max_steps"] == row.params["max_steps"]
+
+
+def test_precedence_defaults_profile_environment_flags_param():
+    env = {"DOLLY_LORA_PROFILE": "4b-qlora", "DOLLY_LORA_CAPACITY": "SPOT"}
+    r = resolve(env=env)
+    assert r.profile.name == "4b-qlora" and r.params["quantization"] == "nf4"
+    assert r.params["gpu_hourly_usd"] == hourly_price("g2-standard-8", "SPOT")
+    r = resolve(profile="default", settings={"capacity": "STANDARD"},
+                params={"max_steps": 7}, param_pairs=["max_steps=9"], env=env)
+    assert r.profile.name == "default" and r.settings.training.capacity == "STANDARD"
+    assert r.params["max_steps"] == 9 and r.overrides == {"max_steps": 9}
+    assert r.asked == {"profile": "default", "capacity": "STANDARD"}
