@@ -97,8 +97,8 @@ class Estimate:
 
 
 def _local_file(ref: str) -> bool:
+    from components.common.paths import looks_like_hub_id
     from components.common.storage import is_gcs
-    from components.prepare_data.prepare import looks_like_hub_id
 
     return ref.startswith("embedded://") or not (is_gcs(ref) or looks_like_hub_id(ref))
 
@@ -116,25 +116,25 @@ def _tokenizer_here(ref: str) -> bool:
 def data_tokens(params: dict[str, Any]) -> Tokens:
     """One epoch's training tokens, from the data's token statistics (see the module doc)."""
     from components.common.config import DataConfig, build
-    from components.common.modeling import load_tokenizer
     from components.common.paths import EMBEDDED_SCHEME
-    from components.prepare_data.prepare import load_source, prepare
+    from components.prepare_data.prepare import check
 
     cfg: DataConfig = build(DataConfig, params)
     if _local_file(cfg.dataset) and _tokenizer_here(cfg.base_model):
-        splits = prepare(cfg, load_tokenizer(cfg.base_model)).splits
+        splits = check(cfg).splits
         tokens = sum(r["num_tokens"] for r in splits["train"])
         return Tokens(len(splits["train"]), tokens, len(splits["test"]), True,
                       f"the prepare step's token counts of {cfg.dataset} with "
                       f"{cfg.base_model}'s tokenizer, {len(splits['train']):,} train rows")
     sample_cfg = cfg.model_copy(update={"dataset": EMBEDDED_SCHEME + "dolly-15k-sample.jsonl",
                                         "base_model": EMBEDDED_SCHEME + "tiny-gemma3"})
-    sample = prepare(sample_cfg, load_tokenizer(sample_cfg.base_model))
+    sample = check(sample_cfg)
     kept = [r for rows in sample.splits.values() for r in rows]
     per_row = sum(r["num_tokens"] for r in kept) / len(kept)
     share = len(kept) / sample.source_rows  # rows that survive validation, categories, max_seq_len
     if _local_file(cfg.dataset):
-        rows, where = len(load_source(cfg.dataset)), f"the {cfg.dataset} rows counted here"
+        rows = check(cfg.model_copy(update={"base_model": sample_cfg.base_model})).source_rows
+        where = f"the {cfg.dataset} rows counted here"
     elif cfg.dataset == DOLLY_15K:
         rows, where = DOLLY_15K_ROWS, f"{DOLLY_15K}'s {DOLLY_15K_ROWS:,} rows"
     else:

@@ -27,6 +27,10 @@ from components.common.config import DeployConfig
 from components.common.errors import InputError
 from components.common.serving import label_value
 
+# What the CLI may call: the step's public entry points (tests/unit/test_layout.py).
+__all__ = ["DeployFailed", "DeployTarget", "deploy", "endpoint_resource_name",
+           "planned_requests", "run_deploy", "undeploy"]
+
 MODEL_NAME = re.compile(
     r"^projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)/models/(?P<id>[^/@]+)"
     r"(@(?P<version>[^/@]+))?$"
