@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -15,9 +15,14 @@ from cli import kfp, templates
 from cli.app import Options, fail, note
 from components.common.errors import InputError
 from pipelines.compiler import DEFAULT_TEMPLATE, default_run_id
+from planning.profiles import DEFAULT_PROFILE
+
+if TYPE_CHECKING:
+    from pipelines.settings import Resolved
 
 
-def resolved(opts: Options, target: str, run_name: str | None = None, **kwargs: Any) -> Any:
+def resolved(opts: Options, target: str, run_name: str | None = None,
+             default_profile: str = DEFAULT_PROFILE) -> Resolved:
     """`pipelines.settings.resolve` for this submission: the profile, the compile settings and
     parameters the flags set, over the settings the template to send was compiled with."""
     from pipelines.compiler import DEFAULT_TEMPLATES, read_stamp
@@ -35,23 +40,21 @@ def resolved(opts: Options, target: str, run_name: str | None = None, **kwargs: 
         if not template.startswith("https://") and Path(template).is_file():
             base = (read_stamp(Path(template)) or {}).get("settings")
     return resolve(profile=opts.profile, settings={**opts.compile_overrides, "target": target},
-                   params=params, param_pairs=opts.params, base=base, **kwargs)
+                   params=params, param_pairs=opts.params, base=base,
+                   default_profile=default_profile)
 
 
-def preflight(opts: Options, r: Any) -> dict[str, Any]:
+def preflight(opts: Options, r: Resolved) -> dict[str, Any]:
     """Parameters the user set, checked, and the base model's access, before anything is
     compiled or sent (a gated model without a token would fail after the machines start)."""
-
-    check_model_access(r.params["base_model"], r.params["hf_token_secret"],
-                              opts.public_model)
+    check_model_access(r.params["base_model"], r.params["hf_token_secret"], opts.public_model)
     check_remote_inputs(r.overrides)
     return r.overrides
 
 
-def template(opts: Options, r: Any) -> str:
+def template(opts: Options, r: Resolved) -> str:
     """The template to send, checked against the code and the compile settings asked for: the
     default one is (re)compiled when missing or stale; a named one is refused when stale."""
-
     path, compiled = templates.resolve_template(opts.template, r)
     if compiled:
         note(compiled)
@@ -71,7 +74,6 @@ def vertex_settings(opts: Options) -> Any:
 
 
 def checked_template(settings: Any, values: dict[str, Any], dry_run: bool) -> None:
-    from components.common.errors import InputError
     from components.common.images import PLACEHOLDER_PROJECT
 
     spec = templates.load_template(settings.template)
@@ -93,7 +95,7 @@ def checked_template(settings: Any, values: dict[str, Any], dry_run: bool) -> No
             note(f"warning: {msg}")
 
 
-def vertex_job(opts: Options) -> tuple[Any, dict[str, Any], dict[str, str], Any]:
+def vertex_job(opts: Options) -> tuple[Any, dict[str, Any], dict[str, str], Resolved]:
     """(settings, parameter values, labels, resolved) of a Vertex submission, every check
     passed."""
     from cli import vertex
@@ -106,13 +108,13 @@ def vertex_job(opts: Options) -> tuple[Any, dict[str, Any], dict[str, str], Any]
 
         require_credentials("Vertex AI")
     settings = settings.model_copy(update={"template": template(opts, r)})
-    _experimentnote(settings, r)
+    _experiment_note(settings, r)
     checked_template(settings, values, opts.dry_run)
     labels = vertex.job_labels(settings, templates.template_commit(settings.template))
     return settings, values, labels, r
 
 
-def _experimentnote(settings: Any, r: Any) -> None:
+def _experiment_note(settings: Any, r: Resolved) -> None:
     """--experiment: the SDK associates the pipeline run with the experiment at submit, and the
     steps get its name (vertex_experiment) to log their numbers to it with trackers=vertex."""
     trackers = str(r.params["trackers"])
@@ -122,10 +124,9 @@ def _experimentnote(settings: Any, r: Any) -> None:
               .replace("=,", "="))
 
 
-def cost_estimate(opts: Options, r: Any) -> Any:
+def cost_estimate(opts: Options, r: Resolved) -> Any:
     """Print the cost estimate (stderr) and refuse above --max-cost; None when there is no
     estimate for this run and no --max-cost asks for one."""
-    from components.common.errors import InputError
     from planning import cost
 
     try:
