@@ -1,6 +1,6 @@
 """GPU LoRA / QLoRA throughput of a profile: tokens/s, MFU, peak memory vs the memory arithmetic.
 
-Builds the profile's Gemma 3 language model from its architecture (pipelines/gemma3.py; random
+Builds the profile's Gemma 3 language model from its architecture (planning/gemma3.py; random
 weights, no download), loads it the way the training step does (bf16, or NF4 through the project's
 own `load_model(quantization="nf4")` + PEFT k-bit preparation), puts LoRA on every Linear with the
 project's settings and trains like the GPU path: TRL's fused LM head (never the 262k-vocabulary
@@ -8,7 +8,7 @@ logits), gradient checkpointing, AdamW. Measured at the profile's per-device bat
 length, padding-free packed rows (the GPU default) and padded rows side by side; then peak memory
 by batch size (the largest batch that fits is read off a line fitted to the peaks) and, at the
 profile's batch, the fused head against full logits. MFU = 4 x params x tokens/s / peak bf16
-FLOP/s. The summary's `throughput_row` is what goes into THROUGHPUT in pipelines/resources.py,
+FLOP/s. The summary's `throughput_row` is what goes into THROUGHPUT in planning/throughput.py,
 marked measured with the GPU and the date. (The 4B/12B checkpoints also carry a 0.4B-parameter
 vision tower, ~0.2 GiB in NF4, which this text-only build leaves out.)
 
@@ -33,7 +33,7 @@ PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10"
 def text_config(base_model: str, smoke: bool) -> Any:
     from transformers import Gemma3TextConfig
 
-    from pipelines.gemma3 import text_config as checkpoint_config
+    from planning.gemma3 import text_config as checkpoint_config
 
     if smoke:
         # Every Linear a multiple of 32 wide, 64 deep, like the real sizes: on a CPU with AVX-512
@@ -163,8 +163,8 @@ def measure(model: Any, batch: dict[str, Any], fused: bool, steps: int, warmup: 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
 
-    from pipelines.memory import budget
-    from pipelines.resources import PROFILES
+    from planning.memory import budget
+    from planning.profiles import GPU_PROFILES as PROFILES
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=list(PROFILES), default="default")

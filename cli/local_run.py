@@ -9,7 +9,6 @@ seconds and the path of every artifact.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.report_outputs import add_evaluation, publish_reports
+from cli.run_folder import RunFolder
 from cli.run_output import (
     ANSI,
     StepLog,
@@ -29,7 +29,6 @@ from cli.run_output import (
     terminal_console,
 )
 from cli.tracking_outputs import tracking_lines, tracking_summary
-from components.common.errors import InputError
 
 
 def preflight(params: dict[str, Any]) -> dict[str, Any]:
@@ -37,111 +36,20 @@ def preflight(params: dict[str, Any]) -> dict[str, Any]:
 
     Cheapest first: settings, names and small files, then the data file's format and rows
     (before any tokenizer or torch import, so a bad file is refused in about a second), then
-    what needs the model's tokenizer or config."""
-    from components.common.config import DataConfig, TrainConfig, build
-    from components.common.modeling import check_target_modules, load_tokenizer
-    from components.common.paths import resolve_embedded
-    from components.prepare_data.prepare import prepare
+    what needs the model's config. Each step's public `check` does its part."""
+    from components.common.config import DataConfig, InferenceConfig, TrainConfig, build
+    from components.common.modeling import check_target_modules
+    from components.fine_tune.train import check as check_fine_tune
+    from components.inference.infer import check as check_inference
+    from components.prepare_data.prepare import check as check_data
 
     data_cfg = build(DataConfig, params)
     train_cfg = build(TrainConfig, params)
-    resolve_embedded(train_cfg.base_model)  # an unknown embedded:// name
-    if train_cfg.bf16 == "true":  # the steps run on this machine: it must have bf16
-        from components.common.modeling import bf16_enabled
-
-        bf16_enabled(train_cfg.bf16)
-    if params.get("prompts_uri"):  # inference reads it two minutes in: check it now
-        from components.inference.infer import load_prompts
-
-        load_prompts(params["prompts_uri"], [])
-    if train_cfg.checkpoint_uri:  # no bucket / no permission: fail here, before any step runs
-        from components.fine_tune.checkpointing import CheckpointStore, task_prefix
-
-        CheckpointStore(task_prefix(train_cfg.checkpoint_uri, params["run_name"])).check_access()
-    stats = prepare(data_cfg, tokenizer_loader=lambda: load_tokenizer(data_cfg.base_model)).stats
+    check_fine_tune(train_cfg)  # the steps run on this machine: its bf16, the checkpoint bucket
+    check_inference(build(InferenceConfig, params))  # read two minutes in: check it now
+    stats = check_data(data_cfg).stats
     check_target_modules(train_cfg.base_model, train_cfg.target_module_list)
     return stats
-
-
-class RunFolder:
-    """`<output-dir>/<run-id>`, claimed before anything else happens.
-
-    Why: two `submit --local --run-id X` started together used to pass the "already exists"
-    check (it came after the 13 s data check) and overwrite each other's summary and report.
-    `os.mkdir` is atomic: exactly one run creates the folder. A run resuming from checkpoints
-    may reuse an existing folder; an exclusive `flock` on `<folder>/.lock`, held for the whole
-    run and released by the kernel if the process dies, keeps two such runs apart. If the
-    checks then fail, `abandon` removes everything the claim created: bad input writes nothing.
-    """
-
-    LOCK = ".lock"
-
-    def __init__(self, root: Path, resume: bool) -> None:
-        self.root, self.resume = root, resume
-        self.created: list[Path] = []
-        self.lock: Any = None
-
-    @staticmethod
-    def check_location(root: Path, flag: str = "--output-dir") -> None:
-        for p in (root, *root.parents):
-            if p.exists() and not p.is_dir():
-                raise InputError(f"{flag} {root.parent}: {p} is a file, not a folder; give a "
-                                 "folder path (it is created if missing)")
-
-    def claim(self) -> None:
-        import fcntl
-
-        self.check_location(self.root)
-        missing, q = [], self.root.parent
-        while not q.exists():
-            missing.append(q)
-            q = q.parent
-        for d in reversed(missing):
-            try:
-                d.mkdir()
-                self.created.append(d)
-            except FileExistsError:
-                pass  # made by a concurrent run: not ours to remove
-            except OSError as exc:
-                self.abandon()
-                raise InputError(f"cannot create {d} ({exc.strerror}); give an --output-dir "
-                                 "you can write to") from None
-        try:
-            os.mkdir(self.root)
-            self.created.append(self.root)
-        except FileExistsError:
-            if not self.root.is_dir() or (any(self.root.iterdir()) and not self.resume):
-                self.abandon()
-                raise InputError(
-                    f"{self.root} already exists (a finished run, or one still running with "
-                    "this --run-id); pick another --run-id, remove it, or give --checkpoint-uri "
-                    "to resume that run from its checkpoints"
-                ) from None
-        lock = (self.root / self.LOCK).open("a")
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            self.abandon()
-            raise InputError(
-                f"another submit --local is running in {self.root} right now (it holds "
-                f"{self.LOCK}); wait for it to finish or pick another --run-id"
-            ) from None
-        self.lock = lock
-
-    def abandon(self) -> None:
-        """Undo the claim: remove the folders it created (only if still empty)."""
-        self.release()
-        for d in reversed(self.created):
-            with contextlib.suppress(OSError):
-                d.rmdir()
-        self.created = []
-
-    def release(self) -> None:
-        if self.lock is not None:
-            self.lock.close()  # closing drops the flock
-            self.lock = None
-            (self.root / self.LOCK).unlink(missing_ok=True)
 
 
 def _read_executor_output(task_dir: Path) -> dict[str, Any]:

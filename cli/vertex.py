@@ -1,4 +1,5 @@
-"""Vertex AI Pipelines: settings, labels, the job request, submit and --wait.
+"""Vertex AI Pipelines: settings, labels, the job request, submit, --wait and uploads to
+Artifact Registry.
 
 Why a module apart from `cli.submit`: `google.cloud.aiplatform` takes 17-19 s to import, so it is
 imported here, inside the functions that talk to Vertex, and `submit --help` never pays for it.
@@ -8,9 +9,7 @@ by `VertexSettings` and `load_template` before that import and before anything i
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
-import functools
 import json
 import re
 import time
@@ -18,18 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from cli.templates import custom_jobs, load_template, registry_model
 from components.common.errors import InputError, validation_error
-from pipelines.compiler import (
-    DEFAULT_TEMPLATE,
-    DEFAULT_TEMPLATES,
-    RUN_ID_PREFIX,
-    default_run_id,
-    git_commit,
-    read_stamp,
-)
+from pipelines.compiler import DEFAULT_TEMPLATE, RUN_ID_PREFIX, default_run_id
 
 PIPELINE_LABEL = RUN_ID_PREFIX
 
@@ -45,10 +37,6 @@ VERTEX_REGIONS: frozenset[str] = frozenset(
     southamerica-west1 us-central1 us-east1 us-east4 us-east5 us-south1 us-west1 us-west2
     us-west3 us-west4
     """.split()  # noqa: SIM905 - a word list reads better than 38 quoted strings
-)
-AR_TEMPLATE = re.compile(
-    r"^https://(?P<region>[a-z0-9-]+)-kfp\.pkg\.dev/(?P<project>[^/]+)/(?P<repo>[^/]+)"
-    r"/(?P<package>[^/]+)/(?P<ref>[A-Za-z0-9_.:-]+)$"
 )
 LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
@@ -146,182 +134,6 @@ def job_labels(settings: VertexSettings, commit: str) -> dict[str, str]:
     return {"pipeline": PIPELINE_LABEL, "git-commit": commit[:63], **settings.labels}
 
 
-def load_template(template: str) -> dict[str, Any] | None:
-    """The compiled pipeline spec of a local template (None for an Artifact Registry one)."""
-    if template.startswith("https://"):
-        if not AR_TEMPLATE.match(template):
-            raise InputError(f"{template!r} is not an Artifact Registry template URL like "
-                             "https://REGION-kfp.pkg.dev/PROJECT/REPO/PACKAGE/TAG")
-        return None
-    path = Path(template)
-    if not path.is_file():
-        raise InputError(f"template {template} does not exist; run `uv run python compile.py`")
-    stat = path.stat()
-    return copy.deepcopy(_parse_template(str(path.resolve()), stat.st_mtime_ns, stat.st_size))
-
-
-@functools.lru_cache(maxsize=4)
-def _parse_template(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
-    """Parsed once per file version: a submit reads its template for several checks."""
-    try:  # a KFP template with platform settings (--target kfp) is two YAML documents
-        spec = next(iter(yaml.safe_load_all(Path(path).read_text())), None)
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise InputError(f"template {path} is not YAML ({exc.__class__.__name__})") from None
-    if not isinstance(spec, dict) or not {"pipelineInfo", "root", "deploymentSpec"} <= set(spec):
-        raise InputError(f"template {path} is not a compiled KFP pipeline")
-    return spec
-
-
-def template_images(spec: dict[str, Any]) -> set[str]:
-    """Every container image a compiled spec runs (executors and custom-job worker pools)."""
-    text = json.dumps(spec.get("deploymentSpec", {}))
-    return set(re.findall(r'"(?:image|image_uri)": "([^"]+)"', text))
-
-
-def check_parameters(spec: dict[str, Any] | None, values: dict[str, Any]) -> None:
-    """Refuse overrides the template does not declare (an older or foreign template)."""
-    if spec is None:
-        return
-    declared = set(spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {}))
-    unknown = sorted(set(values) - declared)
-    if unknown:
-        raise InputError(f"the template has no parameter {', '.join(unknown)}; recompile it")
-
-
-def resolve_template(template: str | None, target: str,
-                     overrides: dict[str, Any] | None = None) -> tuple[str, str]:
-    """(template to send, note for the user). A template must match the code and the compile
-    settings asked for (DOLLY_LORA_* variables, the target, `--profile`): the default one under
-    build/ is compiled when missing and recompiled when stale, keeping the settings it was
-    compiled with (`compile.py` flags) under the environment's, unless another profile is asked
-    for; one the user named is refused when stale."""
-    from pipelines.compiler import compile_pipeline, stale_reasons
-    from pipelines.settings import CompileSettings
-
-    given = {k: v for k, v in (overrides or {}).items() if v}  # submit flags that shape the YAML
-    wanted = {**CompileSettings.from_environment(), **given, "target": target}
-    if template and template.startswith("https://"):
-        load_template(template)  # an Artifact Registry URL: checked for shape only
-        return template, ""
-    if template:
-        load_template(template)
-        reasons = stale_reasons(read_stamp(Path(template)), wanted)
-        if reasons:
-            flags = (" --target kfp" if target == "kfp" else "") + (
-                f" --profile {wanted['profile']}" if wanted.get("profile") else "")
-            raise InputError(
-                f"template {template} does not match what this submit asks for: "
-                f"{'; '.join(reasons)}; recompile it (uv run python compile.py{flags} "
-                f"--out {template} [--image ...]) or leave out --template"
-            )
-        return template, ""
-    path = DEFAULT_TEMPLATES[target]
-    stamp = read_stamp(path) if path.exists() else None
-    reasons = stale_reasons(stamp, wanted) if path.exists() else ["it did not exist"]
-    if not reasons:
-        return str(path), ""
-    settings = CompileSettings.load({**given, "target": target},
-                                    base=stamp.get("settings") if stamp else None)
-    compile_pipeline(path, settings)
-    return str(path), f"compiled {path}: {'; '.join(reasons)}"
-
-
-def template_commit(template: str) -> str:
-    """The commit a template was compiled from (its stamp), else this checkout's."""
-    stamp = None if template.startswith("https://") else read_stamp(Path(template))
-    return str((stamp or {}).get("commit") or git_commit())
-
-
-def effective_parameter(name: str, values: dict[str, Any], template: str | None,
-                        profile: str | None = None) -> Any:
-    """What a run will use for parameter `name`: the override, else the profile's (asked for
-    with --profile: the template will be compiled for it), else the template's default, else
-    the pipeline's (the template need not exist yet)."""
-    if name in values:
-        return values[name]
-    from pipelines.resources import PROFILES
-
-    if profile in PROFILES and name in PROFILES[profile].params:
-        return PROFILES[profile].params[name]
-    if template and not template.startswith("https://") and Path(template).is_file():
-        spec = load_template(template) or {}
-        found = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {}).get(name)
-        if found and "defaultValue" in found:
-            return found["defaultValue"]
-    from components.common.config import parameter_defaults
-
-    return parameter_defaults()[name]
-
-
-def check_model_access(base_model: str, hf_token_secret: str, public_model: bool) -> None:
-    """A Hugging Face Hub model with no token secret fails only in the cloud, after the machines
-    start (Gemma is gated): refuse here, naming the flag, unless the user says it is public."""
-    from components.common.modeling import is_hub_id
-
-    if public_model or hf_token_secret or not is_hub_id(str(base_model)):
-        return
-    raise InputError(
-        f"base_model {base_model} comes from the Hugging Face Hub and no HF token secret is "
-        "given; gated models (Gemma) fail after the machines start. Pass --hf-token-secret "
-        "projects/PROJECT/secrets/hf-token (docs/vertex.md, Secrets), or --public-model if the "
-        "model needs no token"
-    )
-
-
-def training_strategy(spec: dict[str, Any]) -> str:
-    """Capacity kind (STANDARD, SPOT, FLEX_START) the template trains on."""
-    params = spec.get("components", {}).get("comp-fine-tune", {}).get(
-        "inputDefinitions", {}).get("parameters", {})
-    return str(params.get("strategy", {}).get("defaultValue", "STANDARD"))
-
-
-def custom_jobs(spec: dict[str, Any] | None, settings: VertexSettings) -> dict[str, Any]:
-    """Each custom job of a template as it will run: machine, capacity, and the identity and
-    network its run-time placeholders resolve to for this submission."""
-    from pipelines.resources import NETWORK_PLACEHOLDER, SERVICE_ACCOUNT_PLACEHOLDER
-
-    resolved = {
-        SERVICE_ACCOUNT_PLACEHOLDER: settings.service_account
-        or "the project's Compute Engine default service account (no --service-account)",
-        NETWORK_PLACEHOLDER: settings.network,
-    }
-    jobs: dict[str, Any] = {}
-    for comp in (spec or {}).get("components", {}).values():
-        params = comp.get("inputDefinitions", {}).get("parameters", {})
-        if "worker_pool_specs" not in params:
-            continue
-
-        def value(name: str, params: dict[str, Any] = params) -> Any:
-            return params.get(name, {}).get("defaultValue")
-
-        pool = value("worker_pool_specs")[0]
-        jobs[value("display_name")] = {
-            "machine_spec": pool["machine_spec"],
-            "strategy": value("strategy"),
-            "service_account": resolved.get(value("service_account"), value("service_account")),
-            "network": resolved.get(value("network"), value("network")),
-            **({"tensorboard": value("tensorboard"),
-                "base_output_directory": value("base_output_directory")}
-               if value("tensorboard") else {}),
-        }
-    return jobs
-
-
-def registry_model(spec: dict[str, Any], values: dict[str, Any], template: str) -> str:
-    """The Model Registry model a run of this template adds its version to (if the gate
-    passes): the name compiled in, else the one register-model derives from the run's base
-    model."""
-    from components.register.register import display_name_for
-
-    for comp in spec.get("components", {}).values():
-        task = comp.get("dag", {}).get("tasks", {}).get("register-model")
-        if task:
-            named = task["inputs"]["parameters"].get("display_name", {})
-            if named.get("runtimeValue", {}).get("constant"):
-                return str(named["runtimeValue"]["constant"])
-    return display_name_for(str(effective_parameter("base_model", values, template)))
-
-
 def build_job(
     settings: VertexSettings, parameter_values: dict[str, Any], labels: dict[str, str],
     credentials: Any = None,
@@ -363,7 +175,7 @@ def create_request(job: Any, settings: VertexSettings) -> Any:
 
 
 def dry_run(settings: VertexSettings, parameter_values: dict[str, Any],
-            labels: dict[str, str]) -> dict[str, Any]:
+            labels: dict[str, str], base_model: str) -> dict[str, Any]:
     """Everything `submit --dry-run` prints: the exact request, built offline by the real client
     with anonymous credentials (nothing is sent), and each custom job as it will run."""
     job = build_job(settings, parameter_values, labels, credentials=dry_run_credentials())
@@ -373,7 +185,7 @@ def dry_run(settings: VertexSettings, parameter_values: dict[str, Any],
            # What Vertex resolves the custom jobs' run-time placeholders to.
            "custom_jobs": custom_jobs(spec, settings)}
     if spec is not None:
-        out["registry_model"] = registry_model(spec, parameter_values, settings.template)
+        out["registry_model"] = registry_model(spec, base_model)
     if settings.experiment:
         out["experiment"] = settings.experiment
     return out
@@ -453,74 +265,3 @@ def upload_template(
 
     client = RegistryClient(host=f"https://{region}-kfp.pkg.dev/{project}/{repo}", auth=auth)
     return client.upload_pipeline(file_name=str(template), tags=tags)
-
-
-def check_kfp_host(host: str) -> str:
-    """An http(s) URL with a host, or one line saying what a KFP endpoint looks like."""
-    from urllib.parse import urlparse
-
-    url = urlparse(host)
-    if url.scheme not in ("http", "https") or not url.hostname:
-        raise InputError(
-            f"--kfp-host {host!r} is not a URL; give the Kubeflow Pipelines endpoint as "
-            "http(s)://HOST[:PORT], e.g. http://localhost:8080 after `kubectl port-forward "
-            "-n kubeflow svc/ml-pipeline-ui 8080:80`"
-        )
-    return host
-
-
-def kfp_client(host: str, client_factory: Callable[..., Any] | None = None) -> Any:
-    """A kfp.Client for `host`; creating it asks the endpoint's health, so a host that does not
-    answer fails here (as one line, `cli.failures`), before anything is compiled or sent."""
-    import logging
-    import warnings
-
-    if client_factory is None:
-        import kfp
-
-        client_factory = kfp.Client
-    retries = logging.getLogger("urllib3.connectionpool")
-    level = retries.level
-    retries.setLevel(logging.ERROR)  # its "Retrying ..." lines: the one error line says it all
-    try:
-        with warnings.catch_warnings():  # "This client only works with ... v2.0.0-beta.2 ..."
-            warnings.simplefilter("ignore", FutureWarning)
-            return client_factory(host=host)
-    finally:
-        retries.setLevel(level)
-
-
-def check_remote_inputs(values: dict[str, Any]) -> None:
-    """A local file given as dataset, prompts_uri or base_model cannot be read by a step running
-    on Vertex or a KFP cluster: say so now, with the upload that fixes it."""
-    for name in ("dataset", "prompts_uri", "base_model"):
-        value = str(values.get(name) or "")
-        if value and "://" not in value and Path(value).expanduser().exists():
-            raise InputError(
-                f"{name}={value} is a file on this machine, which the pipeline's steps cannot "
-                f"read; upload it (gcloud storage cp -r {value} gs://BUCKET/PATH) and pass "
-                "its gs:// URI"
-            )
-
-
-def submit_kfp(
-    host: str, template: Path, parameter_values: dict[str, Any], run_name: str,
-    experiment: str, enable_caching: bool | None, service_account: str,
-    client_factory: Callable[..., Any] | None = None,
-) -> str:
-    """Submit the same YAML to an open-source Kubeflow Pipelines endpoint; returns the run id."""
-    load_template(str(template))
-    if client_factory is None:
-        import kfp
-
-        client_factory = kfp.Client
-    client = client_factory(host=host)
-    run = client.create_run_from_pipeline_package(
-        pipeline_file=str(template),
-        arguments=parameter_values,
-        run_name=run_name,
-        experiment_name=experiment or None,
-        enable_caching=enable_caching,
-        service_account=service_account or None,
-    )
-    return run.run_id

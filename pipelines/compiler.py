@@ -8,7 +8,7 @@ command line; the root `compile.py` only calls it, since the root script is not 
     uv run python compile.py --target kfp        # -> build/dolly-lora-kfp.yaml (open-source KFP)
     uv run python compile.py --profile 4b-qlora  # Gemma 3 4B QLoRA on 1 x L4 (README: Bigger models)
 
-A profile (pipelines/resources.py PROFILES) sets the model, precision, batch and sequence
+A profile (planning/profiles.py PROFILES) sets the model, precision, batch and sequence
 parameters' defaults and the GPU machine together; the flags above and DOLLY_LORA_* still win.
 
 The image and the GPU machine are compile-time settings (`pipelines.settings`): flags win over
@@ -132,11 +132,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="compile.py", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="YAML file to write [the target's file: " +
                         ", ".join(f"{t}: {p}" for t, p in DEFAULT_TEMPLATES.items()) + "]")
-    from pipelines.resources import PROFILES
+    from planning.profiles import PROFILES
 
-    parser.add_argument("--profile", choices=list(PROFILES), help="model, machine, GPUs, "
-                        "precision, batch and sequence together [default; env "
-                        "DOLLY_LORA_PROFILE]")
+    parser.add_argument("--profile", help="model, machine, GPUs, precision, batch and sequence "
+                        f"together: {', '.join(PROFILES)} [default; env DOLLY_LORA_PROFILE]")
     parser.add_argument("--image", help="image for every step, tag or @sha256 digest "
                         "[env DOLLY_LORA_IMAGE]")
     parser.add_argument("--target", choices=["vertex", "kfp", "local"], help="vertex "
@@ -161,11 +160,11 @@ def main(argv: list[str] | None = None) -> None:
 
     from components.common.errors import InputError
     from components.common.images import PLACEHOLDER_PROJECT
-    from pipelines.settings import CompileSettings
+    from pipelines.settings import resolve
 
     overrides = {k: v for k, v in vars(args).items() if k != "out"}
     try:
-        settings = CompileSettings.load(overrides)
+        settings = resolve(settings=overrides).settings
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

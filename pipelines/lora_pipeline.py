@@ -7,7 +7,7 @@ the pipeline's flat signature with its `Args:` docstring (`pipelines/signature.p
 Vertex console shows beside each parameter) are written from the sections by `pipelines.generate`,
 which `build_pipeline` runs first so a stale file is rewritten, and `wire` hands every component
 exactly the pipeline parameters it declares. This module only says how the artifacts flow and
-where each step runs: the machine from `pipelines.resources`, the image and the target from
+where each step runs: the machine from `pipelines.machines`, the image and the target from
 `pipelines.settings.CompileSettings`. `build_pipeline(settings)` makes it for Vertex AI or
 open-source KFP (`compile.py`) or for KFP's local runner (`submit --local`).
 
@@ -37,7 +37,7 @@ from components.register import component as register
 from components.report import component as report
 from pipelines import signature
 from pipelines.generate import refresh
-from pipelines.resources import GPU_STEPS, SERVING_MACHINE, STEP_MACHINES
+from pipelines.machines import GPU_STEPS, SERVING_MACHINE, STEP_MACHINES
 from pipelines.settings import CompileSettings, with_image
 
 PIPELINE_NAME = "dolly-lora"
@@ -162,7 +162,7 @@ def build_pipeline(settings: CompileSettings) -> Any:
             # Opt-in: an endpoint costs money every hour it is up.
             with dsl.If(p["deploy"] == True, name="deploy-requested"):  # noqa: E712
                 task("deploy-model", registered_model=registered.outputs["registered_model"],
-                     **SERVING_MACHINE.deploy_args(), **vertex)
+                     **SERVING_MACHINE.machine_spec(), **vertex)
         for step, t in tasks.items():
             t.set_display_name(step)
             place(t, step, settings)

@@ -1,4 +1,6 @@
-"""Compile-time settings: which image, which target, which machine.
+"""Settings: the compile-time ones (image, target, machine) and `resolve`, the one place every
+path (compile, submit --local, Vertex, KFP, schedules, the cost estimate) works out a run's
+settings and parameters: defaults < profile < environment (DOLLY_LORA_*) < flags < --param.
 
 Why compile time: a KFP pipeline's graph is fixed when it is compiled. The image URI is baked
 into every executor, and each GPU step is a Vertex custom job (exact machine type, Spot /
@@ -12,7 +14,8 @@ from __future__ import annotations
 import copy
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import (
@@ -21,12 +24,13 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
 from components.common.errors import InputError, validation_error
 from components.common.images import DEFAULT_IMAGE
-from pipelines.resources import DEFAULT_PROFILE, PROFILES, Profile, TrainingJobSpec, hourly_price
+from pipelines.machines import TrainingJobSpec
+from planning.prices import hourly_price
+from planning.profiles import DEFAULT_PROFILE, Profile, profile_named
 
 # registry-host[:port]/path[:tag][@sha256:digest], lowercase as Docker requires.
 IMAGE_REF = re.compile(
@@ -72,8 +76,8 @@ class CompileSettings(BaseModel):
     image: str = Field(DEFAULT_IMAGE, description="Image for every component; tag or digest.")
     profile: str = Field(
         DEFAULT_PROFILE,
-        description="Row of pipelines.resources.PROFILES: model, machine, GPUs, precision, batch "
-        "and sequence settings chosen together (each still overridable).",
+        description="Row of planning.profiles.PROFILES: model, machine, GPUs, precision, batch "
+        "and sequence settings chosen together (each still overridable; `resolve` applies it).",
     )
     training: TrainingJobSpec = Field(default_factory=TrainingJobSpec)
     model_display_name: str = Field(
@@ -82,39 +86,19 @@ class CompileSettings(BaseModel):
         "after the run's base model, e.g. dolly-lora-gemma-3-1b-it).",
     )
 
-    @model_validator(mode="before")
-    @classmethod
-    def _profile_machine(cls, data: Any) -> Any:
-        """`CompileSettings(profile=X)` gets X's machine unless the training job is given."""
-        if isinstance(data, dict) and data.get("profile") in PROFILES:
-            row = PROFILES[data["profile"]].settings
-            data = dict(data)
-            data.setdefault("training", TrainingJobSpec(**{
-                k: v for k, v in row.items() if k in TrainingJobSpec.model_fields}))
-        return data
-
     @field_validator("profile")
     @classmethod
     def _known_profile(cls, v: str) -> str:
-        if v not in PROFILES:
-            raise ValueError(f"unknown profile {v!r}; choose from {', '.join(PROFILES)}")
-        return v
+        return profile_named(v).name
 
     @property
     def profile_row(self) -> Profile:
-        return PROFILES[self.profile]
+        return profile_named(self.profile)
 
     def parameter_defaults(self) -> dict[str, Any]:
-        """The pipeline's parameter defaults under this profile: the config's defaults, the
-        profile's parameters over them, and the hourly price of the machine and capacity the GPU
-        steps were compiled for (kept from the config where the price table has no entry)."""
-        from components.common.config import parameter_defaults
-
-        values = {**parameter_defaults(), **self.profile_row.params}
-        price = hourly_price(self.training.machine_type, self.training.capacity)
-        if price is not None:
-            values["gpu_hourly_usd"] = price
-        return values
+        """The pipeline's parameter defaults under these settings (what a template compiled
+        with them declares): `resolve` with these settings and nothing else."""
+        return resolve(settings=self.flat(), env={}).params
 
     @field_validator("image")
     @classmethod
@@ -148,56 +132,114 @@ class CompileSettings(BaseModel):
         m = IMAGE_REF.match(self.image)
         return m.group("digest") if m else None
 
-    @staticmethod
-    def from_environment(env: Mapping[str, str] | None = None) -> dict[str, Any]:
-        """The settings the environment (DOLLY_LORA_*) asks for, as flat overrides."""
-        env = os.environ if env is None else env
-        found: dict[str, Any] = {f: env[k] for k, f in ENV_TRAINING.items() if env.get(k)}
-        if env.get(ENV_IMAGE):
-            found["image"] = env[ENV_IMAGE]
-        if env.get(ENV_PROFILE):
-            found["profile"] = env[ENV_PROFILE]
-        return found
-
     def flat(self) -> dict[str, Any]:
         """Every setting as one flat dict (the training job's fields beside the others)."""
         data = self.model_dump(mode="json")
         return {**{k: v for k, v in data.items() if k != "training"}, **data["training"]}
 
-    @classmethod
-    def load(
-        cls, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
-        base: Mapping[str, Any] | None = None,
-    ) -> CompileSettings:
-        """Defaults < profile < `base` < environment (DOLLY_LORA_*) < explicit overrides (flags).
 
-        `base` is a flat dict of settings, e.g. those a compiled template was built with; it
-        counts only for the profile it was compiled with (another profile brings its own
-        machine), except its image. One InputError names every bad value."""
-        training: dict[str, Any] = {}
-        top: dict[str, Any] = {}
-        given = {k: v for k, v in (overrides or {}).items() if v is not None}
-        from_env = cls.from_environment(env)
-        base = dict(base or {})
-        name = given.get("profile") or from_env.get("profile") or base.get("profile") \
-            or DEFAULT_PROFILE
-        if name not in PROFILES:
-            raise InputError(f"unknown profile {name!r}; choose from {', '.join(PROFILES)}")
-        if base.get("profile", DEFAULT_PROFILE) != name:
-            base = {k: v for k, v in base.items() if k == "image"}
-        if name in _OLD_PROFILE_NAMES and base.get("model_display_name") == _OLD_PROFILE_NAMES[name]:
-            del base["model_display_name"]
-        merged = {**PROFILES[name].settings, **base, **from_env, **given, "profile": name}
-        for key, value in merged.items():
-            if key in TrainingJobSpec.model_fields:
-                training[key] = value
-            else:
-                top[key] = value
-        try:
-            return cls(**top, training=TrainingJobSpec(**training))
-        except ValidationError as exc:
-            raise validation_error(exc, "settings") from None
+def from_environment(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The settings the environment (DOLLY_LORA_*) asks for, as flat overrides."""
+    env = os.environ if env is None else env
+    found: dict[str, Any] = {f: env[k] for k, f in ENV_TRAINING.items() if env.get(k)}
+    if env.get(ENV_IMAGE):
+        found["image"] = env[ENV_IMAGE]
+    if env.get(ENV_PROFILE):
+        found["profile"] = env[ENV_PROFILE]
+    return found
 
+
+@dataclass(frozen=True)
+class Resolved:
+    """A run's settings and parameters, every layer applied."""
+
+    profile: Profile
+    settings: CompileSettings
+    # Every pipeline parameter, typed, as the run will use it.
+    params: dict[str, Any]
+    # Only the parameters a flag or --param set: what a submission sends (the template's
+    # defaults are the rest).
+    overrides: dict[str, Any]
+    # The compile settings the environment and the flags asked for: a template that differs
+    # in one of them is stale.
+    asked: dict[str, Any]
+    # The profile's settings for its own model that another base_model replaced by the
+    # defaults (the embedded row's tiny-model learning rate, lengths and batch).
+    real_defaults_used: dict[str, Any]
+
+
+def resolve(
+    *, profile: str | None = None, settings: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None, param_pairs: Sequence[str] = (),
+    env: Mapping[str, str] | None = None, base: Mapping[str, Any] | None = None,
+    default_profile: str = DEFAULT_PROFILE,
+) -> Resolved:
+    """Defaults < profile < `base` < environment (DOLLY_LORA_*) < flags (`profile`, `settings`,
+    `params`) < --param (`param_pairs`, "name=value").
+
+    `base` is a flat dict of compile settings, e.g. those a template was compiled with; it
+    counts only for the profile it was compiled with (another profile brings its own machine),
+    except its image. The profile is the flag's, else the environment's, else `base`'s, else
+    `default_profile`. The parameters' defaults are the config's, the profile's over them, and
+    the hourly price of the machine and capacity the settings give (where the price table has
+    one). One InputError names every bad value."""
+    from components.common.config import PipelineConfig, build, parameter_defaults
+
+    asked_flags = {k: v for k, v in (settings or {}).items() if v is not None}
+    if profile:
+        asked_flags["profile"] = profile
+    from_env = from_environment(env)
+    base = dict(base or {})
+    name = asked_flags.get("profile") or from_env.get("profile") or base.get("profile") \
+        or default_profile
+    row = profile_named(name)
+    if base.get("profile", DEFAULT_PROFILE) != name:
+        base = {k: v for k, v in base.items() if k == "image"}
+    if name in _OLD_PROFILE_NAMES and base.get("model_display_name") == _OLD_PROFILE_NAMES[name]:
+        del base["model_display_name"]
+    merged = {**row.settings, **base, **from_env, **asked_flags, "profile": name}
+    training = {k: v for k, v in merged.items() if k in TrainingJobSpec.model_fields}
+    top = {k: v for k, v in merged.items() if k not in TrainingJobSpec.model_fields}
+    try:
+        compiled = CompileSettings(**top, training=TrainingJobSpec(**training))
+    except ValidationError as exc:
+        raise validation_error(exc, "settings") from None
+
+    given = {**(params or {}), **parse_pairs(param_pairs)}
+    profile_params, replaced = row.params_for(given.get("base_model"))
+    defaults = parameter_defaults()
+    values = {**defaults, **profile_params}
+    price = hourly_price(compiled.training.machine_type, compiled.training.capacity)
+    if price is not None:
+        values["gpu_hourly_usd"] = price
+    typed = build(PipelineConfig, {**values, **given}).model_dump()
+    return Resolved(
+        profile=row, settings=compiled, params=typed,
+        overrides={k: typed[k] for k in given},
+        asked={**from_env, **{k: v for k, v in asked_flags.items() if v}},
+        real_defaults_used={k: defaults[k] for k in replaced if k not in given},
+    )
+
+
+def parse_pairs(pairs: Sequence[str]) -> dict[str, str]:
+    """`["a=1", "b=x=y"]` -> `{"a": "1", "b": "x=y"}`, refusing names the pipeline lacks."""
+    import difflib
+
+    from components.common.config import PipelineConfig
+
+    known = list(PipelineConfig.model_fields)
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise InputError(f"--param {pair!r} is not name=value; e.g. --param max_steps=20")
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else "; see `submit params`"
+            raise InputError(f"unknown pipeline parameter {name!r}{hint}")
+        out[name] = value
+    return out
 
 # kfp's lightweight-component command ends with this line; `sh -ec` would keep Python as its
 # child, and a container runtime's SIGTERM (Spot preemption, a shutdown) goes to PID 1 only.

@@ -143,8 +143,8 @@ def lora_pipeline(
         cost_estimate: The pre-run cost estimate `submit` computed (JSON; '' = none), shown in the report next
             to what the run really took.
         gpu_hourly_usd: Price of one hour of a GPU step's machine, for the cost estimate and the report
-            (compiled from the price table for the profile's machine and capacity; g2-standard-8 + 1
-            L4 on demand is $0.85362/h in us-central1; set your own rate).
+            (compiled from the price table for the profile's machine and capacity; set your own
+            rate).
         export_dtype: Weights of the merged model: bfloat16 (what vLLM serves on an L4), float32, or auto =
             the fine-tune's precision (bf16 on a GPU; fp32 on CPU, so a CPU-trained model answers
             exactly what was evaluated).

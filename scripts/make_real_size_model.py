@@ -42,7 +42,7 @@ def build(out: Path, base_model: str = "google/gemma-3-1b-it", layers: int = 2,
     import torch
     from transformers import AutoTokenizer, Gemma3ForCausalLM, GenerationConfig
 
-    from pipelines.gemma3 import text_config
+    from planning.gemma3 import text_config
 
     out.mkdir(parents=True, exist_ok=True)
     probe = text_config(base_model, layers)

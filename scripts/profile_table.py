@@ -3,17 +3,19 @@
     uv run python scripts/profile_table.py
 
 Per profile: model and precision, machine and GPUs, batch (per GPU x accumulation x processes),
-memory of one GPU by the arithmetic (pipelines/memory.py) against its budget, training speed (and
+memory of one GPU by the arithmetic (planning/memory.py) against its budget, training speed (and
 whether measured or estimated), the machine's price on demand and on Spot, and the estimated cost
-of one epoch of Dolly-15k with the whole pipeline (cli/cost.py, the same estimate `submit` prints).
+of one epoch of Dolly-15k with the whole pipeline (planning/cost.py, the same estimate `submit` prints).
 """
 
 from __future__ import annotations
 
-from cli import cost
 from components.common.config import parameter_defaults
-from pipelines.memory import budget
-from pipelines.resources import PROFILES, THROUGHPUT, hourly_price
+from planning import cost
+from planning.memory import budget
+from planning.prices import hourly_price
+from planning.profiles import GPU_PROFILES
+from planning.throughput import THROUGHPUT
 
 
 def table() -> str:
@@ -23,7 +25,7 @@ def table() -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     tokens = cost.data_tokens(parameter_defaults())
-    for p in PROFILES.values():
+    for p in GPU_PROFILES.values():
         t = THROUGHPUT[(p.name, p.accelerator_type)]
         q = {"nf4": "QLoRA (NF4)", "none": "LoRA bf16"}[p.params["quantization"]]
         if p.processes > 1:

@@ -418,13 +418,15 @@ class ReportConfig(RunNameField, TrackingConfig):
         description="The pre-run cost estimate `submit` computed (JSON; '' = none), shown in the "
         "report next to what the run really took.",
     )
+    # planning.prices' g2-standard-8 on demand: a step imports nothing outside components/, so
+    # the number is repeated here and tests/unit/test_profiles.py keeps the two equal.
     gpu_hourly_usd: float = Field(
         0.85362,
         ge=0.0,
         le=1000.0,
         description="Price of one hour of a GPU step's machine, for the cost estimate and the "
-        "report (compiled from the price table for the profile's machine and capacity; "
-        "g2-standard-8 + 1 L4 on demand is $0.85362/h in us-central1; set your own rate).",
+        "report (compiled from the price table for the profile's machine and capacity; set your "
+        "own rate).",
     )
 
 
@@ -515,51 +517,3 @@ def build(model: type[BaseModel], values: dict[str, Any]) -> Any:
         return model(**{k: v for k, v in values.items() if k in fields})
     except ValidationError as exc:
         raise validation_error(exc) from None
-
-
-# The embedded default: what `submit --local` runs with no cloud, GPU or network. A tiny Gemma 3
-# and the shipped Dolly sample; the training knobs are sized so the whole DAG takes a few minutes
-# on 2 CPU cores. It shows the machinery; quality comes from the real model on a GPU.
-EMBEDDED_MODEL = "embedded://tiny-gemma3"
-EMBEDDED_DEFAULT: dict[str, Any] = {
-    "base_model": EMBEDDED_MODEL,
-    "dataset": "embedded://dolly-15k-sample.jsonl",
-    "max_seq_len": 512,
-    "val_fraction": 0.1,
-    # 0.15 of the sample's ~210 usable rows is ~32 test rows: just above gate_min_rows, so the
-    # demo's gate decides (and register-model runs) instead of answering "not enough rows".
-    "test_fraction": 0.15,
-    "learning_rate": 3e-3,
-    "warmup_ratio": 0.05,
-    "max_steps": 60,
-    "per_device_train_batch_size": 8,
-    "gradient_accumulation_steps": 1,
-    "logging_steps": 5,
-    "eval_steps": 20,
-    # With --checkpoint-uri: a checkpoint every 5 of the 60 steps (~0.2 s each), so a run
-    # killed at any point past step 5 resumes instead of starting over.
-    "save_steps": 5,
-    "max_new_tokens": 48,
-}
-# The embedded values that only make sense for the tiny model (a learning rate 15x the real one,
-# short sequences and answers, no gradient accumulation). With any other base_model they would
-# silently mistune it (measured on a real 268M Gemma 3: first-step grad norm 46.8 vs 3.4), so
-# `local_profile` takes these from the real defaults instead.
-TINY_MODEL_SETTINGS: tuple[str, ...] = (
-    "max_seq_len", "learning_rate", "warmup_ratio", "per_device_train_batch_size",
-    "gradient_accumulation_steps", "max_new_tokens",
-)
-
-
-def local_profile(base_model: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(`submit --local` starting values, the real defaults it used instead of the tiny model's).
-
-    With the embedded model (or no base_model given): the whole embedded default. With a real
-    base_model: the embedded default's data and run length, but every tiny-model setting from
-    the real defaults; the second dict names those, so the CLI can say which were used."""
-    if not base_model or base_model == EMBEDDED_MODEL:
-        return dict(EMBEDDED_DEFAULT), {}
-    defaults = parameter_defaults()
-    real = {k: defaults[k] for k in TINY_MODEL_SETTINGS}
-    profile = {k: v for k, v in EMBEDDED_DEFAULT.items() if k not in TINY_MODEL_SETTINGS}
-    return {**profile, **real, "base_model": base_model}, real

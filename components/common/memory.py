@@ -5,7 +5,7 @@ step fits. Logits over the whole batch cost tokens x vocabulary x ~12 bytes (the
 copy, the log-softmax): 16 rows x 1,024 tokens is 48 GiB. So every step that runs the model
 scores the vocabulary in tiles (TRL's chunked log-probability kernel) and the fine-tune step
 picks the plain loss only where its full logits are smaller than those tiles. The same formulas
-size the profiles before a run (`pipelines/memory.py`, `submit --dry-run`) and bound the
+size the profiles before a run (`planning/memory.py`, `submit --dry-run`) and bound the
 real-size tests. Bytes throughout; `d` is the compute dtype's size (4 on CPU, 2 in bf16).
 
 Per decoder layer, the largest transient of a forward pass without gradients is the MLP's three
@@ -36,7 +36,7 @@ FULL_LOGITS_BYTES = 12
 
 @dataclass(frozen=True)
 class ModelShape:
-    """What the arithmetic needs of a decoder-only model (pipelines.gemma3.Text is one)."""
+    """What the arithmetic needs of a decoder-only model (planning.gemma3.Text is one)."""
 
     hidden: int
     layers: int

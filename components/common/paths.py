@@ -48,3 +48,15 @@ def storage_uri(path: str) -> str:
     """Where an artifact lives for services outside the container: Vertex mounts gs://b/x at
     /gcs/b/x, and the Model Registry wants the gs:// form; local paths stay as they are."""
     return "gs://" + path[len("/gcs/"):] if path.startswith("/gcs/") else path
+
+
+def looks_like_hub_id(source: str) -> bool:
+    """`owner/name` with no file extension and no local file of that name."""
+    parts = source.split("/")
+    return (
+        len(parts) == 2
+        and all(parts)
+        and not source.endswith((".json", ".jsonl"))
+        and not source.startswith((".", "/", "~"))
+        and not Path(source).exists()
+    )

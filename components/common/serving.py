@@ -115,3 +115,11 @@ def chat_answer(response: Any) -> str:
 def label_value(value: str) -> str:
     """A Vertex label value: lowercase letters, digits, '-', '_', at most 63 characters."""
     return re.sub(r"[^a-z0-9_-]", "-", str(value).lower())[:63]
+
+
+def display_name_for(base_model: str | None) -> str:
+    """`google/gemma-3-1b-it` -> `dolly-lora-gemma-3-1b-it`: one registry model per base model,
+    so adapters of different bases never become versions of one entry."""
+    name = (base_model or "model").rstrip("/").rsplit("/", 1)[-1].removeprefix("embedded:")
+    slug = re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-") or "model"
+    return f"dolly-lora-{slug}"[:128]

@@ -27,6 +27,10 @@ from components.common.config import DeployConfig
 from components.common.errors import InputError
 from components.common.serving import label_value
 
+# What the CLI may call: the step's public entry points (tests/unit/test_layout.py).
+__all__ = ["DeployFailed", "DeployTarget", "deploy", "endpoint_resource_name",
+           "planned_requests", "run_deploy", "undeploy"]
+
 MODEL_NAME = re.compile(
     r"^projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)/models/(?P<id>[^/@]+)"
     r"(@(?P<version>[^/@]+))?$"
@@ -45,7 +49,7 @@ class DeployTarget:
     project: str
     region: str
     model: str  # a model version: ID, ID@VERSION or its resource name
-    # The machine: pipelines/resources.py SERVING_MACHINE (the one place machines are named).
+    # The machine: pipelines/machines.py SERVING_MACHINE (planning/machines.py describes it).
     machine_type: str
     accelerator_type: str
     accelerator_count: int

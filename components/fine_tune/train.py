@@ -41,6 +41,9 @@ from components.common.results import METRICS_FILE, AdapterModel, TrainMetrics, 
 from components.common.tracking import DummyRun, scoped_env
 from components.fine_tune import checkpointing
 
+# What the CLI may call: the step's public entry points (tests/unit/test_layout.py).
+__all__ = ["check", "run_fine_tune"]
+
 
 def to_prompt_completion(rows: list[dict[str, Any]]) -> Any:
     """Chat rows -> TRL's conversational prompt/completion format (completion-only loss)."""
@@ -491,6 +494,20 @@ def keep_best(trainer: Any, best: Any, model: Any) -> dict[str, Any]:
         best.restore(model)
         return {"eval_loss": best.best_loss, "final_eval_loss": final, "kept_step": best.best_step}
     return {"eval_loss": final, "final_eval_loss": final, "kept_step": step}
+
+
+def check(cfg: TrainConfig) -> None:
+    """The step's checks that need neither the data nor the model, writing nothing: the base
+    model's embedded:// name, bf16 on this machine (the local runner trains here), and the
+    checkpoint bucket's access (a missing bucket fails before any step runs)."""
+    from components.common.paths import resolve_embedded
+
+    resolve_embedded(cfg.base_model)
+    if cfg.bf16 == "true":
+        bf16_enabled(cfg.bf16)
+    if cfg.checkpoint_uri:
+        checkpointing.CheckpointStore(
+            checkpointing.task_prefix(cfg.checkpoint_uri, cfg.run_name)).check_access()
 
 
 def run_fine_tune(

@@ -11,55 +11,19 @@ Prompts are the test split's instructions (with their context) by default, or a 
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from components.common.config import GenerationConfig, InferenceConfig
-from components.common.dolly import user_content
-from components.common.errors import InputError
 from components.common.generation import generate, prompt_text
+from components.common.jsonl import load_prompts
 from components.common.memory import peak_memory
 from components.common.results import Predictions
 from components.common.serving import chat_messages
-from components.common.storage import read_bytes
 
-
-def load_prompts(prompts_uri: str, test_rows: list[dict[str, Any]]) -> list[str]:
-    """User prompts from a JSONL file (field `prompt`), or from the test split when none given."""
-    if not prompts_uri:
-        return [user_content(r["instruction"], r["context"]) for r in test_rows]
-    prompts = []
-    try:
-        text = read_bytes(prompts_uri).decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputError(
-            f"prompts_uri {prompts_uri} is not UTF-8 text; give a JSONL file of "
-            '{"prompt": "..."} objects'
-        ) from None
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
-            raise InputError(
-                f"prompts_uri {prompts_uri} line {n} is not JSON; give one object per line like "
-                '{"prompt": "..."}'
-            ) from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str) or not obj[
-            "prompt"
-        ].strip():
-            raise InputError(
-                f'prompts_uri {prompts_uri} line {n} has no non-empty string "prompt" field; '
-                'write {"prompt": "..."}'
-            )
-        prompts.append(obj["prompt"])
-    if not prompts:
-        raise InputError(f'prompts_uri {prompts_uri} holds no prompts; write {{"prompt": "..."}} '
-                         "lines, or leave prompts_uri empty to use the test split")
-    return prompts
+# What the CLI may call: the step's public entry points (tests/unit/test_layout.py).
+__all__ = ["check", "run_inference"]
 
 
 def infer(
@@ -177,3 +141,9 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def check(cfg: InferenceConfig) -> None:
+    """What the step would refuse minutes in, checked now: its prompts file."""
+    if cfg.prompts_uri:
+        load_prompts(cfg.prompts_uri, [])

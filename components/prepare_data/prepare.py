@@ -30,10 +30,13 @@ from components.common.config import DOLLY_CATEGORIES, DataConfig, normalize_cat
 from components.common.dolly import dedup_key, row_problem, to_messages
 from components.common.errors import InputError
 from components.common.jsonl import write_jsonl
-from components.common.paths import resolve_embedded
+from components.common.paths import looks_like_hub_id, resolve_embedded
 from components.common.results import PreparedData
 from components.common.rows import count_reasons
 from components.common.storage import is_gcs, read_bytes
+
+# What the CLI may call: the step's public entry points (tests/unit/test_layout.py).
+__all__ = ["Prepared", "check", "run_prepare"]
 
 SPLITS = ("train", "validation", "test")
 
@@ -45,18 +48,6 @@ class Prepared:
     source_rows: int
     filtered_rows: int
     stats: dict[str, Any] = field(default_factory=dict)
-
-
-def looks_like_hub_id(source: str) -> bool:
-    """`owner/name` with no file extension and no local file of that name."""
-    parts = source.split("/")
-    return (
-        len(parts) == 2
-        and all(parts)
-        and not source.endswith((".json", ".jsonl"))
-        and not source.startswith((".", "/", "~"))
-        and not Path(source).exists()
-    )
 
 
 def read_jsonl(data: bytes, source: str) -> list[tuple[int, Any]]:
@@ -357,6 +348,17 @@ def _check_enough(
         f"{n_val} validation and {n_test} test row{'s' if n_test != 1 else ''}; use more data"
         + (" or smaller fractions" if n > 1 else "")
     )
+
+
+def check(cfg: DataConfig) -> Prepared:
+    """Every check the step makes, writing nothing: the rows as it would split them. The file's
+    format and rows are checked before the tokenizer (and transformers) loads, so a bad file is
+    refused in about a second."""
+    from components.common.modeling import load_tokenizer
+    from components.common.paths import resolve_embedded
+
+    resolve_embedded(cfg.base_model)  # an unknown embedded:// name, before reading anything
+    return prepare(cfg, tokenizer_loader=lambda: load_tokenizer(cfg.base_model))
 
 
 def run_prepare(

@@ -15,7 +15,6 @@ lineage. Without a project (the local runner) it writes the same record to a loc
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from components.common.results import (
     PreparedData,
     Registration,
 )
-from components.common.serving import container_spec, label_value
+from components.common.serving import container_spec, display_name_for, label_value
 
 LABEL_SOURCE = "dolly-lora"
 
@@ -99,14 +98,6 @@ def upload_kwargs(
         "labels": registry_labels(info),
         "is_default_version": True,
     }
-
-
-def display_name_for(base_model: str | None) -> str:
-    """`google/gemma-3-1b-it` -> `dolly-lora-gemma-3-1b-it`: one registry model per base model,
-    so adapters of different bases never become versions of one entry."""
-    name = (base_model or "model").rstrip("/").rsplit("/", 1)[-1].removeprefix("embedded:")
-    slug = re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-") or "model"
-    return f"dolly-lora-{slug}"[:128]
 
 
 def register_model(

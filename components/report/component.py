@@ -63,8 +63,8 @@ def report(
         cost_estimate: The pre-run cost estimate `submit` computed (JSON; '' = none), shown in the report next
             to what the run really took.
         gpu_hourly_usd: Price of one hour of a GPU step's machine, for the cost estimate and the report
-            (compiled from the price table for the profile's machine and capacity; g2-standard-8 + 1
-            L4 on demand is $0.85362/h in us-central1; set your own rate).
+            (compiled from the price table for the profile's machine and capacity; set your own
+            rate).
     """
     arguments = dict(locals())
     from components.common.step import StepIO, call

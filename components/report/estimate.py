@@ -1,6 +1,6 @@
 """The pre-run cost estimate next to what the run really took.
 
-`submit` computes the estimate before it sends the run (cli/cost.py) and passes it as the
+`submit` computes the estimate before it sends the run (planning/cost.py) and passes it as the
 `cost_estimate` parameter (JSON); this puts each estimated figure beside the measured one, with
 their ratio, so the throughput and price tables can be corrected from real runs.
 """

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from cli.submit import app
 from pipelines import compiler
-from pipelines.resources import GPU_STEPS, NETWORK_PLACEHOLDER, SERVICE_ACCOUNT_PLACEHOLDER
+from pipelines.machines import GPU_STEPS, NETWORK_PLACEHOLDER, SERVICE_ACCOUNT_PLACEHOLDER
 from tests.cli.vertex_fakes import IMAGE, Captured
 
 WHERE = ["--project", "my-proj", "--region", "us-central1",

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from cli.submit import app
 from pipelines import compiler
-from pipelines.resources import PROFILES
+from planning.profiles import GPU_PROFILES as PROFILES
 from tests.cli.vertex_fakes import IMAGE, Captured
 
 WHERE = ["--project", "my-proj", "--region", "us-central1",

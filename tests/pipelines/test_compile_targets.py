@@ -18,8 +18,8 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from components.common.errors import InputError
 from pipelines import compiler
-from pipelines.resources import GPU_STEPS, NETWORK_PLACEHOLDER, SERVICE_ACCOUNT_PLACEHOLDER
-from pipelines.settings import CompileSettings, exec_python
+from pipelines.machines import GPU_STEPS, NETWORK_PLACEHOLDER, SERVICE_ACCOUNT_PLACEHOLDER
+from pipelines.settings import CompileSettings, exec_python, resolve
 
 IMAGE = "us-central1-docker.pkg.dev/p-1/repo/trainer@sha256:" + "0f" * 32
 
@@ -67,7 +67,7 @@ def test_every_gpu_step_is_a_custom_job_running_as_the_pipeline_identity(templat
 
 def test_evaluate_and_inference_share_the_training_capacity(tmp_path: Path) -> None:
     path = compiler.compile_pipeline(
-        tmp_path / "spot.yaml", CompileSettings.load({"capacity": "SPOT", "image": IMAGE}, env={}))
+        tmp_path / "spot.yaml", resolve(settings={"capacity": "SPOT", "image": IMAGE}, env={}).settings)
     [spec] = documents(path)
     for step in GPU_STEPS:
         params = component_of(spec, step)["inputDefinitions"]["parameters"]
@@ -156,7 +156,7 @@ def test_kfp_target_is_plain_kubernetes(templates) -> None:
 
 def test_pd_balanced_is_refused_at_compile_time() -> None:
     with pytest.raises(InputError, match="boot_disk_type"):
-        CompileSettings.load({"boot_disk_type": "pd-balanced"}, env={})
+        resolve(settings={"boot_disk_type": "pd-balanced"}, env={})
 
 
 def test_stamp_records_settings_source_and_commit(templates) -> None:

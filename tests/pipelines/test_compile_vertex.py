@@ -10,8 +10,8 @@ import yaml
 
 from components.common.errors import InputError
 from pipelines import compiler
-from pipelines.resources import TrainingJobSpec
-from pipelines.settings import CompileSettings
+from pipelines.machines import TrainingJobSpec
+from pipelines.settings import CompileSettings, resolve
 
 DIGEST_IMAGE = "europe-west4-docker.pkg.dev/p-1/repo/trainer@sha256:" + "0f" * 32
 
@@ -105,15 +105,15 @@ def test_bigger_machine(tmp_path: Path) -> None:
 ])
 def test_bad_settings(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(InputError, match=message):
-        CompileSettings.load(overrides, env={})
+        resolve(settings=overrides, env={})
 
 
 def test_settings_env_and_override_order() -> None:
     env = {"DOLLY_LORA_MACHINE_TYPE": "g2-standard-12", "DOLLY_LORA_CAPACITY": "SPOT"}
-    s = CompileSettings.load({"capacity": "FLEX_START"}, env=env)
+    s = resolve(settings={"capacity": "FLEX_START"}, env=env).settings
     assert s.training.machine_type == "g2-standard-12"
     assert s.training.capacity == "FLEX_START"
-    assert CompileSettings.load(env={}).training == TrainingJobSpec()
+    assert resolve(env={}).settings.training == TrainingJobSpec()
 
 
 def test_register_gets_vertex_placeholders_as_arguments(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ def test_the_smoke_config_fits_the_packed_cpu_kernel_like_the_real_sizes():
     """On a CPU with AVX-512 BF16 the smoke QLoRA run takes bitsandbytes' packed 4-bit kernel
     for every layer, as a real Gemma 3 would, not only the fallback for misfit layers."""
     from components.common.modeling import packed_cpu_kernel_refusal
-    from pipelines.gemma3 import Text
+    from planning.gemma3 import Text
 
     c = gpu_lora.text_config("google/gemma-3-4b-it", True)
     text = Text(hidden=c.hidden_size, layers=c.num_hidden_layers, vocab=c.vocab_size,

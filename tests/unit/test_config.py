@@ -2,10 +2,26 @@
 
 import pytest
 
-from cli.params import parse_overrides, resolve_parameters
-from components.common.config import EMBEDDED_DEFAULT, PipelineConfig, build, parameter_defaults
+from components.common.config import PipelineConfig, build, parameter_defaults
 from components.common.errors import InputError
 from components.common.modeling import check_target_modules, linear_module_names
+from pipelines.settings import parse_pairs as parse_overrides
+from pipelines.settings import resolve
+from planning.profiles import LOCAL_PROFILE, PROFILES
+
+EMBEDDED_DEFAULT = PROFILES[LOCAL_PROFILE].params
+
+
+def resolve_parameters(profile, pairs):
+    """Defaults < the profile whose params are `profile` < --param pairs."""
+    [name] = [n for n, p in PROFILES.items() if p.params == profile]
+    return resolve(profile=name, param_pairs=pairs, env={}).params
+
+
+def local_parameters(real_defaults, pairs, run_id):
+    r = resolve(default_profile="default" if real_defaults else LOCAL_PROFILE,
+                params={"run_name": run_id}, param_pairs=pairs, env={})
+    return r.params, r.real_defaults_used
 
 
 def test_defaults_are_the_real_job():
@@ -66,8 +82,6 @@ def test_mis_cased_categories_are_normalised_to_dollys():
 
 
 def test_a_real_base_model_locally_gets_the_real_defaults_not_the_tiny_ones():
-    from cli.params import local_parameters
-
     tiny, none = local_parameters(False, [], "r")
     assert tiny["learning_rate"] == 3e-3 and none == {}
     real, used = local_parameters(False, ["base_model=org/real-model", "max_new_tokens=64"], "r")

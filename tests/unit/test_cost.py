@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from cli import cost
 from components.common.config import DataConfig, parameter_defaults
 from components.common.errors import InputError
 from components.prepare_data.prepare import prepare
+from planning import cost
 from tests.conftest import write_jsonl
 
 
@@ -33,7 +33,7 @@ def test_default_profile_estimate_equals_hand_arithmetic():
     assert est.usd == pytest.approx(0.3692, abs=5e-5)
     text = "\n".join(est.lines())
     for part in ("g2-standard-8 with 1 x NVIDIA_L4", "on demand", "2,700,000", "$0.37",
-                 "estimated (pipelines/throughput.py)", "7,563 tokens/s"):
+                 "estimated (planning/throughput.py)", "7,563 tokens/s"):
         assert part in text
 
 

@@ -11,17 +11,14 @@ import yaml
 
 from components.common.config import parameter_defaults
 from components.common.errors import InputError
-from pipelines import throughput
-from pipelines.gemma3 import GEMMA3
-from pipelines.memory import budget, plan
-from pipelines.resources import (
-    GPU_STEPS,
-    PROFILES,
-    THROUGHPUT,
-    Capacity,
-    hourly_price,
-)
-from pipelines.settings import CompileSettings
+from pipelines.machines import GPU_STEPS, Capacity
+from pipelines.settings import CompileSettings, resolve
+from planning import throughput
+from planning.gemma3 import GEMMA3
+from planning.memory import budget, plan
+from planning.prices import hourly_price
+from planning.profiles import GPU_PROFILES as PROFILES
+from planning.throughput import THROUGHPUT
 
 # keras-team/keras-hub gemma3_presets.py, text-only models (vocabulary 262,144).
 KERAS_HUB_TEXT_PARAMS = {
@@ -110,23 +107,23 @@ def test_prices_by_capacity():
 
 
 def test_profile_then_environment_then_flags():
-    s = CompileSettings.load({"profile": "4b-lora-4xl4"}, env={})
+    s = resolve(settings={"profile": "4b-lora-4xl4"}, env={}).settings
     assert (s.training.machine_type, s.training.accelerator_count) == ("g2-standard-48", 4)
     assert s.model_display_name == ""  # named at run time after the base model
-    s = CompileSettings.load({"profile": "4b-lora-4xl4"},
+    s = resolve(settings={"profile": "4b-lora-4xl4"},
                              env={"DOLLY_LORA_MACHINE_TYPE": "g2-standard-96",
-                                  "DOLLY_LORA_ACCELERATOR_COUNT": "8"})
+                                  "DOLLY_LORA_ACCELERATOR_COUNT": "8"}).settings
     assert (s.training.machine_type, s.training.accelerator_count) == ("g2-standard-96", 8)
-    s = CompileSettings.load({"machine_type": "g2-standard-24", "accelerator_count": 2},
+    s = resolve(settings={"machine_type": "g2-standard-24", "accelerator_count": 2},
                              env={"DOLLY_LORA_PROFILE": "4b-lora-4xl4",
-                                  "DOLLY_LORA_MACHINE_TYPE": "g2-standard-96"})
+                                  "DOLLY_LORA_MACHINE_TYPE": "g2-standard-96"}).settings
     assert s.profile == "4b-lora-4xl4" and s.training.machine_type == "g2-standard-24"
     # A template compiled for one profile does not lend its machine to another.
-    old = CompileSettings.load({"profile": "4b-lora-4xl4", "image": "r.io/p/i:1"}, env={}).flat()
-    s = CompileSettings.load({"profile": "12b-qlora"}, env={}, base=old)
+    old = resolve(settings={"profile": "4b-lora-4xl4", "image": "r.io/p/i:1"}, env={}).settings.flat()
+    s = resolve(settings={"profile": "12b-qlora"}, env={}, base=old).settings
     assert s.training.machine_type == "g2-standard-8" and s.image == "r.io/p/i:1"
     with pytest.raises(InputError, match="unknown profile 'huge'; choose from default"):
-        CompileSettings.load({"profile": "huge"}, env={})
+        resolve(settings={"profile": "huge"}, env={})
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +133,7 @@ def compiled(tmp_path_factory):
     out = {}
     for name in PROFILES:
         path = compile_pipeline(tmp_path_factory.mktemp(name) / "t.yaml",
-                                CompileSettings.load({"profile": name}, env={}))
+                                resolve(settings={"profile": name}, env={}).settings)
         out[name] = (yaml.safe_load(path.read_text()), read_stamp(path))
     return out
 
@@ -175,3 +172,47 @@ def test_the_readme_shows_the_profile_table_as_the_tables_are():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert "## Bigger models" in readme
     assert table() in readme, "regenerate it: uv run python scripts/profile_table.py"
+
+
+def test_each_gpu_machine_is_described_once_and_training_serving_and_prices_read_it():
+    from pipelines.machines import SERVING_MACHINE, STEP_MACHINES, TrainingJobSpec
+    from planning.machines import G2_MACHINES, G2_STANDARD_8
+    from planning.prices import MACHINE_PRICES
+    from planning.profiles import PROFILES as ALL_PROFILES
+
+    assert SERVING_MACHINE is G2_STANDARD_8 is ALL_PROFILES["default"].machine
+    assert all(p.machine is G2_MACHINES[p.machine_type] for p in ALL_PROFILES.values())
+    job = TrainingJobSpec()
+    assert {"machine_type": job.machine_type, "accelerator_type": job.accelerator_type,
+            "accelerator_count": job.accelerator_count} == G2_STANDARD_8.machine_spec()
+    gpu = STEP_MACHINES["fine-tune"]
+    assert (gpu.cpu, gpu.memory, gpu.accelerator_type, gpu.accelerator_count) == (
+        G2_STANDARD_8.cpu, G2_STANDARD_8.memory, "NVIDIA_L4", 1)
+    assert {machine for machine, _ in MACHINE_PRICES} <= set(G2_MACHINES)
+    # The one price of the default machine: the table's, which the config's default repeats.
+    assert parameter_defaults()["gpu_hourly_usd"] == hourly_price(SERVING_MACHINE.machine_type,
+                                                                   "STANDARD")
+
+
+def test_the_embedded_default_is_a_row_and_another_model_gets_the_real_defaults():
+    from planning.profiles import LOCAL_PROFILE
+    from planning.profiles import PROFILES as ALL_PROFILES
+
+    row = ALL_PROFILES[LOCAL_PROFILE]
+    assert row.params["base_model"] == "embedded://tiny-gemma3" and row.fit is None
+    r = resolve(default_profile=LOCAL_PROFILE, param_pairs=["base_model=org/real"], env={})
+    assert r.params["learning_rate"] == parameter_defaults()["learning_rate"]
+    assert set(r.real_defaults_used) == set(row.model_settings)
+    assert r.params["max_steps"] == row.params["max_steps"]
+
+
+def test_precedence_defaults_profile_environment_flags_param():
+    env = {"DOLLY_LORA_PROFILE": "4b-qlora", "DOLLY_LORA_CAPACITY": "SPOT"}
+    r = resolve(env=env)
+    assert r.profile.name == "4b-qlora" and r.params["quantization"] == "nf4"
+    assert r.params["gpu_hourly_usd"] == hourly_price("g2-standard-8", "SPOT")
+    r = resolve(profile="default", settings={"capacity": "STANDARD"},
+                params={"max_steps": 7}, param_pairs=["max_steps=9"], env=env)
+    assert r.profile.name == "default" and r.settings.training.capacity == "STANDARD"
+    assert r.params["max_steps"] == 9 and r.overrides == {"max_steps": 9}
+    assert r.asked == {"profile": "default", "capacity": "STANDARD"}

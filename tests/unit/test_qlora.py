@@ -109,7 +109,7 @@ def test_every_real_gemma3_text_layer_fits_the_packed_cpu_kernel():
     bitsandbytes' fast CPU kernel. (The 4B/12B SigLIP tower's 4304-wide MLP would not; it runs
     only on images, and the guard covers it the same way.)"""
     from components.common.modeling import packed_cpu_kernel_refusal
-    from pipelines.gemma3 import GEMMA3
+    from planning.gemma3 import GEMMA3
 
     for name, arch in GEMMA3.items():
         for layer, (k, n) in arch.text.linear_shapes.items():
@@ -209,7 +209,7 @@ def test_an_adapter_without_quantization_loads_in_full_precision(tmp_path):
 @pytest.mark.gpu
 def test_nf4_base_takes_a_fraction_of_the_bf16_memory_on_a_gpu():
     """On a CUDA GPU: the NF4 base of a Gemma 3 architecture with 1152-wide layers holds its
-    Linear weights in ~0.52 byte/param against 2 in bf16 (pipelines/memory.py's arithmetic)."""
+    Linear weights in ~0.52 byte/param against 2 in bf16 (planning/memory.py's arithmetic)."""
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
     import tempfile

@@ -3,7 +3,7 @@ and hidden size (two layers, random weights, built here), against the memory ari
 
 Each phase runs in a process of its own (`tests/real_size_probe.py`), which measures its peak
 resident memory above what it held when the phase began. The arithmetic
-(`components.common.memory`) must cover it, within the 10% that pipelines/memory.py allows the
+(`components.common.memory`) must cover it, within the 10% that planning/memory.py allows the
 estimate as its own margin of error, and must not be vacuous: the phase uses at least half of it.
 The full-logits path these phases replaced would need 48 GiB for the scoring batch below, on a
 24 GiB machine.

@@ -11,7 +11,7 @@ from tests.unit.test_report import run_data  # noqa: F401 - fixture
 
 ESTIMATE = {"profile": "default", "train_tokens": 2_000_000, "train_tokens_per_s": 7563.0,
             "train_seconds": 264.4, "gpu_seconds": 3600.0, "usd": 0.8536,
-            "throughput_basis": "estimated (pipelines/throughput.py): ..."}
+            "throughput_basis": "estimated (planning/throughput.py): ..."}
 
 
 def test_estimate_and_actual_side_by_side_with_their_ratio():

@@ -19,8 +19,10 @@ NVIDIA L4 datasheet: 121 TFLOP/s dense bf16 (242 with sparsity), 300 GB/s GDDR6.
 
 from __future__ import annotations
 
-from pipelines.gemma3 import GEMMA3
-from pipelines.memory import NF4_BYTES
+from dataclasses import dataclass
+
+from planning.gemma3 import GEMMA3
+from planning.memory import NF4_BYTES
 
 PEAK_BF16 = {"NVIDIA_L4": 121e12}
 BANDWIDTH = {"NVIDIA_L4": 300e9}
@@ -45,3 +47,32 @@ def generate_tokens_per_s(base_model: str, quantization: str, accelerator: str,
     else:
         weight_bytes = arch.params * 2
     return batch * BANDWIDTH[accelerator] * DECODE_EFFICIENCY / weight_bytes
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Training and generation speed of a profile on one machine of its kind (all its GPUs), the
+    billed start of each GPU job, and where the numbers come from."""
+
+    train_tokens_per_s: float
+    generate_tokens_per_s: float  # at generation_batch_size 16
+    startup_s: float  # image pull + reading (and quantizing) the weights, per GPU job
+    basis: str  # "measured: where, when" or "estimated: the arithmetic"
+
+
+_EST = ("estimated (planning/throughput.py): train = MFU {mfu} x 121 TFLOP/s x {gpus} GPU"
+        "{scale} / (4 x {n}B params); generate = 16 x 300 GB/s x 0.5 / {wb} GB of weights; "
+        "startup {startup:.0f} s assumed")
+# Per (profile, GPU).
+THROUGHPUT: dict[tuple[str, str], Throughput] = {
+    ("default", "NVIDIA_L4"): Throughput(7563, 1200, 240, _EST.format(
+        mfu=0.25, gpus=1, scale="", n="1.00", wb="2.00", startup=240)),
+    ("4b-qlora", "NVIDIA_L4"): Throughput(1364, 743, 300, _EST.format(
+        mfu=0.175, gpus=1, scale="", n="3.88", wb="3.23", startup=300)),
+    ("12b-qlora", "NVIDIA_L4"): Throughput(450, 308, 420, _EST.format(
+        mfu=0.175, gpus=1, scale="", n="11.77", wb="7.80", startup=420)),
+    ("4b-lora-4xl4", "NVIDIA_L4"): Throughput(7016, 279, 300, _EST.format(
+        mfu=0.25, gpus=4, scale=" x 0.9 (DDP)", n="3.88", wb="8.60", startup=300)),
+    ("12b-lora-fsdp-4xl4", "NVIDIA_L4"): Throughput(2057, 98, 420, _EST.format(
+        mfu=0.25, gpus=4, scale=" x 0.8 (FSDP)", n="11.77", wb="24.37", startup=420)),
+}

@@ -7,10 +7,10 @@
                       tokens (at most max_new_tokens for each evaluated row twice, base and
                       tuned, and each test row once) / generation tokens/s; plus each GPU
                       job's start-up. Speeds from the throughput table
-                      per (profile, GPU) in pipelines/resources.py, each marked measured or
+                      per (profile, GPU) in planning/throughput.py, each marked measured or
                       estimated
     price             the machine's hourly price for the capacity kind (on demand / Spot), from
-                      the price table there, or your --param gpu_hourly_usd
+                      planning/prices.py, or your --param gpu_hourly_usd
     cost              GPU hours x price
 
 `submit` prints this before it calls Vertex (`--dry-run` too) and refuses above `--max-cost`;
@@ -61,7 +61,7 @@ class Estimate:
     startup_seconds: float
     gpu_seconds: float
     usd: float
-    # Expected peak GiB of each GPU step (pipelines/memory.py); None: architecture unknown.
+    # Expected peak GiB of each GPU step (planning/memory.py); None: architecture unknown.
     memory_gib: dict[str, float] | None = None
     memory_budget_gib: float | None = None
 
@@ -90,15 +90,15 @@ class Estimate:
 
     def memory_line(self) -> str:
         if not self.memory_gib:
-            return "  GPU memory: architecture not in pipelines/gemma3.py, not estimated"
+            return "  GPU memory: architecture not in planning/gemma3.py, not estimated"
         steps = ", ".join(f"{k} {v:.1f}" for k, v in self.memory_gib.items())
         return (f"  GPU memory, expected peak per GPU: {steps} GiB of the "
                 f"{self.accelerator_type}'s {self.memory_budget_gib:.2f} GiB budget")
 
 
 def _local_file(ref: str) -> bool:
+    from components.common.paths import looks_like_hub_id
     from components.common.storage import is_gcs
-    from components.prepare_data.prepare import looks_like_hub_id
 
     return ref.startswith("embedded://") or not (is_gcs(ref) or looks_like_hub_id(ref))
 
@@ -116,25 +116,25 @@ def _tokenizer_here(ref: str) -> bool:
 def data_tokens(params: dict[str, Any]) -> Tokens:
     """One epoch's training tokens, from the data's token statistics (see the module doc)."""
     from components.common.config import DataConfig, build
-    from components.common.modeling import load_tokenizer
     from components.common.paths import EMBEDDED_SCHEME
-    from components.prepare_data.prepare import load_source, prepare
+    from components.prepare_data.prepare import check
 
     cfg: DataConfig = build(DataConfig, params)
     if _local_file(cfg.dataset) and _tokenizer_here(cfg.base_model):
-        splits = prepare(cfg, load_tokenizer(cfg.base_model)).splits
+        splits = check(cfg).splits
         tokens = sum(r["num_tokens"] for r in splits["train"])
         return Tokens(len(splits["train"]), tokens, len(splits["test"]), True,
                       f"the prepare step's token counts of {cfg.dataset} with "
                       f"{cfg.base_model}'s tokenizer, {len(splits['train']):,} train rows")
     sample_cfg = cfg.model_copy(update={"dataset": EMBEDDED_SCHEME + "dolly-15k-sample.jsonl",
                                         "base_model": EMBEDDED_SCHEME + "tiny-gemma3"})
-    sample = prepare(sample_cfg, load_tokenizer(sample_cfg.base_model))
+    sample = check(sample_cfg)
     kept = [r for rows in sample.splits.values() for r in rows]
     per_row = sum(r["num_tokens"] for r in kept) / len(kept)
     share = len(kept) / sample.source_rows  # rows that survive validation, categories, max_seq_len
     if _local_file(cfg.dataset):
-        rows, where = len(load_source(cfg.dataset)), f"the {cfg.dataset} rows counted here"
+        rows = check(cfg.model_copy(update={"base_model": sample_cfg.base_model})).source_rows
+        where = f"the {cfg.dataset} rows counted here"
     elif cfg.dataset == DOLLY_15K:
         rows, where = DOLLY_15K_ROWS, f"{DOLLY_15K}'s {DOLLY_15K_ROWS:,} rows"
     else:
@@ -168,9 +168,10 @@ def throughput_for(profile: str, params: dict[str, Any], accelerator_type: str,
     """(train tokens/s, generate tokens/s, start-up s per job, basis): the profile's row of the
     throughput table when the run is that profile's, else the same arithmetic for what was
     overridden (a known Gemma 3 model), else InputError."""
-    from pipelines import throughput
-    from pipelines.gemma3 import GEMMA3
-    from pipelines.resources import PROFILES, THROUGHPUT
+    from planning import throughput
+    from planning.gemma3 import GEMMA3
+    from planning.profiles import PROFILES
+    from planning.throughput import THROUGHPUT
 
     row = PROFILES[profile]
     same = (all(params.get(k) == row.params[k] for k in ("base_model", "quantization",
@@ -191,7 +192,7 @@ def throughput_for(profile: str, params: dict[str, Any], accelerator_type: str,
     return (throughput.train_tokens_per_s(model, q, accelerator_type, gpus, params["distributed"]),
             throughput.generate_tokens_per_s(model, q, accelerator_type,
                                              params["generation_batch_size"]),
-            300.0, f"estimated (pipelines/throughput.py arithmetic for {model}, {q}, {gpus} GPU)")
+            300.0, f"estimated (planning/throughput.py arithmetic for {model}, {q}, {gpus} GPU)")
 
 
 def estimate(params: dict[str, Any], profile: str, machine_type: str, accelerator_type: str,
@@ -199,8 +200,9 @@ def estimate(params: dict[str, Any], profile: str, machine_type: str, accelerato
              tokens: Tokens | None = None) -> Estimate:
     """The estimate for a run with these parameter values (all of them, as the run will use
     them) on this machine. `price` overrides the price table (the user's gpu_hourly_usd)."""
-    from pipelines.memory import GPU_GIB, budget, gpu_steps_gib
-    from pipelines.resources import GPU_STEPS, PRICE_SOURCE, hourly_price
+    from planning.machines import GPU_STEPS
+    from planning.memory import GPU_GIB, budget, gpu_steps_gib
+    from planning.prices import PRICE_SOURCE, hourly_price
 
     tokens = tokens or data_tokens(params)
     processes = params["num_processes"] or accelerator_count
@@ -240,7 +242,7 @@ def check_memory(est: Estimate) -> None:
     """One line, exit 2, nothing sent, when a GPU step needs more than its GPU has by the memory
     arithmetic: it would run out of memory after the paid steps before it."""
     from components.common.entrypoint import LOWER_IT
-    from pipelines.memory import GPU_GIB
+    from planning.memory import GPU_GIB
 
     usable = GPU_GIB.get(est.accelerator_type)
     for step, gib in (est.memory_gib or {}).items():
@@ -258,39 +260,3 @@ def check_max_cost(est: Estimate, max_cost: float | None) -> None:
             f"GPU hours at ${est.price_per_hour:.4f}/h) is above --max-cost ${max_cost:.2f}; "
             "raise --max-cost, or pick a smaller profile, Spot capacity or fewer max_steps"
         )
-
-
-def for_submission(template: str, values: dict[str, Any], profile: str | None) -> Estimate:
-    """The estimate for submitting `template` with the parameter overrides `values`: the
-    template's stamp says which profile, machine and capacity it was compiled for, its
-    parameter defaults are the profile's; an Artifact Registry template (no local copy) is
-    taken to be `profile` (default: 'default') on its own machine, on demand."""
-    from pathlib import Path
-
-    from cli import vertex
-    from components.common.config import parameter_defaults
-    from pipelines.compiler import read_stamp
-    from pipelines.resources import DEFAULT_PROFILE, PROFILES
-
-    spec = vertex.load_template(template)
-    stamp = None if spec is None else (read_stamp(Path(template)) or {})
-    settings = (stamp or {}).get("settings", {})
-    name = settings.get("profile") or profile or DEFAULT_PROFILE
-    row = PROFILES[name]
-    defaults = {**parameter_defaults(), **row.params}
-    if spec is not None:
-        declared = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
-        defaults.update({k: v["defaultValue"] for k, v in declared.items() if "defaultValue" in v})
-    params = {**defaults, **values}
-    for key in ("num_processes", "max_steps", "per_device_train_batch_size",
-                "gradient_accumulation_steps", "max_seq_len", "eval_max_rows", "max_new_tokens",
-                "generation_batch_size"):
-        params[key] = int(params[key])  # YAML defaults come back as floats
-    return estimate(
-        params, name,
-        machine_type=settings.get("machine_type", row.machine_type),
-        accelerator_type=settings.get("accelerator_type", row.accelerator_type),
-        accelerator_count=int(settings.get("accelerator_count", row.accelerator_count)),
-        capacity=str(settings.get("capacity", "STANDARD")),
-        price=values.get("gpu_hourly_usd"),
-    )

@@ -40,7 +40,7 @@ from components.common.memory import (
     generation_bytes,
     scoring_bytes,
 )
-from pipelines.gemma3 import GEMMA3, Arch
+from planning.gemma3 import GEMMA3, Arch
 
 GIB = 2**30
 NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # codes + 8-bit block scales + fp32 scales of scales
@@ -137,7 +137,7 @@ def inference_gib(base_model: str, quantization: str, lora_r: int, batch: int, s
 def gpu_steps_gib(params: dict, world: int = 1, gpus: int = 1) -> dict[str, float] | None:
     """Expected peak GiB per GPU of every GPU step for these pipeline parameters, with `world`
     training processes on a machine of `gpus` GPUs (None for a base model whose architecture is
-    not in pipelines/gemma3.py)."""
+    not in planning/gemma3.py)."""
     base = params["base_model"]
     if base not in GEMMA3:
         return None
