@@ -61,11 +61,12 @@ RUN --mount=type=secret,id=ca_bundle,required=false \
 COPY README.md compile.py ./
 COPY components ./components
 COPY pipelines ./pipelines
+COPY planning ./planning
 COPY cli ./cli
 RUN --mount=type=secret,id=ca_bundle,required=false \
     if [ -s /run/secrets/ca_bundle ]; then export SSL_CERT_FILE=/run/secrets/ca_bundle; fi \
  && uv sync --locked --no-dev --no-editable --python "$PYTHON_VERSION" \
- && /opt/venv/bin/python -c "import kfp, torch, components.fine_tune.train; \
+ && /opt/venv/bin/python -c "import kfp, torch, components.fine_tune.train, pipelines.lora_pipeline; \
 assert (torch.version.cuda or '').startswith('12.'), \
 f'torch {torch.__version__} is built for CUDA {torch.version.cuda}, not 12.x: it needs a newer \
 driver than the R525+ every L4 host has (docs/vertex.md)'"

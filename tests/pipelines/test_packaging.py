@@ -57,3 +57,17 @@ def test_root_compile_py_is_a_thin_entry_point(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].startswith("error: image: ")
+
+
+def test_the_image_copies_every_package_of_the_wheel() -> None:
+    """The Dockerfile builds the wheel from the folders it copies: a package the wheel lists but
+    the image lacks fails the image build (or, worse, an import on the GPU machine)."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    wheel = tomllib.loads((root / "pyproject.toml").read_text())
+    packages = wheel["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", (root / "Dockerfile").read_text(), re.M))
+    assert set(packages) <= copied, sorted(set(packages) - copied)
