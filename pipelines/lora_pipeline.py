@@ -1,20 +1,10 @@
 """The pipeline: fetch the base model, prepare, fine-tune, evaluate -> gate -> export -> register
 [-> deploy], inference, report.
 
-Each parameter is declared once, as a field of its step's config section
-(`components.common.config`): the components' signatures (`components/<step>/component.py`) and
-the pipeline's flat signature with its `Args:` docstring (`pipelines/signature.py`, the help the
-Vertex console shows beside each parameter) are written from the sections by `pipelines.generate`,
-which `build_pipeline` runs first so a stale file is rewritten, and `wire` hands every component
-exactly the pipeline parameters it declares. This module only says how the artifacts flow and
-where each step runs: the machine from `pipelines.machines`, the image and the target from
-`pipelines.settings.CompileSettings`. `build_pipeline(settings)` makes it for Vertex AI or
-open-source KFP (`compile.py`) or for KFP's local runner (`submit --local`).
-
+This module only says how artifacts flow and where each step runs; parameters are declared once,
+in the config sections, and `wire` hands each component the pipeline parameters it declares.
 Cache keys: a task's inputs are its cache key, so only register-model receives the pipeline job
-name (its registry labels need it). The other steps read the job name from their output paths
-(`components.common.paths.pipeline_job_name`), and a resubmit with caching on reuses the
-fetched model, the data, and the training when nothing they depend on changed.
+name; the other steps read it from their output paths, and a resubmit reuses what did not change.
 """
 
 

@@ -1,15 +1,9 @@
 """Which machine each step runs on, and how each target asks for it.
 
-The GPU steps (fine-tune, evaluate, inference) run on Vertex as Vertex custom jobs described by
-`TrainingJobSpec`, because only a custom job takes an exact machine type, a boot disk, a timeout
-and Spot / FLEX_START capacity (Vertex offers Spot for custom jobs, not for plain pipeline
-tasks); `compile.py` flags only override its fields. The CPU steps are plain tasks whose
-requests (`STEP_MACHINES`) Vertex turns into a machine; the local runner ignores them.
-
-A custom job runs as the service account and in the network of the pipeline job that starts it:
-the job gets gcpc's run-time placeholders for both, which Vertex resolves from the PipelineJob
-(`submit --service-account/--network`). Left empty, the job would run as the Vertex AI Custom
-Code Service Agent, which cannot read the project's secrets or write its bucket.
+GPU steps run on Vertex as custom jobs (`TrainingJobSpec`): only a custom job takes an exact
+machine type, a boot disk, a timeout and Spot capacity. It gets gcpc's placeholders for the
+pipeline job's service account and network; left empty, it would run as the Custom Code Service
+Agent, which cannot read the project's secrets or write its bucket. CPU steps are plain tasks.
 """
 
 from __future__ import annotations

@@ -53,9 +53,8 @@ ENV_TRAINING = {  # env var -> TrainingJobSpec field
 }
 
 
-# The registry names the profile rows used to fix. A template compiled then carries its row's
-# name in its stamp as if it had been asked for; a recompile drops it, so the run names the
-# registry model after its own base model.
+# Registry names that templates compiled before 2026-12-07 carry in their stamp as if asked for;
+# a recompile drops them, so the run names the registry model after its own base model.
 _OLD_PROFILE_NAMES = {
     "default": "dolly-lora-gemma3-1b", "4b-qlora": "dolly-lora-gemma3-4b",
     "12b-qlora": "dolly-lora-gemma3-12b", "4b-lora-4xl4": "dolly-lora-gemma3-4b",

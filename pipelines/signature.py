@@ -157,6 +157,6 @@ def lora_pipeline(
         deploy_min_replicas: Fewest serving machines.
         deploy_max_replicas: Most serving machines.
         deploy: Deploy the registered version to an endpoint on one L4 after the gate passes. Off by
-            default: a deployed L4 costs about $0.85-1/h until undeployed.
+            default: an endpoint bills by the hour until undeployed.
     """
     return dict(locals())

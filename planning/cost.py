@@ -1,20 +1,9 @@
-"""What a run will cost, before it is submitted: training tokens, GPU time, price, dollars.
+"""What a run will cost, before it is submitted: training tokens, GPU hours, price, dollars.
 
-    training tokens   from the data's token statistics: the prepare step's own code run here
-                      when the data and the tokenizer are both on this machine (measured);
-                      otherwise rows x tokens/row of the shipped Dolly sample (an estimate)
-    GPU time          fine-tune: tokens / training tokens/s; evaluate + inference: generated
-                      tokens (at most max_new_tokens for each evaluated row twice, base and
-                      tuned, and each test row once) / generation tokens/s; plus each GPU
-                      job's start-up. Speeds from the throughput table
-                      per (profile, GPU) in planning/throughput.py, each marked measured or
-                      estimated
-    price             the machine's hourly price for the capacity kind (on demand / Spot), from
-                      planning/prices.py, or your --param gpu_hourly_usd
-    cost              GPU hours x price
-
-`submit` prints this before it calls Vertex (`--dry-run` too) and refuses above `--max-cost`;
-the report shows it next to what the run really took.
+Tokens are measured by the prepare step's own code when the data and tokenizer are on this
+machine, otherwise estimated from the shipped Dolly sample; speeds come from
+planning/throughput.py, prices from planning/prices.py. `submit` prints the estimate before it
+calls Vertex and refuses above `--max-cost`; the report shows it beside what the run took.
 """
 
 from __future__ import annotations

@@ -482,7 +482,7 @@ class DagConfig(_Strict):
     deploy: bool = Field(
         False,
         description="Deploy the registered version to an endpoint on one L4 after the gate "
-        "passes. Off by default: a deployed L4 costs about $0.85-1/h until undeployed.",
+        "passes. Off by default: an endpoint bills by the hour until undeployed.",
     )
 
 

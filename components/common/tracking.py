@@ -1,25 +1,9 @@
 """Experiment tracking that never fails a step: W&B, TensorBoard, MLflow, Vertex AI Experiments.
 
-Why a fan-out: teams watch runs where they already look (W&B, Vertex Experiments and Vertex
-TensorBoard, an MLflow server), so the trackers are a choice (`TrackingConfig.trackers`), and each
-step reports through this one module to every tracker chosen. Each tracker is a small backend
-with the same few calls (log, summary, table, reference, html); a backend that cannot be opened or
-fails later warns once and is dropped, and the step goes on. `MultiRun.report()` says which
-trackers received the run; steps put it in their outputs.
-
-- W&B: with no WANDB_API_KEY (and no WANDB_MODE) the run logs offline to disk, never prompting;
-  `WANDB_MODE=disabled` turns it off. One W&B run per step, grouped by pipeline run.
-- TensorBoard: event files under the run's output prefix (`<tracking dir>/tensorboard/<step>`;
-  on Vertex a /gcs/... path, or AIP_TENSORBOARD_LOG_DIR when the custom job has a Vertex
-  TensorBoard), written by torch's SummaryWriter; training curves by HF's TensorBoardCallback.
-- MLflow: one MLflow run per step (tags: pipeline run, step) in the experiment
-  MLFLOW_EXPERIMENT_NAME or "dolly-lora", at `mlflow_tracking_uri`, MLFLOW_TRACKING_URI, or a local
-  SQLite store next to the run. Training metrics come from HF's MLflowCallback.
-- Vertex AI Experiments: fine-tune and evaluate log parameters and headline metrics to one
-  ExperimentRun per pipeline run (named after it) in `vertex_experiment`.
-
-Keys come only from the environment (a git-ignored `.env` locally, Secret Manager on Vertex),
-never from a parameter.
+Teams watch runs where they already look, so each step reports through this one module to every
+tracker in `TrackingConfig.trackers`. A backend that cannot be opened, or fails later, warns once
+and is dropped; the step goes on. Keys come only from the environment (`.env` locally, Secret
+Manager on Vertex), never from a parameter. Where each tracker writes: docs/tracking.md.
 """
 
 from __future__ import annotations

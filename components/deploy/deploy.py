@@ -1,20 +1,11 @@
-"""Deploy a registered model version to a Vertex AI endpoint, replacing what it served only once
-the new version is up; undeploy it again.
+"""Deploy a registered model version to a Vertex AI endpoint, replacing what it served only once the
+new version is up; undeploy it again.
 
-Why by hand-built requests on the GAPIC clients (`google.cloud.aiplatform_v1`) rather than
-`aiplatform.Model.deploy`: `submit deploy --dry-run` prints exactly these requests, and the
-tests capture exactly these. The order makes a bad deploy cost nothing and break nothing:
-
-1. checks, before anything is created: the model version exists in this project and region,
-   has a serving container, and the endpoint (if given) is in the same region and exists;
-2. the endpoint is created when none is given;
-3. DeployModel with `traffic_split {"0": 100}`: the new version takes all traffic only when
-   Vertex has it running and answering its health route; until then the previous version
-   keeps serving (a failed deploy leaves the endpoint as it was);
-4. only then the previous deployed models are undeployed (their traffic is already 0).
-
-An endpoint created in step 2 and left without a model because step 3 failed is deleted again:
-an empty endpoint costs nothing, but it is a leftover nobody asked for.
+Why hand-built GAPIC requests rather than `aiplatform.Model.deploy`: `submit deploy --dry-run`
+prints exactly what is sent, and the tests capture exactly that. The order makes a bad deploy
+cost nothing and break nothing: check everything first, deploy with all traffic to the new
+version only once Vertex has it answering, then undeploy the old ones. An endpoint this call
+created and left empty is deleted again.
 """
 
 from __future__ import annotations

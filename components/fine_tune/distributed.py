@@ -1,17 +1,9 @@
 """Several GPUs in one custom job: one training process per GPU, started by torchrun's launcher.
 
-Why torchrun's Python API (`torch.distributed.launcher.api.elastic_launch`) and not a loop of
-`subprocess.Popen`: it is what `torchrun --standalone --nproc-per-node N` runs. It finds a free
-port for the rendezvous, sets RANK / LOCAL_RANK / WORLD_SIZE / MASTER_ADDR for each worker, streams
-their output, forwards SIGTERM from the step's PID 1 to every worker (which then checkpoints, see
-checkpointing.py) and turns a crashed worker into one error naming its rank. The HF Trainer
-(accelerate) then initialises the process group from those variables: NCCL on GPUs, gloo on CPU.
-
-Data parallel means: every process sees a different slice of every global batch, gradients are
-averaged, and the optimizer step is the same everywhere. The global batch is
-`per_device_train_batch_size x gradient_accumulation_steps x world size`; a profile sets the first
-two so that product stays what one GPU would use (same learning rate, same meaning of a step).
-Only rank 0 writes checkpoints, logs and outputs.
+Why torchrun's Python API (`elastic_launch`) rather than a loop of Popen: it is what `torchrun
+--standalone` runs, so rendezvous, per-rank environment, SIGTERM forwarding and a crashed worker
+named by rank come for free. A profile sets the per-device batch and accumulation so the global
+batch stays what one GPU would use. Only rank 0 writes checkpoints, logs and outputs.
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
-"""Register step: the merged model becomes a new version of one Vertex Model Registry model, with
-a serving container that serves it.
+"""Register step: the merged model becomes a new version of one Vertex Model Registry model, with a
+serving container that serves it.
 
-Why a step of its own, behind the evaluation gate: only a model that beat the base model should
-reach the registry. What it uploads is the export step's merged model (plain bf16 safetensors)
-with Model Garden's prebuilt vLLM container (`components.common.serving`): a version that
-deploys as is. The entry carries the run's lineage as labels (filterable in the console and
-`gcloud ai models list --filter`) and in its version description (the full values): pipeline
-job, base model, dataset split hash, and the evaluation's headline interval. The step's output
-is a `google.VertexModel` artifact, which the console links to the registry entry; its inputs
-(merged model, gate metrics, train split) give the dataset -> training -> model -> registry
-lineage. Without a project (the local runner) it writes the same record to a local JSON file.
+Behind the gate, so only a model that beat its base reaches the registry. The version carries the
+run's lineage as labels and in its description (pipeline job, base model, split hash, interval);
+the `google.VertexModel` output links the console to it. Without a project (the local runner) the
+same record goes to a local JSON file.
 """
 
 from __future__ import annotations
