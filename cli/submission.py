@@ -110,8 +110,23 @@ def vertex_job(opts: Options) -> tuple[Any, dict[str, Any], dict[str, str], Reso
     settings = settings.model_copy(update={"template": template(opts, r)})
     _experiment_note(settings, r)
     checked_template(settings, values, opts.dry_run)
+    show_data_key(str(r.params["dataset"]))
     labels = vertex.job_labels(settings, templates.template_commit(settings.template))
     return settings, values, labels, r
+
+
+def show_data_key(dataset: str) -> str:
+    """The dataset's content key as of now (the data-key step reads it again at every run, so
+    prepare-data and the steps after it rerun only when the data changed)."""
+    from components.prepare_data.data_key import data_key
+
+    try:
+        key = data_key(dataset)
+    except Exception as exc:  # noqa: BLE001 - no credentials here is no reason to refuse
+        key = f"not read here ({str(exc).strip().splitlines()[0][:160] if str(exc) else exc!r})"
+    note(f"data key of {dataset}: {key}; resolved by the data-key step at each run, so "
+         "prepare-data and what follows rerun only when the data changed")
+    return key
 
 
 def _experiment_note(settings: Any, r: Resolved) -> None:

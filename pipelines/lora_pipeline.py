@@ -53,6 +53,7 @@ def step_components() -> dict[str, Any]:
     rewritten file)."""
     return {
         "fetch-base-model": fetch_model.fetch_base_model,
+        "data-key": prepare_data.data_key,
         "prepare-data": prepare_data.prepare_data, "fine-tune": fine_tune.fine_tune,
         "evaluate": evaluation.evaluate, "gate": evaluation.gate,
         "inference": inference.inference, "export": export.export,
@@ -139,7 +140,11 @@ def build_pipeline(settings: CompileSettings) -> Any:
 
         # The only step that reads the HF token: the later ones read its folder.
         base = task("fetch-base-model").outputs["model"]
-        prep = task("prepare-data", base=base)
+        # The data's content key, read at every run (caching off): prepare-data, and with it
+        # every later step, is reused exactly while the data is unchanged.
+        key = task("data-key")
+        key.set_caching_options(False)
+        prep = task("prepare-data", base=base, data_key=key.output)
         splits = {k: prep.outputs[k] for k in ("train", "validation", "test", "rejected")}
         tuned = task("fine-tune", base=base, train=splits["train"],
                      validation=splits["validation"], **gpu).outputs["model"]
