@@ -167,7 +167,7 @@ def build_pipeline(settings: CompileSettings) -> Any:
             # Opt-in: an endpoint costs money every hour it is up.
             with dsl.If(p["deploy"] == True, name="deploy-requested"):  # noqa: E712
                 task("deploy-model", registered_model=registered.outputs["registered_model"],
-                     **SERVING_MACHINE.machine_spec(), **vertex)
+                     **SERVING_MACHINE.machine_spec(), image=settings.image, **vertex)
         for step, t in tasks.items():
             t.set_display_name(step)
             place(t, step, settings)

@@ -184,3 +184,21 @@ def test_deploy_step_without_a_project_records_what_it_would_send(registry, tmp_
     assert done["deployed"] is False and registry.calls == []
     methods = [r["method"].rsplit(".", 1)[-1] for r in done["requests"]]
     assert methods == ["CreateEndpoint", "DeployModel"]
+
+
+def test_deploy_step_plans_its_ttl_schedule_in_the_steps_image(registry, tmp_path) -> None:
+    from components.deploy.deploy import run_deploy
+
+    done = run_deploy(registered={"registry": "local"}, project="", location="", endpoint="",
+                      machine_type="g2-standard-8", accelerator_type="NVIDIA_L4",
+                      accelerator_count=1, min_replicas=1, max_replicas=1,
+                      record_path=str(tmp_path / "deployment.json"), ttl_hours=8,
+                      image="img@sha256:" + "e" * 64)
+    methods = [r["method"].rsplit(".", 1)[-1] for r in done["requests"]]
+    assert methods == ["CreateEndpoint", "CreateSchedule", "DeployModel"]
+    schedule = done["requests"][1]["request"]["schedule"]
+    assert schedule["maxRunCount"] == "1"
+    job = schedule["createPipelineJobRequest"]["pipelineJob"]
+    [executor] = job["pipelineSpec"]["deploymentSpec"]["executors"].values()
+    assert executor["container"]["image"] == "img@sha256:" + "e" * 64
+    assert job["runtimeConfig"]["parameterValues"]["delete_endpoint"] is True
