@@ -13,6 +13,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+__all__ = ["parse_until_label", "ttl_pipeline_spec", "ttl_schedule_request", "ttl_until",
+           "undeploy_after_ttl", "until_label"]
+
 TTL_PIPELINE = "dolly-lora-ttl-undeploy"
 # Any minute after start_time; max_run_count=1 makes it the only run.
 TTL_CRON = "* * * * *"

@@ -413,3 +413,26 @@ def test_the_ttl_run_undeploys_only_its_version_and_deletes_only_an_emptied_endp
     assert undeploy_after_ttl(*args, delete_endpoint=True) == "deleted"
     assert registry.endpoints == {}
     assert undeploy_after_ttl(*args, delete_endpoint=True) == "gone", "already cleaned up: no error"
+
+
+def test_endpoints_lists_this_projects_endpoints_with_cost_age_and_ttl(registry) -> None:
+    import datetime as dt
+
+    soon = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(hours=3)
+    registry.add_endpoint(ENDPOINT, deployed=[("11", f"{MODEL}@3")], display_name="dolly-lora",
+                          labels={"source": "dolly-lora", "ttl-until": f"{soon:%Y%m%dt%H%Mz}"})
+    registry.add_endpoint("projects/my-proj/locations/us-central1/endpoints/8",
+                          labels={"source": "dolly-lora"})  # empty: costs nothing
+    registry.add_endpoint("projects/my-proj/locations/us-central1/endpoints/9",
+                          deployed=[("21", f"{MODEL}@1")])  # not this project's: not listed
+    result = invoke("endpoints")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["endpoint"].rsplit("/", 1)[-1] for r in rows] == ["7", "8"]
+    served, empty = rows
+    assert served["deployed"] == [{"id": "11", "model": f"{MODEL}@3",
+                                   "machine": "g2-standard-8 + 1 x NVIDIA_L4", "replicas": "1-2"}]
+    assert served["replicas"] == 1 and served["hourly_usd"] == pytest.approx(0.85, abs=0.01)
+    assert 2.9 <= served["ttl_hours_left"] <= 3.0 and served["age_hours"] > 0
+    assert empty["hourly_usd"] == 0 and empty["ttl_until"] is None
+    assert "2 endpoint(s), about $0.85/h while deployed" in result.stderr
