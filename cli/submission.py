@@ -101,7 +101,20 @@ def vertex_job(opts: Options) -> tuple[Any, dict[str, Any], dict[str, str], Reso
     from cli import vertex
 
     settings = vertex_settings(opts)
-    r = resolved(opts, "vertex")
+    run_name = None
+    if opts.resume:
+        from cli.resume import resume
+
+        if not opts.dry_run:
+            from cli.failures import require_credentials
+
+            require_credentials("Vertex AI")
+        cont = resume(opts.resume, settings.project, settings.region, opts.run_id or "",
+                      opts.checkpoint_uri or "", opts.dry_run)
+        opts.checkpoint_uri, run_name = cont.checkpoint_uri, cont.run_name
+        note(f"resuming {cont.job}{f' ({cont.state})' if cont.state else ''}: run name "
+             f"{cont.run_name}, checkpoints under {cont.checkpoint_uri}/{cont.run_name}/fine-tune/")
+    r = resolved(opts, "vertex", run_name=run_name)
     values = preflight(opts, r)
     if not opts.dry_run:  # in a second, before build/ is written and aiplatform imported
         from cli.failures import require_credentials

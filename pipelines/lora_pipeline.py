@@ -41,6 +41,7 @@ from pipelines.machines import GPU_STEPS, SERVING_MACHINE, STEP_MACHINES
 from pipelines.settings import CompileSettings, with_image
 
 PIPELINE_NAME = "dolly-lora"
+FINE_TUNE_RETRIES = 2
 # Resolved by Vertex AI Pipelines at run time (the placeholders gcpc uses for its own ops).
 VERTEX_PLACEHOLDERS = {
     "project": "{{$.pipeline_google_cloud_project_id}}",
@@ -171,6 +172,11 @@ def build_pipeline(settings: CompileSettings) -> Any:
         for step, t in tasks.items():
             t.set_display_name(step)
             place(t, step, settings)
+        if settings.target != "local":  # locally a retry would only repeat a deterministic error
+            # A preempted or failed fine-tune is retried in the same job: same run name, so it
+            # continues from its last checkpoint (with checkpoint_uri).
+            tasks["fine-tune"].set_retry(num_retries=FINE_TUNE_RETRIES, backoff_duration="60s",
+                                         backoff_factor=2.0)
 
     # The profile's parameters (model, precision, batch, sequence) are the compiled defaults.
     return dsl.pipeline(name=PIPELINE_NAME, description=description)(
