@@ -106,8 +106,8 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
     def list_models(self: Any, request: Any = None, **kw: Any) -> list[Any]:
         record("ListModels", request)
         seen = {}
-        for model in reg.models.values():
-            seen.setdefault(model.name, model)
+        for model in reg.models.values():  # each model as its default (newest) version
+            seen[model.name] = model
         return list(seen.values())
 
     def create_endpoint(self: Any, request: Any = None, **kw: Any) -> Operation:

@@ -414,3 +414,5 @@ class Registration(PeakMemory):
     eval_improvement_high: float | None = None
     eval_rows: int | None = None
     export_max_abs_diff: float | None = None
+    content_hash: str = ""  # of the merged model's files (register.content_hash)
+    unchanged: bool = False  # identical to the newest version: nothing was uploaded

@@ -68,6 +68,31 @@ def test_upload_carries_the_lineage(registry, tmp_path) -> None:
         assert part in text
 
 
+def test_registering_the_newest_versions_model_again_is_a_no_op(registry, tmp_path,
+                                                                 capsys) -> None:
+    from components.register.register import content_hash
+
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    (merged / "model.safetensors").write_bytes(b"weights-1")
+    (merged / "export.json").write_text('{"seconds": 1.5}')
+    info = {**INFO, "content_hash": content_hash(str(merged))}
+    first = upload(tmp_path, info)
+    assert registry.requests("UploadModel")[0].model.labels["content-hash"] == \
+        info["content_hash"]
+    (merged / "export.json").write_text('{"seconds": 2.5}')  # timings only: the same model
+    again = upload(tmp_path, {**info, "content_hash": content_hash(str(merged))})
+    assert len(registry.requests("UploadModel")) == 1, "identical: nothing uploaded"
+    assert again["unchanged"] and again["version_name"] == first["version_name"]
+    assert "identical to " + first["version_name"] in capsys.readouterr().out
+    (merged / "model.safetensors").write_bytes(b"weights-2")  # a new adapter, merged
+    changed = upload(tmp_path, {**info, "content_hash": content_hash(str(merged))})
+    assert len(registry.requests("UploadModel")) == 2 and not changed["unchanged"]
+    assert changed["version_name"] == first["resourceName"] + "@2"
+    assert not upload(tmp_path, {**info, "content_hash": ""})["unchanged"], \
+        "no hash (no folder): always a new version"
+
+
 def test_a_second_upload_is_a_new_version_of_the_same_model(registry, tmp_path) -> None:
     first = upload(tmp_path)
     second = upload(tmp_path)
