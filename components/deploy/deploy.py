@@ -468,6 +468,7 @@ def run_deploy(
         endpoint=endpoint, machine_type=machine_type, accelerator_type=accelerator_type,
         accelerator_count=accelerator_count, min_replicas=min_replicas,
         max_replicas=max_replicas, ttl_hours=ttl_hours, image=image,
+        service_account=_own_service_account() if project else "",
         pipeline_root=root if root.startswith("gs://") else
         ("" if project else "gs://<the pipeline root>"),
     )
@@ -479,6 +480,23 @@ def run_deploy(
     Path(record_path).parent.mkdir(parents=True, exist_ok=True)
     Path(record_path).write_text(json.dumps(record, indent=2))
     return record
+
+
+def _own_service_account() -> str:
+    """The identity this step runs as (the pipeline's service account on Vertex), so the TTL
+    run has the same rights; '' (Vertex's default) when it cannot be told."""
+    try:
+        import google.auth
+        from google.auth.transport.requests import Request
+
+        credentials, _ = google.auth.default()
+        email = getattr(credentials, "service_account_email", "") or ""
+        if email == "default":  # the metadata server's alias: refresh to learn the address
+            credentials.refresh(Request())
+            email = getattr(credentials, "service_account_email", "") or ""
+        return "" if email == "default" else email
+    except Exception:  # noqa: BLE001 - best effort: the schedule then runs as the default
+        return ""
 
 
 def run_deploy_step(
