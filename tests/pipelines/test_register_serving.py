@@ -181,6 +181,10 @@ def test_deploy_is_opt_in_after_register(spec) -> None:
     assert args["machine_type"]["runtimeValue"]["constant"] == "g2-standard-8"
     assert args["accelerator_type"]["runtimeValue"]["constant"] == "NVIDIA_L4"
     assert args["project"]["runtimeValue"]["constant"] == "{{$.pipeline_google_cloud_project_id}}"
+    # The TTL undeploy run uses the pipeline's own image; 8 hours unless the run says otherwise.
+    assert args["image"]["runtimeValue"]["constant"] == TRAINING_IMAGE
+    assert args["deploy_ttl_hours"] == {"componentInputParameter": "pipelinechannel--deploy_ttl_hours"}
+    assert spec["root"]["inputDefinitions"]["parameters"]["deploy_ttl_hours"]["defaultValue"] == 8
 
 
 # --- the deploy step ---------------------------------------------------------------------
