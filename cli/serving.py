@@ -98,9 +98,7 @@ def deploy(
         cost = (hourly_price(SERVING_MACHINE.machine_type, "STANDARD") or 0.0) * min_replicas
         d.check_ttl(target)  # a TTL without root or image: refused before any read
         if dry_run or opts.dry_run:
-            clients = d.Clients.for_region(region)
-            reuse = (d.check_endpoint(target.endpoint_name, region, clients) if endpoint
-                     else d.find_endpoint(target, clients))  # reads only
+            reuse = _endpoint_to_reuse(d, target, region)
             print(json.dumps({
                 "requests": d.planned_requests(target, reuse),
                 # Not a request: the container the register step gives every version it uploads
@@ -122,6 +120,22 @@ def deploy(
             fg=typer.colors.YELLOW, err=True)
 
     _run(body)
+
+
+def _endpoint_to_reuse(d: Any, target: Any, region: str) -> Any:
+    """--dry-run: the endpoint deploy would use (reads only); without credentials, planned as
+    if the project had none, and said so."""
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        clients = d.Clients.for_region(region)
+        return (d.check_endpoint(target.endpoint_name, region, clients) if target.endpoint
+                else d.find_endpoint(target, clients))
+    except DefaultCredentialsError:
+        typer.secho("note: no Google credentials, so this project's endpoints were not read; "
+                    "planned as if it had none (a real deploy reuses its endpoint)",
+                    fg=typer.colors.YELLOW, err=True)
+        return None
 
 
 def _default_serving_image() -> str:

@@ -142,6 +142,21 @@ def test_a_dry_run_deploy_reuses_this_projects_endpoint(registry) -> None:
     assert set(registry.methods()) == {"ListEndpoints"}
 
 
+def test_a_dry_run_without_credentials_still_prints_the_plan(registry, monkeypatch) -> None:
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    def no_credentials(*args: Any, **kwargs: Any) -> Any:
+        raise DefaultCredentialsError("no ADC")
+
+    monkeypatch.setattr(google.auth, "default", no_credentials)
+    result = invoke("deploy", "42@3", "--dry-run")
+    assert result.exit_code == 0, result.output
+    methods = [r["method"].rsplit(".", 1)[-1] for r in json.loads(result.stdout)["requests"]]
+    assert methods == ["CreateEndpoint", "CreateSchedule", "DeployModel"]
+    assert "endpoints were not read" in result.stderr and registry.calls == []
+
+
 def test_an_endpoint_of_the_display_name_is_reused(registry) -> None:
     registry.add_model(f"{MODEL}@3")
     registry.add_endpoint(ENDPOINT, display_name="dolly-lora-endpoint")  # made by hand: no label
