@@ -140,6 +140,9 @@ ProfileOpt = Annotated[str | None, typer.Option(
     "12b-lora-fsdp-4xl4, embedded. The default template is recompiled for it; --param still "
     "overrides. Locally: the profile's parameters instead of the embedded default.",
     envvar="DOLLY_LORA_PROFILE")]
+ResumeOpt = Annotated[str | None, typer.Option(
+    "--resume", help="Continue this earlier run from its checkpoints: on Vertex a pipeline job "
+    "id (the new job takes its run name and checkpoint folder); with --local a run id.")]
 MaxCostOpt = Annotated[float | None, typer.Option(
     "--max-cost", min=0.0, help="Refuse (exit 2, nothing sent) when the estimated cost in "
     "USD is above this.", envvar="DOLLY_LORA_MAX_COST")]
@@ -176,6 +179,7 @@ class Options:
     verbose: bool = False
     profile: str | None = None
     max_cost: float | None = None
+    resume: str | None = None
 
     def __post_init__(self) -> None:
         self.params, self.labels = list(self.params or []), list(self.labels or [])

@@ -54,6 +54,7 @@ def submit(
     verbose: a.VerboseOpt = False,
     profile: a.ProfileOpt = None,
     max_cost: a.MaxCostOpt = None,
+    resume: a.ResumeOpt = None,
 ) -> None:
     flags = dict(locals())
     del flags["ctx"]

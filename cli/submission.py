@@ -101,7 +101,20 @@ def vertex_job(opts: Options) -> tuple[Any, dict[str, Any], dict[str, str], Reso
     from cli import vertex
 
     settings = vertex_settings(opts)
-    r = resolved(opts, "vertex")
+    run_name = None
+    if opts.resume:
+        from cli.resume import resume
+
+        if not opts.dry_run:
+            from cli.failures import require_credentials
+
+            require_credentials("Vertex AI")
+        cont = resume(opts.resume, settings.project, settings.region, opts.run_id or "",
+                      opts.checkpoint_uri or "", opts.dry_run)
+        opts.checkpoint_uri, run_name = cont.checkpoint_uri, cont.run_name
+        note(f"resuming {cont.job}{f' ({cont.state})' if cont.state else ''}: run name "
+             f"{cont.run_name}, checkpoints under {cont.checkpoint_uri}/{cont.run_name}/fine-tune/")
+    r = resolved(opts, "vertex", run_name=run_name)
     values = preflight(opts, r)
     if not opts.dry_run:  # in a second, before build/ is written and aiplatform imported
         from cli.failures import require_credentials
@@ -110,8 +123,23 @@ def vertex_job(opts: Options) -> tuple[Any, dict[str, Any], dict[str, str], Reso
     settings = settings.model_copy(update={"template": template(opts, r)})
     _experiment_note(settings, r)
     checked_template(settings, values, opts.dry_run)
+    show_data_key(str(r.params["dataset"]))
     labels = vertex.job_labels(settings, templates.template_commit(settings.template))
     return settings, values, labels, r
+
+
+def show_data_key(dataset: str) -> str:
+    """The dataset's content key as of now (the data-key step reads it again at every run, so
+    prepare-data and the steps after it rerun only when the data changed)."""
+    from components.prepare_data.data_key import data_key
+
+    try:
+        key = data_key(dataset)
+    except Exception as exc:  # noqa: BLE001 - no credentials here is no reason to refuse
+        key = f"not read here ({str(exc).strip().splitlines()[0][:160] if str(exc) else exc!r})"
+    note(f"data key of {dataset}: {key}; resolved by the data-key step at each run, so "
+         "prepare-data and what follows rerun only when the data changed")
+    return key
 
 
 def _experiment_note(settings: Any, r: Resolved) -> None:

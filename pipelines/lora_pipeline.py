@@ -31,6 +31,7 @@ from pipelines.machines import GPU_STEPS, SERVING_MACHINE, STEP_MACHINES
 from pipelines.settings import CompileSettings, with_image
 
 PIPELINE_NAME = "dolly-lora"
+FINE_TUNE_RETRIES = 2
 # Resolved by Vertex AI Pipelines at run time (the placeholders gcpc uses for its own ops).
 VERTEX_PLACEHOLDERS = {
     "project": "{{$.pipeline_google_cloud_project_id}}",
@@ -43,6 +44,7 @@ def step_components() -> dict[str, Any]:
     rewritten file)."""
     return {
         "fetch-base-model": fetch_model.fetch_base_model,
+        "data-key": prepare_data.data_key,
         "prepare-data": prepare_data.prepare_data, "fine-tune": fine_tune.fine_tune,
         "evaluate": evaluation.evaluate, "gate": evaluation.gate,
         "inference": inference.inference, "export": export.export,
@@ -129,7 +131,11 @@ def build_pipeline(settings: CompileSettings) -> Any:
 
         # The only step that reads the HF token: the later ones read its folder.
         base = task("fetch-base-model").outputs["model"]
-        prep = task("prepare-data", base=base)
+        # The data's content key, read at every run (caching off): prepare-data, and with it
+        # every later step, is reused exactly while the data is unchanged.
+        key = task("data-key")
+        key.set_caching_options(False)
+        prep = task("prepare-data", base=base, data_key=key.output)
         splits = {k: prep.outputs[k] for k in ("train", "validation", "test", "rejected")}
         tuned = task("fine-tune", base=base, train=splits["train"],
                      validation=splits["validation"], **gpu).outputs["model"]
@@ -152,10 +158,15 @@ def build_pipeline(settings: CompileSettings) -> Any:
             # Opt-in: an endpoint costs money every hour it is up.
             with dsl.If(p["deploy"] == True, name="deploy-requested"):  # noqa: E712
                 task("deploy-model", registered_model=registered.outputs["registered_model"],
-                     **SERVING_MACHINE.machine_spec(), **vertex)
+                     **SERVING_MACHINE.machine_spec(), image=settings.image, **vertex)
         for step, t in tasks.items():
             t.set_display_name(step)
             place(t, step, settings)
+        if settings.target != "local":  # locally a retry would only repeat a deterministic error
+            # A preempted or failed fine-tune is retried in the same job: same run name, so it
+            # continues from its last checkpoint (with checkpoint_uri).
+            tasks["fine-tune"].set_retry(num_retries=FINE_TUNE_RETRIES, backoff_duration="60s",
+                                         backoff_factor=2.0)
 
     # The profile's parameters (model, precision, batch, sequence) are the compiled defaults.
     return dsl.pipeline(name=PIPELINE_NAME, description=description)(

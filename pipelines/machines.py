@@ -55,6 +55,7 @@ SMALL_CPU = MachineSpec(cpu="4", memory="16G")
 
 STEP_MACHINES: dict[str, MachineSpec] = {
     "fetch-base-model": SMALL_CPU,
+    "data-key": MachineSpec(cpu="1", memory="2G"),  # reads one object's metadata
     "prepare-data": SMALL_CPU,
     "gate": SMALL_CPU,
     "register-model": SMALL_CPU,

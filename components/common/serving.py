@@ -27,7 +27,9 @@ HEALTH_ROUTE = "/ping"
 # Gemma's activations.
 SERVING_DTYPE = "bfloat16"
 SHARED_MEMORY_MB = 16 * 1024  # as Model Garden sets it; g2-standard-8 has 32 GB of RAM
-DEPLOYMENT_TIMEOUT_S = 7200
+# How long Vertex lets the container become healthy; the deploy step waits this plus a margin
+# (components.deploy.deploy.deploy_wait_s), so Vertex gives up first.
+DEPLOYMENT_TIMEOUT_S = 1800
 
 
 def vllm_args(model_uri: str, max_model_len: int, accelerator_count: int = 1) -> list[str]:

@@ -362,7 +362,8 @@ def check(cfg: DataConfig) -> Prepared:
 
 
 def run_prepare(
-    cfg: DataConfig, *, train: str, validation: str, test: str, rejected: str, run_id: str = ""
+    cfg: DataConfig, *, train: str, validation: str, test: str, rejected: str, run_id: str = "",
+    data_key: str = "",
 ) -> dict[str, PreparedData]:
     """Validate, prepare, then write the four JSONL files; returns each one's metadata.
 
@@ -386,7 +387,9 @@ def run_prepare(
                 "split_hash": prepared.stats["split_hash"], "source": cfg.dataset})
         config = {**cfg.model_dump(exclude=set(secret_fields(cfg))),
                   "base_model": model_source(cfg.base_model)}
-        stats = {**prepared.stats, "config": config, "wandb_url": step.tracker.url or "",
+        # data_key (the data-key step's content key) is in the cache key; kept for the lineage
+        stats = {**prepared.stats, "data_key": data_key, "config": config,
+                 "wandb_url": step.tracker.url or "",
                  "tracking": step.tracker.report(), "step_seconds": step.seconds()}
     shared = {k: v for k, v in stats.items() if k != "categories"}
     return {

@@ -24,6 +24,24 @@ from components.common.results import (
 from components.common.serving import container_spec, display_name_for, label_value
 
 LABEL_SOURCE = "dolly-lora"
+HASH_LABEL = "content-hash"
+HASH_CHARS = 40  # of the SHA-256 hex digest: a label value holds 63 characters
+
+
+def content_hash(model_dir: str) -> str:
+    """SHA-256 over the merged model's files (names and bytes), export.json left out: its
+    timings differ between two exports of the same weights. '' when there is no folder."""
+    import hashlib
+
+    root = Path(model_dir) if model_dir else None
+    if root is None or not root.is_dir():
+        return ""
+    total = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != EXPORT_FILE):
+        with path.open("rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        total.update(f"{path.relative_to(root).as_posix()} {digest}\n".encode())
+    return total.hexdigest()[:HASH_CHARS]
 
 
 def lineage(
@@ -47,6 +65,7 @@ def lineage(
         "eval_improvement_high": verdict.improvement_high,
         "eval_rows": verdict.rows,
         "export_max_abs_diff": exported.export_max_abs_diff,
+        "content_hash": content_hash(model_dir),
     }
 
 
@@ -64,6 +83,7 @@ def registry_labels(info: dict[str, Any]) -> dict[str, str]:
         "eval-metric": info["eval_metric"],
         "eval-low": _num(info["eval_improvement_low"]),
         "eval-high": _num(info["eval_improvement_high"]),
+        HASH_LABEL: info.get("content_hash", ""),
     }
     return {k: label_value(v) for k, v in labels.items() if v}
 
@@ -122,12 +142,18 @@ def register_model(
             filter=f'display_name="{display_name}"', order_by="create_time",
             project=project, location=location,
         )
-        model = aiplatform.Model.upload(
-            parent_model=existing[0].resource_name if existing else None,
+        newest = existing[0] if existing else None  # its default version: the newest upload
+        same = newest is not None and bool(info.get("content_hash")) and \
+            (newest.labels or {}).get(HASH_LABEL) == info["content_hash"]
+        model = newest if same else aiplatform.Model.upload(
+            parent_model=newest.resource_name if newest else None,
             project=project, location=location, **kwargs,
         )
         record.update(resourceName=model.resource_name, version_id=model.version_id,
-                      version_name=f"{model.resource_name}@{model.version_id}")
+                      version_name=f"{model.resource_name}@{model.version_id}", unchanged=same)
+        if same:
+            print(f"register-model: the merged model is identical to {record['version_name']} "
+                  f"(content hash {info['content_hash']}); no new version registered", flush=True)
     else:
         record["serving"] = {k: v for k, v in kwargs.items() if k.startswith("serving_")}
     Path(record_path).parent.mkdir(parents=True, exist_ok=True)
