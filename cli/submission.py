@@ -103,6 +103,7 @@ def vertex_job(opts: Options) -> tuple[Any, dict[str, Any], dict[str, str], Reso
     settings = vertex_settings(opts)
     r = resolved(opts, "vertex")
     values = preflight(opts, r)
+    r = cost_estimate(opts, r)  # refuses above --max-cost before anything is written
     if not opts.dry_run:  # in a second, before build/ is written and aiplatform imported
         from cli.failures import require_credentials
 
@@ -124,33 +125,44 @@ def _experiment_note(settings: Any, r: Resolved) -> None:
               .replace("=,", "="))
 
 
-def cost_estimate(opts: Options, r: Resolved) -> Any:
-    """Print the cost estimate (stderr) and refuse above --max-cost; None when there is no
-    estimate for this run and no --max-cost asks for one."""
+def cost_estimate(opts: Options, r: Resolved) -> Resolved:
+    """Print the cost estimate (stderr), each GPU step's deadline and the worst case, and refuse
+    above --max-cost. The default template gets the deadlines compiled in (`r.settings`); a
+    named one is priced with its own. `r.estimate` stays None when there is no estimate for this
+    run and no --max-cost asks for one."""
+    from dataclasses import replace
+
+    from pipelines.settings import run_estimate, with_deadlines
     from planning import cost
 
     try:
-        t = r.settings.training
-        est = cost.estimate(r.params, r.profile.name, t.machine_type, t.accelerator_type,
-                            t.accelerator_count, t.capacity.value,
-                            price=r.overrides.get("gpu_hourly_usd"))
+        est = run_estimate(r.settings, r.params, price=r.overrides.get("gpu_hourly_usd"))
     except InputError as exc:
         if opts.max_cost is not None:
             raise InputError(f"--max-cost needs a cost estimate, and there is none: {exc}") from None
         note(f"no cost estimate: {exc}")
-        return None
+        return r
+    timeout = r.settings.training.timeout
+    if opts.template:
+        est = est.with_timeouts(templates.job_timeouts(templates.load_template(opts.template)))
+    elif timeout:
+        est = est.with_timeouts(dict.fromkeys(est.steps, float(timeout.rstrip("s"))))
+    else:
+        settings = with_deadlines(r.settings, est)
+        r = replace(r, settings=settings,
+                    asked={**r.asked, "step_timeouts": settings.training.step_timeouts})
     for line in est.lines():
         typer.echo(line, err=True)
     cost.check_max_cost(est, opts.max_cost)
     cost.check_memory(est)
-    return est
+    return replace(r, estimate=est)
 
 
 def run_vertex(opts: Options) -> None:
     from cli import vertex
 
     settings, values, labels, r = vertex_job(opts)
-    est = cost_estimate(opts, r)
+    est = r.estimate
     spec = templates.load_template(settings.template)
     declared = (spec or {}).get("root", {}).get("inputDefinitions", {}).get("parameters", {})
     if est is not None and "cost_estimate" in declared:  # the report shows it next to actuals

@@ -71,9 +71,11 @@ def compile_pipeline(out: Path | None = None, settings: Any = None) -> Path:
     from kfp import compiler
 
     from pipelines.lora_pipeline import build_pipeline
-    from pipelines.settings import CompileSettings
+    from pipelines.settings import CompileSettings, with_deadlines
 
     settings = settings or CompileSettings()
+    if not settings.training.step_timeouts:  # each GPU job's deadline from the estimate
+        settings = with_deadlines(settings)
     out = out or DEFAULT_TEMPLATES[settings.target]
     out.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(build_pipeline(settings), package_path=str(out))
