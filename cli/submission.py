@@ -103,6 +103,7 @@ def vertex_job(opts: Options) -> tuple[Any, dict[str, Any], dict[str, str], Reso
     settings = vertex_settings(opts)
     r = resolved(opts, "vertex")
     values = preflight(opts, r)
+    check_placement(settings.region, r)
     r = cost_estimate(opts, r)  # refuses above --max-cost before anything is written
     if not opts.dry_run:  # in a second, before build/ is written and aiplatform imported
         from cli.failures import require_credentials
@@ -201,6 +202,34 @@ def run_kfp(opts: Options) -> None:
         service_account=opts.service_account, client_factory=lambda host: client,
     )
     print(f"{host.rstrip('/')}/#/runs/details/{run_id}")
+
+
+def check_placement(region: str, r: Resolved) -> None:
+    """One line, exit 2, before submit: a region with no L4 for the GPU steps, a TensorBoard
+    instance elsewhere, or an image registry in another region (each step would pull the 9 GB
+    image across regions)."""
+    from pipelines.machines import gpu_step_machines
+    from planning.machines import L4_REGIONS
+
+    t = r.settings.training
+    machines = gpu_step_machines(t, r.settings.parameter_defaults())
+    if any(m.accelerator_type == "NVIDIA_L4" for m in machines.values()) \
+            and region not in L4_REGIONS:
+        raise InputError(f"region {region} has no NVIDIA L4 (G2) machines; choose one of "
+                         f"{', '.join(sorted(L4_REGIONS))}")
+    tb = t.tensorboard.split("/locations/")[1].split("/")[0] if t.tensorboard else region
+    if tb != region:
+        raise InputError(f"the TensorBoard {t.tensorboard} is in {tb}, the run in {region}; "
+                         f"create one in {region} (gcloud ai tensorboards create --region {region})")
+    host = r.settings.image.split("/")[0]
+    if host.endswith("-docker.pkg.dev"):
+        where = host.removesuffix("-docker.pkg.dev")
+        same = where == region or (where in ("us", "europe", "asia")
+                                   and region.startswith(f"{where}-"))
+        if not same:
+            raise InputError(f"the image is in the {where} registry ({host}), the run in "
+                             f"{region}; push it to {region}-docker.pkg.dev (cloudbuild.yaml) "
+                             "or submit in its region")
 
 
 def check_model_access(base_model: str, hf_token_secret: str, public_model: bool) -> None:
