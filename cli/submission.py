@@ -103,8 +103,9 @@ def vertex_job(opts: Options) -> tuple[Any, dict[str, Any], dict[str, str], Reso
     settings = vertex_settings(opts)
     r = resolved(opts, "vertex")
     values = preflight(opts, r)
-    check_placement(settings.region, r)
+    machines = check_placement(settings.region, r)
     r = cost_estimate(opts, r)  # refuses above --max-cost before anything is written
+    quota_note(settings, r, machines)
     if not opts.dry_run:  # in a second, before build/ is written and aiplatform imported
         from cli.failures import require_credentials
 
@@ -204,10 +205,20 @@ def run_kfp(opts: Options) -> None:
     print(f"{host.rstrip('/')}/#/runs/details/{run_id}")
 
 
-def check_placement(region: str, r: Resolved) -> None:
+def quota_note(settings: Any, r: Resolved, machines: dict[str, Any]) -> None:
+    """The region's custom-training L4 quota against what the run holds at once (cli.quota)."""
+    from cli.quota import check_l4_quota, l4s_at_once
+
+    spot = r.settings.training.capacity.value == "SPOT"
+    line = check_l4_quota(settings.project, settings.region, l4s_at_once(machines), spot)
+    if line:
+        note(line)
+
+
+def check_placement(region: str, r: Resolved) -> dict[str, Any]:
     """One line, exit 2, before submit: a region with no L4 for the GPU steps, a TensorBoard
     instance elsewhere, or an image registry in another region (each step would pull the 9 GB
-    image across regions)."""
+    image across regions). Returns each GPU step's machine."""
     from pipelines.machines import gpu_step_machines
     from planning.machines import L4_REGIONS
 
@@ -230,6 +241,7 @@ def check_placement(region: str, r: Resolved) -> None:
             raise InputError(f"the image is in the {where} registry ({host}), the run in "
                              f"{region}; push it to {region}-docker.pkg.dev (cloudbuild.yaml) "
                              "or submit in its region")
+    return machines
 
 
 def check_model_access(base_model: str, hf_token_secret: str, public_model: bool) -> None:
