@@ -103,13 +103,13 @@ def vertex_job(opts: Options) -> tuple[Any, dict[str, Any], dict[str, str], Reso
     settings = vertex_settings(opts)
     r = resolved(opts, "vertex")
     values = preflight(opts, r)
-    machines = check_placement(settings.region, r)
-    r = cost_estimate(opts, r)  # refuses above --max-cost before anything is written
-    quota_note(settings, r, machines)
     if not opts.dry_run:  # in a second, before build/ is written and aiplatform imported
         from cli.failures import require_credentials
 
         require_credentials("Vertex AI")
+    machines = check_placement(settings.region, r)
+    r = cost_estimate(opts, r)  # refuses above --max-cost before anything is written
+    quota_note(settings, r, machines)
     settings = settings.model_copy(update={"template": template(opts, r)})
     _experiment_note(settings, r)
     checked_template(settings, values, opts.dry_run)
