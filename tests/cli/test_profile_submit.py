@@ -176,3 +176,12 @@ def test_max_cost_refuses_a_run_whose_worst_case_is_above_it(vertex: Captured) -
                            "1.50 h in all; expected $0.37) is above --max-cost $1.00")
     assert not vertex.pipeline_jobs and not vertex.calls and not Path("build").exists()
     assert invoke(*WHERE, "--max-cost", "1.30", "--dry-run").exit_code == 0
+
+
+def test_timeout_overrides_every_gpu_steps_deadline_and_the_worst_case(vertex: Captured) -> None:
+    r = invoke(*WHERE, "--timeout", "7200s", "--dry-run")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert {job["timeout"] for job in out["custom_jobs"].values()} == {"7200s"}
+    assert out["cost_estimate"]["worst_usd"] == pytest.approx(3 * 2 * 0.85362, abs=1e-4)
+    assert "timeout 2.00 h" in r.stderr
