@@ -104,7 +104,8 @@ class Estimate:
             f"{self.startup_seconds / 60:.1f} min",
             f"  throughput: {self.throughput_basis}",
             f"  price: ${self.price_per_hour:.4f}/h {kind} ({self.price_source})",
-            f"  estimated cost: ${self.usd:.2f}",
+            f"  estimated cost: ${self.usd:.2f}"
+            + (f" (serving ${self.serving['usd']:.2f} of it)" if self.serving else ""),
             *self.step_lines(),
             self.memory_line(),
         ]
