@@ -201,6 +201,8 @@ def test_export_and_serving_machines_hold_the_model_by_the_arithmetic(compiled, 
     per_gpu = arch.params * 2 / GIB / serve.accelerator_count + OVERHEAD_GIB
     assert per_gpu <= 0.75 * GPU_GIB[serve.accelerator_type]
     spec, _ = compiled[name]
+    resources = spec["deploymentSpec"]["executors"]["exec-export"]["container"]["resources"]
+    assert resources["resourceMemoryLimit"] == f"{export_gb}G"  # what Vertex gives the step
     deploy = [c for c in spec["components"].values()
               if "deploy-model" in c.get("dag", {}).get("tasks", {})]
     for comp in deploy:
