@@ -131,6 +131,10 @@ TensorboardOpt = Annotated[str, typer.Option(
 BaseOutputDirOpt = Annotated[str, typer.Option(
     help="gs:// folder for the fine-tune job's outputs; Vertex writes the TensorBoard logs "
     "under it (needed with --tensorboard).", envvar="DOLLY_LORA_BASE_OUTPUT_DIR")]
+TimeoutOpt = Annotated[str, typer.Option(
+    help="Every GPU job's timeout, e.g. 21600s, instead of each step's own deadline from the "
+    "cost estimate (3 x its time + start-up, at least 30 min); recompiles the default template.",
+    envvar="DOLLY_LORA_TRAIN_TIMEOUT")]
 VerboseOpt = Annotated[bool, typer.Option(
     "--verbose", help="--local: also print every step's output and kfp's logs as they "
     "come (always in <output-dir>/<run-id>/steps.log).")]
@@ -176,6 +180,7 @@ class Options:
     public_model: bool = False
     tensorboard: str = ""
     base_output_dir: str = ""
+    timeout: str = ""
     verbose: bool = False
     profile: str | None = None
     max_cost: float | None = None
@@ -195,7 +200,8 @@ class Options:
     def compile_overrides(self) -> dict[str, str]:
         """The flags that shape the compiled template."""
         return {k: v for k, v in (("tensorboard", self.tensorboard),
-                                  ("base_output_directory", self.base_output_dir)) if v}
+                                  ("base_output_directory", self.base_output_dir),
+                                  ("timeout", self.timeout)) if v}
 
 
 def options(ctx: typer.Context) -> Options:

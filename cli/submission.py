@@ -120,6 +120,9 @@ def vertex_job(opts: Options) -> tuple[Any, dict[str, Any], dict[str, str], Reso
         from cli.failures import require_credentials
 
         require_credentials("Vertex AI")
+    machines = check_placement(settings.region, r)
+    r = cost_estimate(opts, r)  # refuses above --max-cost before anything is written
+    quota_note(settings, r, machines)
     settings = settings.model_copy(update={"template": template(opts, r)})
     _experiment_note(settings, r)
     checked_template(settings, values, opts.dry_run)
@@ -152,33 +155,44 @@ def _experiment_note(settings: Any, r: Resolved) -> None:
               .replace("=,", "="))
 
 
-def cost_estimate(opts: Options, r: Resolved) -> Any:
-    """Print the cost estimate (stderr) and refuse above --max-cost; None when there is no
-    estimate for this run and no --max-cost asks for one."""
+def cost_estimate(opts: Options, r: Resolved) -> Resolved:
+    """Print the cost estimate (stderr), each GPU step's deadline and the worst case, and refuse
+    above --max-cost. The default template gets the deadlines compiled in (`r.settings`); a
+    named one is priced with its own. `r.estimate` stays None when there is no estimate for this
+    run and no --max-cost asks for one."""
+    from dataclasses import replace
+
+    from pipelines.settings import run_estimate, with_deadlines
     from planning import cost
 
     try:
-        t = r.settings.training
-        est = cost.estimate(r.params, r.profile.name, t.machine_type, t.accelerator_type,
-                            t.accelerator_count, t.capacity.value,
-                            price=r.overrides.get("gpu_hourly_usd"))
+        est = run_estimate(r.settings, r.params, price=r.overrides.get("gpu_hourly_usd"))
     except InputError as exc:
         if opts.max_cost is not None:
             raise InputError(f"--max-cost needs a cost estimate, and there is none: {exc}") from None
         note(f"no cost estimate: {exc}")
-        return None
+        return r
+    timeout = r.settings.training.timeout
+    if opts.template:
+        est = est.with_timeouts(templates.job_timeouts(templates.load_template(opts.template)))
+    elif timeout:
+        est = est.with_timeouts(dict.fromkeys(est.steps, float(timeout.rstrip("s"))))
+    else:
+        settings = with_deadlines(r.settings, est)
+        r = replace(r, settings=settings,
+                    asked={**r.asked, "step_timeouts": settings.training.step_timeouts})
     for line in est.lines():
         typer.echo(line, err=True)
     cost.check_max_cost(est, opts.max_cost)
     cost.check_memory(est)
-    return est
+    return replace(r, estimate=est)
 
 
 def run_vertex(opts: Options) -> None:
     from cli import vertex
 
     settings, values, labels, r = vertex_job(opts)
-    est = cost_estimate(opts, r)
+    est = r.estimate
     spec = templates.load_template(settings.template)
     declared = (spec or {}).get("root", {}).get("inputDefinitions", {}).get("parameters", {})
     if est is not None and "cost_estimate" in declared:  # the report shows it next to actuals
@@ -217,6 +231,45 @@ def run_kfp(opts: Options) -> None:
         service_account=opts.service_account, client_factory=lambda host: client,
     )
     print(f"{host.rstrip('/')}/#/runs/details/{run_id}")
+
+
+def quota_note(settings: Any, r: Resolved, machines: dict[str, Any]) -> None:
+    """The region's custom-training L4 quota against what the run holds at once (cli.quota)."""
+    from cli.quota import check_l4_quota, l4s_at_once
+
+    spot = r.settings.training.capacity.value == "SPOT"
+    line = check_l4_quota(settings.project, settings.region, l4s_at_once(machines), spot)
+    if line:
+        note(line)
+
+
+def check_placement(region: str, r: Resolved) -> dict[str, Any]:
+    """One line, exit 2, before submit: a region with no L4 for the GPU steps, a TensorBoard
+    instance elsewhere, or an image registry in another region (each step would pull the 9 GB
+    image across regions). Returns each GPU step's machine."""
+    from pipelines.machines import gpu_step_machines
+    from planning.machines import L4_REGIONS
+
+    t = r.settings.training
+    machines = gpu_step_machines(t, r.settings.parameter_defaults())
+    if any(m.accelerator_type == "NVIDIA_L4" for m in machines.values()) \
+            and region not in L4_REGIONS:
+        raise InputError(f"region {region} has no NVIDIA L4 (G2) machines; choose one of "
+                         f"{', '.join(sorted(L4_REGIONS))}")
+    tb = t.tensorboard.split("/locations/")[1].split("/")[0] if t.tensorboard else region
+    if tb != region:
+        raise InputError(f"the TensorBoard {t.tensorboard} is in {tb}, the run in {region}; "
+                         f"create one in {region} (gcloud ai tensorboards create --region {region})")
+    host = r.settings.image.split("/")[0]
+    if host.endswith("-docker.pkg.dev"):
+        where = host.removesuffix("-docker.pkg.dev")
+        same = where == region or (where in ("us", "europe", "asia")
+                                   and region.startswith(f"{where}-"))
+        if not same:
+            raise InputError(f"the image is in the {where} registry ({host}), the run in "
+                             f"{region}; push it to {region}-docker.pkg.dev (cloudbuild.yaml) "
+                             "or submit in its region")
+    return machines
 
 
 def check_model_access(base_model: str, hf_token_secret: str, public_model: bool) -> None:

@@ -71,9 +71,11 @@ def compile_pipeline(out: Path | None = None, settings: Any = None) -> Path:
     from kfp import compiler
 
     from pipelines.lora_pipeline import build_pipeline
-    from pipelines.settings import CompileSettings
+    from pipelines.settings import CompileSettings, with_deadlines
 
     settings = settings or CompileSettings()
+    if not settings.training.step_timeouts:  # each GPU job's deadline from the estimate
+        settings = with_deadlines(settings)
     out = out or DEFAULT_TEMPLATES[settings.target]
     out.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(build_pipeline(settings), package_path=str(out))
@@ -131,7 +133,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--accelerator-type", help="training GPU [NVIDIA_L4]")
     parser.add_argument("--accelerator-count", type=int, help="GPUs [1]")
     parser.add_argument("--boot-disk-gb", dest="boot_disk_size_gb", type=int, help="[200]")
-    parser.add_argument("--timeout", help="training job timeout, e.g. 21600s [86400s]")
+    parser.add_argument("--timeout", help="every GPU job's timeout, e.g. 21600s [each step's own "
+                        "deadline: 3 x its estimated time + start-up, at least 30 min]")
     parser.add_argument("--capacity", choices=["STANDARD", "SPOT", "FLEX_START"],
                         help="on-demand, Spot (preemptible) or FLEX_START (queued) [STANDARD]")
     parser.add_argument("--max-wait-duration", help="FLEX_START: wait for capacity [3600s]")

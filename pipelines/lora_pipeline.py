@@ -27,7 +27,13 @@ from components.register import component as register
 from components.report import component as report
 from pipelines import signature
 from pipelines.generate import refresh
-from pipelines.machines import GPU_STEPS, SERVING_MACHINE, STEP_MACHINES
+from pipelines.machines import (
+    GPU_STEPS,
+    STEP_MACHINES,
+    export_machine,
+    gpu_step_machines,
+    serving_machine,
+)
 from pipelines.settings import CompileSettings, with_image
 
 PIPELINE_NAME = "dolly-lora"
@@ -53,9 +59,11 @@ def step_components() -> dict[str, Any]:
     }
 
 
-def step_op(component: Any, step: str, settings: CompileSettings) -> Any:
-    """The task factory of one step: in the image; on Vertex a GPU step is a custom job on the
-    exact machine and capacity of `settings.training`, as the pipeline's service account."""
+def step_op(component: Any, step: str, settings: CompileSettings,
+            machines: Mapping[str, Any]) -> Any:
+    """The task factory of one step: in the image; on Vertex a GPU step is a custom job on its
+    exact machine (`machines`), the capacity and its deadline of `settings.training`, as the
+    pipeline's service account."""
     op = with_image(component, settings.image)
     if settings.target != "vertex" or step not in GPU_STEPS:
         return op
@@ -63,19 +71,19 @@ def step_op(component: Any, step: str, settings: CompileSettings) -> Any:
         create_custom_training_job_from_component,
     )
 
-    return create_custom_training_job_from_component(
-        op, **settings.training.custom_job_kwargs(display_name=step)
-    )
+    job = settings.training.for_step(step, machines[step])
+    return create_custom_training_job_from_component(op, **job.custom_job_kwargs(display_name=step))
 
 
-def place(task: Any, step: str, settings: CompileSettings) -> None:
+def place(task: Any, step: str, settings: CompileSettings, machines: Mapping[str, Any],
+          defaults: Mapping[str, Any]) -> None:
     """Ask for the step's machine the way the target understands it."""
-    machine = STEP_MACHINES[step]
+    machine = export_machine(dict(defaults)) if step == "export" else STEP_MACHINES[step]
     if settings.target == "vertex" and step in GPU_STEPS:
         return  # the custom job's worker pool names the machine
     if settings.target == "kfp" and machine.accelerator_type:
-        machine.apply_kubernetes(task, settings.training.accelerator_type,
-                                 settings.training.accelerator_count)
+        machine.apply_kubernetes(task, machines[step].accelerator_type,
+                                 machines[step].accelerator_count)
         return
     machine.apply(task)
 
@@ -108,7 +116,9 @@ def build_pipeline(settings: CompileSettings) -> Any:
     file that no longer matches the config sections is rewritten first."""
     refresh()
     components = step_components()
-    ops = {step: step_op(c, step, settings) for step, c in components.items()}
+    defaults = settings.parameter_defaults()
+    machines = gpu_step_machines(settings.training, defaults)
+    ops = {step: step_op(c, step, settings, machines) for step, c in components.items()}
     t = settings.training
     description = (
         "LoRA fine-tune of an instruction model on Dolly-format data, with evaluation of base "
@@ -158,10 +168,11 @@ def build_pipeline(settings: CompileSettings) -> Any:
             # Opt-in: an endpoint costs money every hour it is up.
             with dsl.If(p["deploy"] == True, name="deploy-requested"):  # noqa: E712
                 task("deploy-model", registered_model=registered.outputs["registered_model"],
-                     **SERVING_MACHINE.machine_spec(), image=settings.image, **vertex)
+                     **serving_machine(defaults).machine_spec(), image=settings.image,
+                     **vertex)
         for step, t in tasks.items():
             t.set_display_name(step)
-            place(t, step, settings)
+            place(t, step, settings, machines, defaults)
         if settings.target != "local":  # locally a retry would only repeat a deterministic error
             # A preempted or failed fine-tune is retried in the same job: same run name, so it
             # continues from its last checkpoint (with checkpoint_uri).
@@ -170,7 +181,7 @@ def build_pipeline(settings: CompileSettings) -> Any:
 
     # The profile's parameters (model, precision, batch, sequence) are the compiled defaults.
     return dsl.pipeline(name=PIPELINE_NAME, description=description)(
-        pipeline_function(wire, settings.parameter_defaults()))
+        pipeline_function(wire, defaults))
 
 
 # The local runner's pipeline (`submit --local`, tests): plain tasks, default image.

@@ -17,6 +17,7 @@ from components.common.memory import (
     scoring_bytes,
 )
 from planning.gemma3 import GEMMA3, Arch
+from planning.machines import G2_MACHINES, AcceleratorMachine
 
 GIB = 2**30
 NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # codes + 8-bit block scales + fp32 scales of scales
@@ -25,6 +26,9 @@ OVERHEAD_GIB = 1.5  # CUDA context, cuBLAS workspaces, allocator fragmentation
 GPU_GIB = {"NVIDIA_L4": 22.5}  # usable of its 24 GB GDDR6
 BF16 = 2
 HEADROOM = 0.9
+# The cheapest G2 type (8 vCPU per L4) for each number of L4s, fewest first.
+G2_BY_GPUS = tuple(G2_MACHINES[t] for t in ("g2-standard-8", "g2-standard-24", "g2-standard-48",
+                                            "g2-standard-96"))
 
 
 @dataclass(frozen=True)
@@ -131,3 +135,57 @@ def gpu_steps_gib(params: dict, world: int = 1, gpus: int = 1) -> dict[str, floa
                fsdp=params.get("distributed") == "fsdp")
     return {"fine-tune": fit.total, "evaluate": evaluate_gib(base, q, r, batch, seq, new, gpus),
             "inference": inference_gib(base, q, r, batch, seq, new, gpus)}
+
+
+def generation_machine(params: dict, training: AcceleratorMachine) -> AcceleratorMachine:
+    """The machine evaluate and inference run on: the training machine when it has one GPU;
+    otherwise the G2 type with the fewest L4s whose GPUs hold both steps by the arithmetic above
+    (a several-GPU training machine would leave all but GPU 0 idle, and the two steps run in
+    parallel). A model the arithmetic does not size keeps the training machine."""
+    if training.accelerator_count == 1 or params["base_model"] not in GEMMA3 \
+            or training.accelerator_type not in GPU_GIB:
+        return training
+    for machine in G2_BY_GPUS:
+        if machine.accelerator_type != training.accelerator_type:
+            continue
+        steps = gpu_steps_gib(params, 1, machine.accelerator_count) or {}
+        if max(steps["evaluate"], steps["inference"]) <= budget(machine.accelerator_type):
+            return machine
+    return training
+
+
+def serving_gib(base_model: str, gpus: int = 1) -> float:
+    """One GPU of an endpoint serving the merged model in bf16: its weights (spread over `gpus`
+    by tensor parallelism), the overhead, and at least a quarter of the GPU left for vLLM's KV
+    cache (below that it serves a handful of sequences)."""
+    return GEMMA3[base_model].params * BF16 / GIB / gpus + OVERHEAD_GIB
+
+
+def serving_machine(params: dict, default: AcceleratorMachine) -> AcceleratorMachine:
+    """The endpoint's machine: the G2 type with the fewest L4s that holds the merged bf16 model
+    with room for its KV cache (`default` for a model the arithmetic does not size)."""
+    if params["base_model"] not in GEMMA3:
+        return default
+    for machine in G2_BY_GPUS:
+        gpus = machine.accelerator_count
+        if serving_gib(params["base_model"], gpus) <= 0.75 * GPU_GIB[machine.accelerator_type]:
+            return machine
+    raise ValueError(f"{params['base_model']} fits no G2 machine for serving")
+
+
+def export_gib(base_model: str) -> float:
+    """The export step's host memory: the base and the merged copy in fp32 at once (the merge
+    and its check run in fp32 on CPU), the adapter, and 2 GiB for Python and the tokenizer."""
+    arch = GEMMA3[base_model]
+    return (2 * arch.params * 4 + arch.text.lora_params(64) * 4) / GIB + 2.0
+
+
+def export_memory(params: dict, default_gb: int = 32) -> tuple[str, str]:
+    """(cpu, memory) of the export step's CPU machine: `export_gib` with a 20% margin, rounded
+    up to 8 GB, at least `default_gb`, with a vCPU per 8 GB (a high-memory shape)."""
+    import math
+
+    if params["base_model"] not in GEMMA3:
+        return "8", f"{default_gb}G"
+    gb = max(default_gb, math.ceil(export_gib(params["base_model"]) * GIB / 1e9 * 1.2 / 8) * 8)
+    return str(max(8, gb // 8)), f"{gb}G"

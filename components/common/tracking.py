@@ -146,7 +146,19 @@ def wandb_mode() -> str:
     return "online" if os.environ.get("WANDB_API_KEY") else "offline"
 
 
-def open_wandb(step: str, config: dict[str, Any], project: str, group: str | None) -> WandbRun:
+def wandb_dir(step: str, output_path: str = "") -> str | None:
+    """Offline, the run's files go under the step's output prefix (`tracking_dir`: /gcs/... on
+    Vertex), so they outlive the container for a later `wandb sync`; online, or with WANDB_DIR
+    set, wandb's own choice (None)."""
+    if os.environ.get("WANDB_DIR") or wandb_mode() != "offline":
+        return None
+    where = tracking_dir(output_path) / "wandb" / step
+    where.mkdir(parents=True, exist_ok=True)
+    return str(where)
+
+
+def open_wandb(step: str, config: dict[str, Any], project: str, group: str | None,
+               output_path: str = "") -> WandbRun:
     mode = wandb_mode()
     if mode == "disabled":
         raise Unavailable("WANDB_MODE=disabled")
@@ -162,6 +174,7 @@ def open_wandb(step: str, config: dict[str, Any], project: str, group: str | Non
         config=config,
         mode=mode,
         reinit="finish_previous",
+        dir=wandb_dir(step, output_path),
         settings=wandb.Settings(silent=True, console="off", init_timeout=60),
     )
     return WandbRun(raw)
@@ -501,7 +514,7 @@ def chosen_trackers(settings: TrackingConfig | None, step: str) -> list[str]:
 def open_backend(name: str, step: str, config: dict[str, Any], project: str, group: str | None,
                  settings: TrackingConfig, output_path: str) -> DummyRun:
     if name == "wandb":
-        return open_wandb(step, config, project, group)
+        return open_wandb(step, config, project, group, output_path)
     if name == "tensorboard":
         return TensorBoardRun(tensorboard_dir(step, group, output_path), config)
     if name == "mlflow":

@@ -94,6 +94,31 @@ def broadcast(obj: Any) -> Any:
     return box[0]
 
 
+# NCCL's shared-memory transport between the GPUs of one machine lives in /dev/shm; a container
+# started with the runtime's default (64 MB) fails or hangs at the first collective. Below this
+# size (an allowance for NCCL's per-peer buffers, not a measured figure) it is turned off and
+# NCCL goes through PCIe P2P or sockets instead: slower all-reduce, no crash.
+SHM_MIN_BYTES = 1 << 30
+
+
+def shm_bytes(path: str = "/dev/shm") -> int:
+    """Size of the shared-memory filesystem (0 when there is none)."""
+    import shutil
+
+    try:
+        return shutil.disk_usage(path).total
+    except OSError:
+        return 0
+
+
+def nccl_env(nprocs: int, shm_total: int, env: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    """What to add to the environment before `nprocs` NCCL processes start: NCCL_SHM_DISABLE=1
+    when /dev/shm (`shm_total` bytes) is too small, unless the user already set it."""
+    if nprocs < 2 or "NCCL_SHM_DISABLE" in env or shm_total >= SHM_MIN_BYTES:
+        return {}
+    return {"NCCL_SHM_DISABLE": "1"}
+
+
 def launch(nprocs: int, fn: Callable[..., Any], *args: Any) -> Any:
     """Run `fn(*args)` in `nprocs` processes on this machine; rank 0's return value.
 
@@ -102,6 +127,12 @@ def launch(nprocs: int, fn: Callable[..., Any], *args: Any) -> Any:
     """
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+    shm = shm_bytes()
+    extra = nccl_env(nprocs, shm, os.environ)
+    if extra:  # the workers inherit it
+        print(f"/dev/shm is {shm / 2**20:.0f} MiB, under {SHM_MIN_BYTES / 2**20:.0f} MiB: "
+              "NCCL_SHM_DISABLE=1 (NCCL's shared-memory transport off)", flush=True)
+        os.environ.update(extra)
     config = LaunchConfig(
         min_nodes=1,
         max_nodes=1,
