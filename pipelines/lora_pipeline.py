@@ -164,6 +164,7 @@ def build_pipeline(settings: CompileSettings) -> Any:
                 "register-model", model=merged.outputs["merged"],
                 metrics=decide.outputs["metrics"], train=splits["train"],
                 display_name=settings.model_display_name,
+                serving_gpus=serving_machine(defaults).accelerator_count,
                 pipeline_job=dsl.PIPELINE_JOB_NAME_PLACEHOLDER, **vertex)
             # Opt-in: an endpoint costs money every hour it is up.
             with dsl.If(p["deploy"] == True, name="deploy-requested"):  # noqa: E712

@@ -1,7 +1,7 @@
 """KFP component: deploy the registered version to an endpoint (opt-in). Logic:
 `components.deploy.deploy.run_deploy_step`.
 
-The serving machine is a compile-time constant (`pipelines.machines.SERVING_MACHINE`); the
+The serving machine is a compile-time constant (`pipelines.machines.serving_machine`); the
 endpoint and replicas are pipeline parameters (`DeployConfig`)."""
 
 from google_cloud_pipeline_components.types.artifact_types import VertexModel

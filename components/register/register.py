@@ -99,14 +99,15 @@ def version_description(info: dict[str, Any]) -> str:
 
 def upload_kwargs(
     *, model_uri: str, info: dict[str, Any], display_name: str, serving_image: str,
-    max_model_len: int,
+    max_model_len: int, serving_gpus: int = 1,
 ) -> dict[str, Any]:
     """Everything `aiplatform.Model.upload` gets, but the parent model. The container reads the
     weights from the copy Vertex makes of `artifact_uri` ($(AIP_STORAGE_URI))."""
     return {
         "display_name": display_name,
         "artifact_uri": model_uri,
-        **container_spec(serving_image, "$(AIP_STORAGE_URI)", max_model_len, info["base_model"]),
+        **container_spec(serving_image, "$(AIP_STORAGE_URI)", max_model_len, info["base_model"],
+                          serving_gpus),
         "description": f"LoRA fine-tunes of {info['base_model']} on Dolly-format data, merged, "
                        "served by vLLM",
         "version_description": version_description(info),
@@ -125,12 +126,14 @@ def register_model(
     serving_image: str,
     max_model_len: int,
     record_path: str,
+    serving_gpus: int = 1,
 ) -> dict[str, Any]:
     """Upload (Vertex) or record (local) the merged model; returns the registry record.
     `display_name` '' names the registry model after the base model."""
     display_name = display_name or display_name_for(info.get("base_model"))
     kwargs = upload_kwargs(model_uri=model_uri, info=info, display_name=display_name,
-                           serving_image=serving_image, max_model_len=max_model_len)
+                           serving_image=serving_image, max_model_len=max_model_len,
+                           serving_gpus=serving_gpus)
     record: dict[str, Any] = {"registry": "local" if not project else "vertex", **info,
                               "display_name": display_name, "artifact_uri": model_uri,
                               "serving_image": serving_image, "labels": kwargs["labels"]}
@@ -164,12 +167,13 @@ def register_model(
 def run_register(
     cfg: RegisterConfig, *, model: str, metrics: str, train: str, registered_model: str,
     display_name: str, pipeline_job: str, project: str = "", location: str = "",
-    model_metadata: dict[str, Any] | None = None, metrics_metadata: dict[str, Any] | None = None,
-    train_metadata: dict[str, Any] | None = None,
+    serving_gpus: int = 1, model_metadata: dict[str, Any] | None = None,
+    metrics_metadata: dict[str, Any] | None = None, train_metadata: dict[str, Any] | None = None,
 ) -> dict[str, Registration]:
     """The registry step: `model` is the merged model folder, `metrics` the gate's verdict and
     `train` the split it was trained on (for the lineage); `registered_model` gets the record.
-    `project`/`location` are Vertex's run-time placeholders on Vertex and '' locally."""
+    `project`/`location` are Vertex's run-time placeholders on Vertex and '' locally;
+    `serving_gpus` is the serving machine's GPU count, fixed at compile time."""
     from components.common.paths import storage_uri
 
     info = lineage(model_metadata or {}, model, metrics_metadata or {}, train_metadata or {},
@@ -178,6 +182,7 @@ def run_register(
         model_uri=storage_uri(model), info=info, project=project, location=location,
         display_name=display_name, serving_image=cfg.serving_image,
         max_model_len=cfg.serving_max_model_len, record_path=registered_model,
+        serving_gpus=serving_gpus,
     )
     registration = Registration.read(record)
     if registration.resourceName:

@@ -123,6 +123,16 @@ def test_local_register_records_the_serving_container(tmp_path) -> None:
     assert rec["serving"]["serving_container_image_uri"] == VLLM_SERVING_IMAGE
     assert "--max-model-len=4096" in rec["serving"]["serving_container_args"]
     assert json.loads(out.read_text()) == rec
+    assert "--tensor-parallel-size=1" in rec["serving"]["serving_container_args"]
+
+
+def test_the_serving_container_splits_the_model_over_the_serving_machines_gpus(tmp_path) -> None:
+    """12B bf16 is served on 2 L4s: vLLM must be told, or it loads the model onto one."""
+    rec = register_model(model_uri="/m", info=INFO, project="", location="", display_name="d",
+                         serving_image=VLLM_SERVING_IMAGE, max_model_len=4096,
+                         record_path=str(tmp_path / "r.json"), serving_gpus=2)
+    args = rec["serving"]["serving_container_args"]
+    assert "--tensor-parallel-size=2" in args and "--tensor-parallel-size=1" not in args
 
 
 # --- the compiled pipeline ---------------------------------------------------------------

@@ -208,6 +208,13 @@ def test_export_and_serving_machines_hold_the_model_by_the_arithmetic(compiled, 
     for comp in deploy:
         inputs = comp["dag"]["tasks"]["deploy-model"]["inputs"]["parameters"]
         assert inputs["machine_type"]["runtimeValue"]["constant"] == serve.machine_type
+    # vLLM splits the model over exactly the serving machine's GPUs
+    register = [c for c in spec["components"].values()
+                if "register-model" in c.get("dag", {}).get("tasks", {})]
+    assert register
+    for comp in register:
+        inputs = comp["dag"]["tasks"]["register-model"]["inputs"]["parameters"]
+        assert inputs["serving_gpus"]["runtimeValue"]["constant"] == serve.accelerator_count
     if params["base_model"] == "google/gemma-3-12b-it":  # 24.4 GB of bf16 weights: 2 L4s
         assert serve.accelerator_count == 2 and export_gb >= 117
 
