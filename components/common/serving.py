@@ -15,11 +15,19 @@ import re
 from typing import Any
 
 # Model Garden's prebuilt vLLM serving image, the tag its Gemma 3 notebook deploys
-# (notebooks/community/model_garden/model_garden_gemma3_deployment_on_vertex.ipynb).
+# (notebooks/community/model_garden/model_garden_gemma3_deployment_on_vertex.ipynb). Pinned by
+# its dated tag: no public source gives its digest. Nor do they state its versions; these are
+# what vLLM's newest release resolved to on the tag's date (`uv pip compile` of `vllm`
+# with --exclude-newer 2025-12-05: vllm 0.12.0, transformers 4.57.3; vLLM requires
+# transformers >=4.56.0,<5). tests/unit/test_serving_compat.py loads merged/ with both 4.x ends.
 VLLM_SERVING_IMAGE = (
     "us-docker.pkg.dev/vertex-ai/vertex-vision-model-garden-dockers/"
     "pytorch-vllm-serve:20251205_0916_RC01"
 )
+SERVING_IMAGE_DATE = "2025-12-05"
+SERVING_VLLM_VERSION = "0.12.0"
+SERVING_TRANSFORMERS_VERSION = "4.57.3"
+SERVING_TRANSFORMERS_FLOOR = "4.56.0"  # vLLM 0.12's requirement: transformers >=4.56.0,<5
 SERVING_PORT = 8080
 PREDICT_ROUTE = "/generate"  # also answers {"@requestFormat": "chatCompletions", ...}
 HEALTH_ROUTE = "/ping"

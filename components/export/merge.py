@@ -25,6 +25,7 @@ from components.common.results import (
     ExportedAdapter,
     TrainMetrics,
 )
+from components.export import serving_files
 
 FP32_TOLERANCE = 1e-4  # check 1: max |Δlogit| / max(1, max |logit|)
 DRIFT_FACTOR = 4.0  # check 2: export drift <= factor x the base's own drift (+ floor below)
@@ -169,6 +170,7 @@ def merge_and_verify(
     merged.to(getattr(torch, dtype)).save_pretrained(merged_dir, safe_serialization=True)
     tokenizer.padding_side = "right"
     tokenizer.save_pretrained(merged_dir)
+    serving_files.write(merged_dir, tokenizer.model_input_names)  # also what 4.x reads
     del merged, model
 
     # Check 2: what was written, read back (its weights, fp32 arithmetic), against base+adapter;
