@@ -15,6 +15,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -53,13 +54,21 @@ def pipeline(smoke: bool, out: Path) -> dict[str, Any]:
     for k, v in params.items():
         cmd += ["--param", f"{k}={v}"]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    log = out / "pipeline.log"
+    with log.open("w") as sink:
+        # its own process group: stopped with every step process it started
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            proc.wait()
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
     wall = time.perf_counter() - t0
-    (out / "pipeline.log").write_text(proc.stdout + proc.stderr)
     summary_path = out / "runs" / run_id / "summary.json"
     if proc.returncode != 0 or not summary_path.is_file():
         return {"status": "failed", "exit_code": proc.returncode, "wall_s": round(wall, 1),
-                "log": str(out / "pipeline.log"), "params": params}
+                "log": str(log), "params": params}
     summary = json.loads(summary_path.read_text())
     arts = summary.get("artifacts") or {}
     model = Path(arts.get("fine-tune.model", "/nonexistent"))
@@ -170,17 +179,36 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "torch": torch.__version__,
         "git_commit": os.environ.get("DOLLY_LORA_IMAGE_COMMIT") or _git_commit(),
     }
-    for name in SECTIONS:
-        report[name] = run_section(name, smoke, args.out) if not args.only or \
-            name in args.only else {"ok": None, "skipped": True}
-        print(json.dumps({name: report[name]}, default=str), flush=True)
-    report["total_s"] = round(time.perf_counter() - t0, 1)
     path = args.out / "gpu_check.json"
-    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    # The file is rewritten after each section (a section not reached: ok None), so the time
+    # limit that stops the script (SIGTERM, as an exception here) still leaves what was measured.
+    signal.signal(signal.SIGTERM, _stop)
+    for name in SECTIONS:
+        report[name] = {"ok": None, "skipped": bool(args.only and name not in args.only)}
+    for name in SECTIONS:
+        stopped = None
+        if not report[name]["skipped"]:
+            try:
+                report[name] = run_section(name, smoke, args.out)
+            except Stopped as exc:
+                report[name], stopped = {"ok": False, "error": str(exc)}, exc
+            print(json.dumps({name: report[name]}, default=str), flush=True)
+        report["total_s"] = round(time.perf_counter() - t0, 1)
+        path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        if stopped:
+            raise SystemExit(124)
     failed = [k for k in SECTIONS if report[k].get("ok") is False]
     print(f"{path}: {report['mode']} on {report['device']}, {report['total_s']} s; "
           + (f"failed: {', '.join(failed)}" if failed else "every section ok"))
     return report
+
+
+class Stopped(BaseException):  # not an Exception: no section records it and goes on
+    """SIGTERM: the script's time limit."""
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise Stopped("stopped by SIGTERM (the time limit)")
 
 
 def _git_commit() -> str:
@@ -190,4 +218,5 @@ def _git_commit() -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(1 if any(main()[k].get("ok") is False for k in SECTIONS) else 0)
+    done = main()
+    sys.exit(1 if any(done[k].get("ok") is False for k in SECTIONS) else 0)

@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "gpu_check.sh"
 
 
-def run_script(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHON": sys.executable}
+def run_script(*args: str, **env_vars: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHON": sys.executable, **env_vars}
     return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, env=env,
                           timeout=900, cwd="/")
 
@@ -60,6 +60,24 @@ def test_a_failing_section_is_recorded_and_the_rest_still_run(tmp_path, monkeypa
     assert report["lora_1b"]["error"] == "RuntimeError: default fell over"
     assert report["generation"]["ok"] is True
     assert json.loads((tmp_path / "gpu_check.json").read_text())["lora_1b"]["ok"] is False
+
+
+def test_the_time_limit_stops_every_process_and_keeps_the_json(tmp_path) -> None:
+    proc = run_script("--cpu-smoke", "--only", "pipeline", "--out", str(tmp_path),
+                      GPU_CHECK_LIMIT_S="15")
+    assert proc.returncode == 124
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert report["pipeline"] == {"ok": False, "error": "stopped by SIGTERM (the time limit)"}
+    assert report["lora_1b"] == {"ok": None, "skipped": True}
+    assert [p for p in Path("/proc").glob("[0-9]*") if str(tmp_path) in cmdline(p)] == [], \
+        "the pipeline's processes outlived the limit"
+
+
+def cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:  # gone meanwhile
+        return ""
 
 
 @pytest.mark.slow
