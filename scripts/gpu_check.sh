@@ -2,7 +2,8 @@
 # One GPU check, for the day a GPU is lent: every number the README's GPU rows need, in one JSON.
 #
 #   scripts/gpu_check.sh                # on one CUDA GPU; under 8 minutes on an H100/H200
-#   scripts/gpu_check.sh --cpu-smoke    # anywhere: same script and JSON keys, tiny configs, CPU
+#   scripts/gpu_check.sh --cpu-smoke    # anywhere: same script and JSON keys, on CPU (tiny
+#                                       # training configs; generation at the 1B's widths)
 #   scripts/gpu_check.sh --only lora_1b # one section (lora_1b, qlora_4b, pipeline, generation)
 #
 # Writes build/gpu-check/gpu_check.json (--out DIR to change): lora_1b (Gemma 3 1B LoRA at 1024

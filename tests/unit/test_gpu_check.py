@@ -33,6 +33,7 @@ def test_smoke_generation_section_and_the_report_shape(tmp_path) -> None:
     assert gen["ok"] is True and gen["tokens_per_s"] > 0
     assert gen["batch"] * gen["new_tokens"] / gen["seconds"] == pytest.approx(
         gen["tokens_per_s"], rel=0.01)
+    assert (gen["vocab"], gen["layers"]) == (262_144, 1)  # the 1B's widths, one layer
     assert all(report[k] == {"ok": None, "skipped": True} for k in gpu_check.SECTIONS
                if k != "generation")
     assert proc.stdout.strip().splitlines()[-1].endswith("every section ok")
