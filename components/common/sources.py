@@ -91,9 +91,11 @@ def read_table(data: bytes, name: str, source: str) -> list[Any]:
         import pyarrow as pa
         import pyarrow.csv as pcsv
 
+        parse = pcsv.ParseOptions(newlines_in_values=True)  # quoted multi-line answers
         try:
-            header = pcsv.read_csv(io.BytesIO(data)).column_names
-            table = pcsv.read_csv(io.BytesIO(data), convert_options=pcsv.ConvertOptions(
+            header = pcsv.read_csv(io.BytesIO(data), parse_options=parse).column_names
+            table = pcsv.read_csv(io.BytesIO(data), parse_options=parse,
+                                  convert_options=pcsv.ConvertOptions(
                 column_types={c: pa.string() for c in header}))  # text stays text: "007"
         except pa.ArrowException as exc:
             raise InputError(f"{source} is not a CSV file with a header row "
@@ -140,7 +142,7 @@ def read_source(source: str, split: str = "train", config: str = "",
     for name in shards or [source]:
         values = read_table(read_bytes(str(name)), str(name), str(name))
         files[str(name) if shards else given] = len(values)
-        rows.extend((len(rows) + i, v) for i, v in enumerate(values, start=1))
+        rows += [(i, v) for i, v in enumerate(values, start=len(rows) + 1)]
     if not rows:
         raise InputError(f"{source} holds no rows; it needs instruction data "
                          "(JSONL, a JSON array, Parquet or CSV)")

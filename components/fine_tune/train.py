@@ -58,6 +58,16 @@ def multi_turn(rows: list[dict[str, Any]]) -> bool:
     return any(sum(m["role"] == "assistant" for m in r["messages"]) > 1 for r in rows)
 
 
+def conversation_loss(args: Any, rows: list[dict[str, Any]]) -> bool:
+    """Multi-turn rows: TRL's assistant-only loss, which masks by the chat template's
+    `{% generation %}` blocks (where the model's template has none, TRL's training variant of
+    it: trl/chat_templates/gemma3_training.jinja for Gemma 3). True when set."""
+    if not multi_turn(rows):
+        return False
+    args.assistant_only_loss, args.completion_only_loss = True, None
+    return True
+
+
 def training_dataset(rows: list[dict[str, Any]], conversations: bool) -> Any:
     """The rows as TRL reads them: whole conversations (`messages`, trained with TRL's
     assistant-only loss: every assistant turn, nothing else) when any row has several assistant
@@ -340,10 +350,7 @@ def build_trainer(
     ckpt = checkpointing.Session(store, cfg, train_rows, work, world) if store else None
     if ckpt:
         args = ckpt.training_args(args)
-    conversations = multi_turn(train_rows) or multi_turn(val_rows)
-    if conversations:  # TRL masks by the template's {% generation %} blocks (its own Gemma 3
-        # training template where the model's has none: trl/chat_templates/gemma3_training.jinja)
-        args.assistant_only_loss, args.completion_only_loss = True, None
+    conversations = conversation_loss(args, train_rows + val_rows)
     # HF's own report_to integrations (W&B, TensorBoard, MLflow) log the training curves into
     # the runs the tracker opened; TensorBoardCallback reads its folder from the environment.
     with scoped_env(tracker.hf_env()):
