@@ -32,9 +32,12 @@ def shingles(text: str) -> list[bytes]:
 
 
 def minhashes(texts: list[str]) -> list[Any]:
+    import xxhash
     from datasketch import MinHash
 
-    return MinHash.bulk([shingles(t) for t in texts], num_perm=NUM_PERM)
+    # xxh32 rather than datasketch's default SHA-1: half the time, and as good for MinHash
+    return MinHash.bulk([shingles(t) for t in texts], num_perm=NUM_PERM,
+                        hashfunc=xxhash.xxh32_intdigest)
 
 
 def near_duplicates(ids: list[int], hashes: list[Any], threshold: float) -> list[tuple[int, int]]:

@@ -38,7 +38,7 @@ def load_prompts(prompts_uri: str, test_rows: list[dict[str, Any]]) -> list[Prom
     from components.common.storage import read_bytes
 
     if not prompts_uri:
-        return [r["messages"][:-1] for r in test_rows]
+        return [r["messages"][:-1] if "messages" in r else prompt_messages(r) for r in test_rows]
     prompts: list[Prompt] = []
     try:
         text = read_bytes(prompts_uri).decode("utf-8-sig")

@@ -64,7 +64,11 @@ def check_bad_rows(bad: list[dict[str, Any]], total: int, cfg: DataConfig, sourc
                    fmt: str) -> None:
     if not bad or len(bad) / total <= cfg.max_bad_row_fraction:
         return
-    first = "; ".join(f"row {b['row']}: {b['reason']}" for b in bad[:3])
+    by_reason: dict[str, list[str]] = {}
+    for b in bad[:3]:
+        by_reason.setdefault(b["reason"], []).append(str(b["row"]))
+    first = "; ".join(f"row{'s' if len(n) > 1 else ''} {', '.join(n)}: {r}"
+                      for r, n in by_reason.items())
     unknown = Counter(b["category"] for b in bad if "category" in b)
     if unknown:
         names = ", ".join(f"{c!r} ({n})" for c, n in unknown.most_common(5))
