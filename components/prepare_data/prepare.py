@@ -476,7 +476,7 @@ def card_rows(card: dict[str, Any]) -> list[list[Any]]:
     rows += [[f"{split}: {c}", n] for split, cats in card["categories"].items()
              for c, n in cats.items()]
     rows += [[f"tokens {b['lo']}-{b['hi']}", b["rows"]] for b in card["token_lengths"]["histogram"]]
-    return rows
+    return [[k, str(v)] for k, v in rows]  # one type per column: W&B tables refuse a mix
 
 
 def main(argv: list[str] | None = None) -> None:

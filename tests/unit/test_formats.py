@@ -256,3 +256,34 @@ def test_prompts_in_every_shape(tmp_path):
     bad = write_jsonl(tmp_path / "bad.jsonl", [lines[0], {"messages": lines[3]["messages"][:2]}])
     with pytest.raises(InputError, match="bad.jsonl line 2 does not end on a user turn"):
         load_prompts(str(bad), [])
+
+
+def test_the_card_is_an_artifact_a_wandb_table_and_report_sentences(tmp_path, monkeypatch,
+                                                                   dolly_rows):
+    import wandb
+
+    from components.prepare_data.prepare import run_prepare
+    from components.report.report import card_lines
+    from tests.wandb_reader import read_runs
+
+    for var in ("WANDB_DIR", "WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_ARTIFACT_DIR",
+                "WANDB_CONFIG_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb"))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("DOLLY_LORA_TRACKING_DIR", str(tmp_path))
+    rows = [*dolly_rows[:80], dolly_rows[3]]
+    outs = {n: str(tmp_path / "out" / n) for n in ("train", "validation", "test", "rejected",
+                                                    "data_card")}
+    meta = run_prepare(cfg(write_jsonl(tmp_path / "d.jsonl", rows), trackers="wandb"), **outs)
+    wandb.teardown()
+    card = json.loads(Path(outs["data_card"]).read_text())
+    assert meta["data_card"].rows == card["rows_kept"] and card["exact_duplicates"] == 1
+    [run] = read_runs(tmp_path / "wandb")
+    [logged] = [row for row in run.history if "data_card.nrows" in row]
+    assert logged["data_card._type"] == "table-file" and logged["data_card.nrows"] > 20
+    table = next(p for p in (tmp_path / "wandb").rglob("data_card*.table.json"))
+    data = dict(json.loads(table.read_text())["data"])
+    assert data["exact duplicates"] == "1" and data["format"] == "dolly"
+    lines = card_lines(card)
+    assert lines[0].startswith(f"Format dolly, 81 rows read from {tmp_path / 'd.jsonl'}")
+    assert "Exact duplicates: 1;" in lines[2]
