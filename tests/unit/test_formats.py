@@ -167,6 +167,7 @@ def test_data_card_counts_planted_duplicates_and_train_test_overlap(tmp_path, do
     assert len(p.splits["test"]) == len(kept.splits["test"]) - over["dropped"]
     assert p.stats["test_overlap_dropped"] == over["dropped"]
     assert sum(r["reason"].startswith("overlaps train row") for r in p.rejected) == over["dropped"]
+    assert card["dropped"]["overlaps train"] == over["dropped"]
     hist = card["token_lengths"]["histogram"]
     assert hist[-1]["lo"] == 513 and hist[-1]["rows"] == card["token_lengths"]["too_long"]
 
