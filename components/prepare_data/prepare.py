@@ -10,7 +10,7 @@ Run it alone:
     uv run python -m components.prepare_data.prepare --dataset embedded://dolly-15k-sample.jsonl \
         --base_model embedded://tiny-gemma3 --train /tmp/prep/train.jsonl \
         --validation /tmp/prep/validation.jsonl --test /tmp/prep/test.jsonl \
-        --rejected /tmp/prep/rejected.jsonl
+        --rejected /tmp/prep/rejected.jsonl --data_card /tmp/prep/data_card.json
 
 (`--help` lists every setting of `DataConfig`.)
 """
