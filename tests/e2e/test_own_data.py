@@ -46,7 +46,7 @@ def test_multi_turn_parquet_with_planted_copies_reaches_the_summary(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     assert f"format: messages, {len(rows)} rows" in proc.stdout + proc.stderr
     summary = json.loads(Path(proc.stdout.strip().splitlines()[-1]).read_text())
-    assert summary["status"] == "succeeded" and summary["data_format"] == "messages"
+    assert summary["status"] == "SUCCESS" and summary["data_format"] == "messages"
     card = json.loads(Path(summary["report"]["data_card"]).read_text())
     assert card["exact_duplicates"] == 3 and card["near_duplicates"]["rows"] >= 15
     over = card["train_test_overlap"]

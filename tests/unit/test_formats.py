@@ -288,3 +288,26 @@ def test_the_card_is_an_artifact_a_wandb_table_and_report_sentences(tmp_path, mo
     lines = card_lines(card)
     assert lines[0].startswith(f"Format dolly, 81 rows read from {tmp_path / 'd.jsonl'}")
     assert "Exact duplicates: 1;" in lines[2]
+
+
+def test_gcs_shards_and_a_gcs_parquet_read_like_local_files(gcs, tmp_path, dolly_rows,
+                                                            tokenizer):
+    """gs:// through the project's GCS client (fake-gcs-server): a glob of shards and one
+    Parquet file."""
+    from components.common import storage
+
+    rows = [as_format(r, "alpaca", i) for i, r in enumerate(dolly_rows[:50])]
+    want = prepare(cfg(write_jsonl(tmp_path / "d.jsonl", rows)), tokenizer).stats["split_hash"]
+    storage.upload_bytes("".join(json.dumps(r) + "\n" for r in rows[:25]).encode(),
+                         "gs://ckpt/data/part-0.jsonl")
+    storage.upload_bytes("".join(json.dumps(r) + "\n" for r in rows[25:]).encode(),
+                         "gs://ckpt/data/part-1.jsonl")
+    storage.upload_bytes(b"not data", "gs://ckpt/data/README.txt")
+    write(tmp_path / "d.parquet", rows)
+    storage.upload_file(tmp_path / "d.parquet", "gs://ckpt/one/d.parquet")
+    shards = prepare(cfg("gs://ckpt/data/part-*.jsonl"), tokenizer)
+    assert shards.stats["split_hash"] == want
+    assert shards.card["files"] == {"gs://ckpt/data/part-0.jsonl": 25,
+                                    "gs://ckpt/data/part-1.jsonl": 25}
+    assert prepare(cfg("gs://ckpt/data/"), tokenizer).stats["split_hash"] == want  # a folder
+    assert prepare(cfg("gs://ckpt/one/d.parquet"), tokenizer).stats["split_hash"] == want
