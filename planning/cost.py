@@ -115,7 +115,7 @@ def _tokenizer_here(ref: str) -> bool:
 
 def data_tokens(params: dict[str, Any]) -> Tokens:
     """One epoch's training tokens, from the data's token statistics (see the module doc)."""
-    from components.common.config import DataConfig, build
+    from components.common.config import DOLLY_CATEGORIES, DataConfig, build
     from components.common.paths import EMBEDDED_SCHEME
     from components.prepare_data.prepare import check
 
@@ -126,8 +126,11 @@ def data_tokens(params: dict[str, Any]) -> Tokens:
         return Tokens(len(splits["train"]), tokens, len(splits["test"]), True,
                       f"the prepare step's token counts of {cfg.dataset} with "
                       f"{cfg.base_model}'s tokenizer, {len(splits['train']):,} train rows")
+    dolly = [c for c in cfg.category_list if c in DOLLY_CATEGORIES]  # the sample has only these
     sample_cfg = cfg.model_copy(update={"dataset": EMBEDDED_SCHEME + "dolly-15k-sample.jsonl",
-                                        "base_model": EMBEDDED_SCHEME + "tiny-gemma3"})
+                                        "base_model": EMBEDDED_SCHEME + "tiny-gemma3",
+                                        "categories": ",".join(dolly), "columns": "",
+                                        "data_format": "auto"})
     sample = check(sample_cfg)
     kept = [r for rows in sample.splits.values() for r in rows]
     per_row = sum(r["num_tokens"] for r in kept) / len(kept)
