@@ -210,7 +210,7 @@ def test_mixed_formats_are_refused_with_the_first_row_of_each(tmp_path, dolly_ro
 def test_bad_conversations_are_named(tmp_path, messages, expected):
     rows = [{"messages": messages}] * 10
     msg = _refused(cfg(write_jsonl(tmp_path / "chat.jsonl", rows)))
-    assert "none of the 10 rows in" in msg and "row 1: " in msg and expected in msg
+    assert "none of the 10 rows in" in msg and "rows 1, 2, 3: " in msg and expected in msg
 
 
 def test_parquet_without_the_needed_columns(tmp_path):
