@@ -17,7 +17,7 @@ import pytest
 from components.common.paths import EMBEDDED_DATASET
 from tests.unit.test_formats import as_format
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # a whole run, ~2 min on 2 idle cores
 
 
 def test_multi_turn_parquet_with_planted_copies_reaches_the_summary(tmp_path):
