@@ -51,9 +51,11 @@ def submit(
     public_model: a.PublicModelOpt = False,
     tensorboard: a.TensorboardOpt = "",
     base_output_dir: a.BaseOutputDirOpt = "",
+    timeout: a.TimeoutOpt = "",
     verbose: a.VerboseOpt = False,
     profile: a.ProfileOpt = None,
     max_cost: a.MaxCostOpt = None,
+    resume: a.ResumeOpt = None,
 ) -> None:
     flags = dict(locals())
     del flags["ctx"]

@@ -76,6 +76,7 @@ def lora_pipeline(
     deploy_endpoint: str = '',
     deploy_min_replicas: int = 1,
     deploy_max_replicas: int = 1,
+    deploy_ttl_hours: float = 8.0,
     deploy: bool = False,
 ) -> dict[str, Any]:
     """LoRA fine-tune of an instruction model on Dolly-format data.
@@ -168,10 +169,12 @@ def lora_pipeline(
         serving_max_model_len: vLLM --max-model-len: longest prompt+answer the endpoint accepts (Gemma 3 1B's context;
             its KV cache fits one L4 many times over).
         deploy_endpoint: Endpoint ID to deploy to (its previous version is replaced once the new one is healthy);
-            '' creates a new endpoint.
+            '' reuses this project's endpoint, or creates one.
         deploy_min_replicas: Fewest serving machines.
         deploy_max_replicas: Most serving machines.
+        deploy_ttl_hours: Hours until the deployed version is undeployed again (a one-run Vertex schedule created
+            at deploy time); 0 = until `submit undeploy`.
         deploy: Deploy the registered version to an endpoint on one L4 after the gate passes. Off by
-            default: a deployed L4 costs about $0.85-1/h until undeployed.
+            default: an endpoint bills by the hour until undeployed.
     """
     return dict(locals())

@@ -478,10 +478,14 @@ class DeployConfig(_Strict):
 
     deploy_endpoint: str = Field(
         "", description="Endpoint ID to deploy to (its previous version is replaced once the "
-        "new one is healthy); '' creates a new endpoint.",
+        "new one is healthy); '' reuses this project's endpoint, or creates one.",
     )
     deploy_min_replicas: int = Field(1, ge=1, le=100, description="Fewest serving machines.")
     deploy_max_replicas: int = Field(1, ge=1, le=100, description="Most serving machines.")
+    deploy_ttl_hours: float = Field(
+        8.0, ge=0, le=720, description="Hours until the deployed version is undeployed again "
+        "(a one-run Vertex schedule created at deploy time); 0 = until `submit undeploy`.",
+    )
 
     @model_validator(mode="after")
     def _replicas(self) -> DeployConfig:
@@ -499,7 +503,7 @@ class DagConfig(_Strict):
     deploy: bool = Field(
         False,
         description="Deploy the registered version to an endpoint on one L4 after the gate "
-        "passes. Off by default: a deployed L4 costs about $0.85-1/h until undeployed.",
+        "passes. Off by default: an endpoint bills by the hour until undeployed.",
     )
 
 

@@ -27,7 +27,9 @@ HEALTH_ROUTE = "/ping"
 # Gemma's activations.
 SERVING_DTYPE = "bfloat16"
 SHARED_MEMORY_MB = 16 * 1024  # as Model Garden sets it; g2-standard-8 has 32 GB of RAM
-DEPLOYMENT_TIMEOUT_S = 7200
+# How long Vertex lets the container become healthy; the deploy step waits this plus a margin
+# (components.deploy.deploy.deploy_wait_s), so Vertex gives up first.
+DEPLOYMENT_TIMEOUT_S = 1800
 
 
 def vllm_args(model_uri: str, max_model_len: int, accelerator_count: int = 1) -> list[str]:
@@ -49,15 +51,16 @@ def vllm_args(model_uri: str, max_model_len: int, accelerator_count: int = 1) ->
 
 
 def container_spec(
-    image: str, model_uri: str, max_model_len: int, base_model: str = ""
+    image: str, model_uri: str, max_model_len: int, base_model: str = "", gpus: int = 1,
 ) -> dict[str, Any]:
-    """`aiplatform.Model.upload` keyword arguments of the serving container."""
+    """`aiplatform.Model.upload` keyword arguments of the serving container; `gpus` is the
+    serving machine's count, over which vLLM splits the model (tensor parallel)."""
     env = {"DEPLOY_SOURCE": "dolly-lora-pipeline"}
     if base_model:
         env["MODEL_ID"] = base_model  # what Model Garden's container reports as the model
     return {
         "serving_container_image_uri": image,
-        "serving_container_args": vllm_args(model_uri, max_model_len),
+        "serving_container_args": vllm_args(model_uri, max_model_len, gpus),
         "serving_container_ports": [SERVING_PORT],
         "serving_container_predict_route": PREDICT_ROUTE,
         "serving_container_health_route": HEALTH_ROUTE,

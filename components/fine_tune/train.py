@@ -550,6 +550,23 @@ def run_fine_tune(
     With several GPUs (or `num_processes` > 1) it starts one training process per GPU with
     torchrun's launcher (`distributed.py`) and returns what rank 0 returned; everything a user
     can get wrong is checked here first, before any process starts."""
+    from components.fine_tune import distributed, permanent
+
+    # A permanent error of an earlier attempt of this job: refused at once (permanent.py).
+    prefix = (checkpointing.task_prefix(cfg.checkpoint_uri, cfg.run_name or run_id)
+              if cfg.checkpoint_uri and run_id and not distributed.in_worker() else "")
+    if prefix:
+        permanent.refuse_if_recorded(prefix, run_id)
+    try:
+        return _fine_tune(cfg, train, validation, model, run_id, required_accelerator)
+    except BaseException as exc:
+        if prefix and permanent.is_permanent(exc):
+            permanent.record(prefix, run_id, exc)
+        raise
+
+
+def _fine_tune(cfg: TrainConfig, train: str, validation: str, model: str, run_id: str,
+               required_accelerator: str) -> dict[str, AdapterModel]:
     from components.fine_tune import distributed
 
     started = time.time()

@@ -3,9 +3,16 @@
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
-from components.common.component import StepSpec
+from components.common.component import REQUIRED, StepSpec
 from components.common.images import DEFAULT_IMAGE
+from components.prepare_data.data_key import run_data_key
 from components.prepare_data.prepare import run_prepare
+
+DATA_KEY = StepSpec(
+    "data_key", run_data_key, constants={"dataset": (str, REQUIRED)}, returns=str,
+    summary="The dataset's content key (GCS MD5, file SHA-256, hub commit): prepare-data's "
+    "cache key changes exactly when the data does. Runs with caching off.",
+)
 
 SPEC = StepSpec(
     "prepare_data", run_prepare,
@@ -14,6 +21,7 @@ SPEC = StepSpec(
              "data_card": Artifact},
     config_from_inputs={"base_model": "base"},
     run_id_from="train",
+    constants={"data_key": (str, "")},
     summary="Read instruction data (Dolly, Alpaca, chat messages, prompt/completion), validate, "
     "format as chat, filter, split, and write the data card (the base model's tokenizer "
     "measures token lengths).",
@@ -21,8 +29,28 @@ SPEC = StepSpec(
 
 
 # Generated from the spec(s) above and the config sections by scripts/generate_components.py.
-# Edit the specs or DataConfig, not what follows.
+# Edit the specs or DataConfig, NoParameters, not what follows.
 # Every pipeline build (compile.py, submit --local) rewrites it when stale.
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def data_key(
+    dataset: str,
+) -> str:
+    """The dataset's content key (GCS MD5, file SHA-256, hub commit): prepare-data's cache key
+    changes exactly when the data does. Runs with caching off.
+
+    Args:
+    """
+    arguments = dict(locals())
+    from components.common.step import StepIO, call
+    from components.prepare_data.data_key import run_data_key
+
+    io = StepIO(
+        inputs={},
+        outputs={},
+    )
+    return call(run_data_key, arguments, io)
+
+
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def prepare_data(
     base: Input[Model],
@@ -52,6 +80,7 @@ def prepare_data(
     test: Output[Dataset],
     rejected: Output[Dataset],
     data_card: Output[Artifact],
+    data_key: str = '',
 ):
     """Read instruction data (Dolly, Alpaca, chat messages, prompt/completion), validate, format as
     chat, filter, split, and write the data card (the base model's tokenizer measures token

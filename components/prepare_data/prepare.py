@@ -414,7 +414,7 @@ def check(cfg: DataConfig) -> Prepared:
 
 def run_prepare(
     cfg: DataConfig, *, train: str, validation: str, test: str, rejected: str, data_card: str,
-    run_id: str = "",
+    run_id: str = "", data_key: str = "",
 ) -> dict[str, PreparedData]:
     """Validate, prepare, then write the four JSONL files and the data card (JSON); returns
     each output's metadata.
@@ -446,7 +446,9 @@ def run_prepare(
             "source": cfg.dataset})
         config = {**cfg.model_dump(exclude=set(secret_fields(cfg))),
                   "base_model": model_source(cfg.base_model)}
-        stats = {**prepared.stats, "config": config, "wandb_url": step.tracker.url or "",
+        # data_key (the data-key step's content key) is in the cache key; kept for the lineage
+        stats = {**prepared.stats, "data_key": data_key, "config": config,
+                 "wandb_url": step.tracker.url or "",
                  "tracking": step.tracker.report(), "step_seconds": step.seconds()}
     shared = {k: v for k, v in stats.items() if k != "categories"}
     out = {

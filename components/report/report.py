@@ -95,13 +95,13 @@ def pick_samples(rows: list[dict[str, Any]], n: int = SAMPLE_PROMPTS) -> list[di
 
 def step_costs(
     step_seconds: dict[str, float | None], gpu_steps: set[str], gpu_hourly_usd: float,
-    devices: dict[str, str] | None = None,
+    devices: dict[str, str] | None = None, prices: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Wall time per step and the estimated price of the GPU steps' machine time.
 
     A step counts as a GPU machine only if it asks for one AND, where it says so (`devices`),
     it ran on CUDA: a local run's fine-tune on a laptop CPU is neither a GPU machine nor billed."""
-    devices = devices or {}
+    devices, prices = devices or {}, prices or {}  # prices: USD/h of each step's own machine
 
     def on_gpu(step: str) -> bool:
         return step in gpu_steps and devices.get(step, "cuda") == "cuda"
@@ -109,7 +109,7 @@ def step_costs(
     steps = [
         {"step": s, "seconds": sec, "gpu": on_gpu(s), "asks_gpu": s in gpu_steps,
          "device": devices.get(s, ""),
-         "cost_usd": (sec or 0) / 3600 * gpu_hourly_usd if on_gpu(s) else 0.0}
+         "cost_usd": (sec or 0) / 3600 * prices.get(s, gpu_hourly_usd) if on_gpu(s) else 0.0}
         for s, sec in step_seconds.items()
     ]
     gpu_seconds = sum(s["seconds"] or 0 for s in steps if s["gpu"])
@@ -118,7 +118,7 @@ def step_costs(
         "total_seconds": sum(s["seconds"] or 0 for s in steps),
         "gpu_seconds": gpu_seconds,
         "gpu_hourly_usd": gpu_hourly_usd,
-        "gpu_cost_usd": gpu_seconds / 3600 * gpu_hourly_usd,
+        "gpu_cost_usd": sum(s["cost_usd"] for s in steps),
     }
 
 
@@ -170,8 +170,8 @@ def collect(
     training_config = _read_json(model / "training_config.json", {})
     train_curve = [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h]
     val_curve = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h and "step" in h]
-    cost = step_costs(steps, gpu_steps, gpu_hourly_usd, devices)
     pre_run = estimate.parse(cost_estimate)
+    cost = step_costs(steps, gpu_steps, gpu_hourly_usd, devices, estimate.step_prices(pre_run))
     return {
         "estimate": {"profile": pre_run.get("profile"), "basis": pre_run.get("throughput_basis"),
                      "rows": estimate.compare(pre_run, training, cost)},
