@@ -128,6 +128,14 @@ def _gcs_files(source: str) -> list[str] | None:
     return [f"gs://{bucket}/{n}" for n in sorted(keep)]
 
 
+def shard_files(source: str) -> list[str] | None:
+    """The files a folder or glob (local or gs://) names, in read order; None for one file or
+    a hub id."""
+    source = resolve_embedded(source)
+    files = _gcs_files(source) if is_gcs(source) else _local_files(source)
+    return None if files is None else [str(f) for f in files]
+
+
 def read_source(source: str, split: str = "train", config: str = "",
                 revision: str = "") -> Source:
     """Every raw row of `source`, numbered from 1 across its shards."""
