@@ -115,6 +115,10 @@ def build_summary(
         "rejected_rows": prep.get("rejected", PreparedData()).rows,
         "source_rows": train.source_rows,
         "split_hash": train.split_hash or None,
+        "data_format": train.data_format or None,
+        # the hub commit read (a rerun with dataset_revision=<it> reads the same rows)
+        "dataset_revision": train.dataset_revision or None,
+        "test_overlap_dropped": train.test_overlap_dropped,
         "eval": {
             name: {k: scores.get(f"{name}_{k}") for k in ("loss", "perplexity", "rougeL")}
             for name in ("base", "tuned")
@@ -144,11 +148,16 @@ def _checked(params: dict[str, Any], stats: dict[str, Any], defaults: dict[str, 
             "the real defaults " + ", ".join(f"{k}={v}" for k, v in defaults.items())
             + " (the embedded values suit the tiny model only); --param overrides any of them[/]"
         )
+    revision = f" at {stats['dataset_revision'][:12]}" if stats.get("dataset_revision") else ""
     console.print(
-        f"[bold]Checked parameters and data[/] ({params['dataset']}): {stats['kept_rows']} rows "
-        f"kept of {stats['source_rows']} ({stats['rejected_rows']} rejected), split "
-        f"{stats['split_hash']}"
+        f"[bold]Checked parameters and data[/] ({params['dataset']}{revision}): format: "
+        f"{stats['data_format']}, {stats['source_rows']:,} rows, {stats['kept_rows']:,} kept "
+        f"({stats['rejected_rows']:,} rejected), split {stats['split_hash']}"
     )
+    if stats.get("test_overlap_rows"):
+        console.print(f"  {stats['test_overlap_rows']} test rows copy a training row; "
+                      + (f"{stats['test_overlap_dropped']} dropped from the test split"
+                         if stats["test_overlap_dropped"] else "kept (drop_test_overlap=false)"))
     if stats.get("categories_without_test_rows"):
         console.print("  [yellow]no test rows for categor"
                       f"{'y' if len(stats['categories_without_test_rows']) == 1 else 'ies'} "

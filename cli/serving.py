@@ -184,7 +184,8 @@ def predict(
         "--local", help="URL of a local OpenAI-compatible server (`submit serve`), e.g. "
         f"http://{DEFAULT_HOST}:{DEFAULT_PORT}.")] = "",
     file: Annotated[str, typer.Option(
-        "--file", help='JSONL of {"prompt": ...} (local or gs://); one JSON answer per line.')
+        "--file", help='JSONL of prompts ({"prompt"}, {"instruction", "context"} or '
+        '{"messages"} ending on a user turn; local or gs://); one JSON answer per line.')
     ] = "",
     max_tokens: Annotated[int, typer.Option(help="Tokens to generate at most.")] = 256,
     temperature: Annotated[float, typer.Option(help="0 = greedy, as the inference step.")] = 0.0,

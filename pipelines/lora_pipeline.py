@@ -153,7 +153,8 @@ def build_pipeline(settings: CompileSettings) -> Any:
         decide = task("gate", generations=ev.outputs["generations"])
         inf = task("inference", base=base, test=splits["test"], model=tuned, **gpu)
         task("report", **splits, model=tuned, generations=ev.outputs["generations"],
-             predictions=inf.outputs["predictions"], gpu_steps=",".join(GPU_STEPS))
+             predictions=inf.outputs["predictions"], data_card=prep.outputs["data_card"],
+             gpu_steps=",".join(GPU_STEPS))
         # The registry gate: `gate` returns True when the bootstrap interval of the improvement
         # clears gate_threshold.
         with dsl.If(decide.outputs["Output"] == True, name="tuned-beats-base"):  # noqa: E712

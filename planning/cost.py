@@ -151,7 +151,7 @@ def data_tokens(params: dict[str, Any]) -> Tokens:
 def _data_tokens(cfg_json: str, _file_version: int) -> Tokens:
     """Once per data configuration (and local file version) in a process: compile and submit
     both estimate."""
-    from components.common.config import DataConfig
+    from components.common.config import DOLLY_CATEGORIES, DataConfig
     from components.common.paths import EMBEDDED_SCHEME
     from components.prepare_data.prepare import check
 
@@ -162,8 +162,11 @@ def _data_tokens(cfg_json: str, _file_version: int) -> Tokens:
         return Tokens(len(splits["train"]), tokens, len(splits["test"]), True,
                       f"the prepare step's token counts of {cfg.dataset} with "
                       f"{cfg.base_model}'s tokenizer, {len(splits['train']):,} train rows")
+    dolly = [c for c in cfg.category_list if c in DOLLY_CATEGORIES]  # the sample has only these
     sample_cfg = cfg.model_copy(update={"dataset": EMBEDDED_SCHEME + "dolly-15k-sample.jsonl",
-                                        "base_model": EMBEDDED_SCHEME + "tiny-gemma3"})
+                                        "base_model": EMBEDDED_SCHEME + "tiny-gemma3",
+                                        "categories": ",".join(dolly), "columns": "",
+                                        "data_format": "auto"})
     sample = check(sample_cfg)
     kept = [r for rows in sample.splits.values() for r in rows]
     per_row = sum(r["num_tokens"] for r in kept) / len(kept)

@@ -196,9 +196,21 @@ class DataConfig(CommonConfig, SystemPromptField, TrackingConfig):
 
     dataset: str = Field(
         "databricks/databricks-dolly-15k",
-        description="Hugging Face dataset id, local JSONL, gs:// JSONL or embedded://dolly-15k-sample.jsonl",
+        description="Hugging Face dataset id, or a local or gs:// file (JSONL, .jsonl.gz, JSON "
+        "array, Parquet, CSV), folder or glob of shards; embedded://dolly-15k-sample.jsonl",
     )
-    categories: str = Field("", description="Comma-separated Dolly categories to keep ('' = all).")
+    data_format: Literal["auto", "dolly", "alpaca", "messages", "prompt_completion"] = Field(
+        "auto", description="Row format ('auto' = detected from the fields; a mix is refused)."
+    )
+    columns: str = Field(
+        "", description="Rename fields, name:column,... (e.g. instruction:question,response:answer)."
+    )
+    dataset_split: str = Field("train", description="Split of a Hugging Face dataset.")
+    dataset_config: str = Field("", description="Configuration (subset) of a Hugging Face dataset.")
+    dataset_revision: str = Field(
+        "", description="Hub dataset revision ('' = the newest, pinned to its commit when read)."
+    )
+    categories: str = Field("", description="Comma-separated categories to keep ('' = all).")
     val_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="Share of rows for validation.")
     test_fraction: float = Field(0.05, gt=0.0, lt=1.0, description="Share of rows for test.")
     max_bad_row_fraction: float = Field(
@@ -207,16 +219,21 @@ class DataConfig(CommonConfig, SystemPromptField, TrackingConfig):
         le=1.0,
         description="Malformed rows are skipped and counted up to this share; above it the step fails.",
     )
+    drop_test_overlap: bool = Field(
+        True, description="Drop test rows that copy a training row (same prompt or near copy)."
+    )
+    near_duplicate_threshold: float = Field(
+        0.8, gt=0.0, le=1.0, description="MinHash Jaccard similarity at which rows count as near copies."
+    )
+
     @field_validator("categories")
     @classmethod
-    def _known_categories(cls, v: str) -> str:
-        unknown = [c for c in split_csv(v) if normalize_category(c) not in DOLLY_CATEGORIES]
-        if unknown:
-            raise ValueError(
-                f"unknown categor{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; "
-                f"choose from {', '.join(DOLLY_CATEGORIES)}"
-            )
-        return ",".join(normalize_category(c) for c in split_csv(v))
+    def _dolly_spelling(cls, v: str) -> str:
+        """A Dolly name in any casing is that name; other names are kept for non-Dolly data."""
+        return ",".join(
+            normalize_category(c) if normalize_category(c) in DOLLY_CATEGORIES else c
+            for c in split_csv(v)
+        )
 
     @model_validator(mode="after")
     def _fractions(self) -> DataConfig:

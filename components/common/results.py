@@ -151,6 +151,11 @@ class PreparedData(Tracked):
     selected_categories: list[str] = field(default_factory=list)
     categories_without_test_rows: list[str] = field(default_factory=list)
     renamed_categories: dict[str, int] = field(default_factory=dict)
+    data_format: str = ""
+    dataset_revision: str = ""  # the hub commit read ('' for a file)
+    near_duplicate_rows: int | None = None
+    test_overlap_rows: int | None = None
+    test_overlap_dropped: int | None = None
     config: dict[str, Any] = field(default_factory=dict)
 
 

@@ -78,11 +78,16 @@ def container_spec(
     }
 
 
-def chat_messages(prompt: str, system_prompt: str = "") -> list[dict[str, str]]:
-    """A user prompt as chat messages, with the optional system message first: the one shape
-    the inference step, the local server and the Vertex endpoint all receive."""
+def chat_messages(prompt: str | list[dict[str, str]], system_prompt: str = ""
+                  ) -> list[dict[str, str]]:
+    """A user prompt (or a conversation ending on a user turn) as chat messages, with the
+    optional system message first unless it has its own: the one shape the inference step, the
+    local server and the Vertex endpoint all receive."""
+    turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    if turns and turns[0]["role"] == "system":
+        return turns
     system = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    return [*system, {"role": "user", "content": prompt}]
+    return [*system, *turns]
 
 
 def vertex_chat_instance(

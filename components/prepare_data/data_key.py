@@ -70,6 +70,11 @@ def data_key(source: str) -> str:
     """The content key of a dataset reference: GCS's MD5 (or CRC32C) of a `gs://` object, the
     SHA-256 of a local or embedded file (or of a folder's files), a hub dataset's commit."""
     source = resolve_embedded(source.strip())
+    if any(c in source for c in "*?["):  # a glob of shards: each matching file's key
+        from components.common.sources import shard_files
+
+        listing = "\n".join(f"{f} {data_key(f)}" for f in shard_files(source) or [])
+        return f"glob:sha256:{hashlib.sha256(listing.encode()).hexdigest()}"
     if is_gcs(source):
         return _gcs_key(source)
     path = Path(source).expanduser()

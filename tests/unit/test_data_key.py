@@ -41,3 +41,21 @@ def test_local_and_embedded_files_are_keyed_on_their_bytes(tmp_path: Path) -> No
     assert data_key(str(f)) != key
     embedded = data_key("embedded://dolly-15k-sample.jsonl")
     assert embedded == data_key("embedded://dolly-15k-sample.jsonl") != key
+
+
+def test_a_glob_of_shards_is_keyed_on_the_files_it_matches(gcs, tmp_path: Path) -> None:
+    for i in range(2):
+        (tmp_path / f"part-{i}.jsonl").write_text(f'{{"instruction": "{i}"}}\n')
+    (tmp_path / "notes.txt").write_text("x")
+    pattern = str(tmp_path / "part-*.jsonl")
+    before = data_key(pattern)
+    assert before.startswith("glob:sha256:") and data_key(pattern) == before
+    (tmp_path / "notes.txt").write_text("y")  # not matched: same key
+    assert data_key(pattern) == before
+    (tmp_path / "part-1.jsonl").write_text('{"instruction": "changed"}\n')
+    assert data_key(pattern) != before
+    bucket = gcs.client().bucket("ckpt")
+    bucket.blob("s/part-0.jsonl").upload_from_string(b"1\n")
+    remote = data_key("gs://ckpt/s/part-*.jsonl")
+    bucket.blob("s/part-1.jsonl").upload_from_string(b"2\n")
+    assert remote.startswith("glob:") and data_key("gs://ckpt/s/part-*.jsonl") != remote
