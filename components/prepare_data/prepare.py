@@ -229,7 +229,8 @@ def prepare(
     wanted = cfg.category_list
     if wanted and not any(c in present for c in wanted):
         raise InputError(
-            f"categor{'y' if len(wanted) == 1 else 'ies'} {', '.join(wanted)} match no rows; "
+            f"{'category' if len(wanted) == 1 else 'categories'} {', '.join(wanted)} "
+            f"match{'es' if len(wanted) == 1 else ''} no rows; "
             "the data has " + ", ".join(f"{c} ({k})" for c, k in sorted(present.items()))
         )
     filtered = [v for v in valid if not wanted or v[2] in wanted]

@@ -101,7 +101,7 @@ CASES = [
     Case("fractions", [*LOCAL, "-p", "val_fraction=0.5", "-p", "test_fraction=0.5"],
          "leaves nothing to train on"),
     Case("unknown-category-param", [*LOCAL, "-p", "categories=poetry"],
-         "category poetry match no rows; the data has brainstorming ("),
+         "category poetry matches no rows; the data has brainstorming ("),
     Case("target-modules", [*LOCAL, "-p", "target_modules=c_attn"], "c_attn not found"),
     Case("max-seq-len", [*LOCAL, "-p", "max_seq_len=16"], "longer than max_seq_len=16"),
     Case("bf16-without-hardware", [*LOCAL, "-p", "bf16=true"], "bf16=true needs a GPU"),

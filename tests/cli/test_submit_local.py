@@ -16,7 +16,7 @@ from cli.submit import app
         (["--param", "dataset=missing/file.jsonl"], "does not exist"),
         (["--param", "target_modules=c_attn"], "c_attn not found"),
         (["--param", "max_seq_len=16"], "longer than max_seq_len=16"),
-        (["--param", "categories=poetry"], "unknown category poetry"),
+        (["--param", "categories=poetry"], "category poetry matches no rows"),
         (["--param", "trackers=wandb,tensorbord"],
          "trackers: unknown tracker tensorbord (did you mean tensorboard?)"),
         (["--param", "mlflow_tracking_uri=https://me:hunter2@mlflow.example.com"],

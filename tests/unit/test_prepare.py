@@ -141,11 +141,11 @@ def test_category_not_in_data(tmp_path, tokenizer, dolly_rows):
     rows = [r for r in dolly_rows if r["category"] == "open_qa"][:10]
     msg = _error(tmp_path, tokenizer, write_jsonl(tmp_path / "d.jsonl", rows),
                  categories="closed_qa")
-    assert "match no rows" in msg and "open_qa (10)" in msg
+    assert "category closed_qa matches no rows" in msg and "open_qa (10)" in msg
 
 
 def test_unknown_category_and_fractions_fail_validation(tmp_path, tokenizer):
-    assert "category bogus match no rows; the data has brainstorming (" in _error(
+    assert "category bogus matches no rows; the data has brainstorming (" in _error(
         tmp_path, tokenizer, "embedded://dolly-15k-sample.jsonl", categories="bogus")
     assert "leaves nothing to train on" in _error(
         tmp_path, tokenizer, "embedded://dolly-15k-sample.jsonl", val_fraction=0.5,
