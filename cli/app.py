@@ -140,6 +140,10 @@ ProfileOpt = Annotated[str | None, typer.Option(
     "12b-lora-fsdp-4xl4, embedded. The default template is recompiled for it; --param still "
     "overrides. Locally: the profile's parameters instead of the embedded default.",
     envvar="DOLLY_LORA_PROFILE")]
+ResumeOpt = Annotated[str | None, typer.Option(
+    "--resume", metavar="RUN_ID", help="Continue this earlier run: locally the run id in "
+    "--output-dir (its own parameters; finished steps are skipped, fine-tune continues from its "
+    "newest complete checkpoint).")]
 MaxCostOpt = Annotated[float | None, typer.Option(
     "--max-cost", min=0.0, help="Refuse (exit 2, nothing sent) when the estimated cost in "
     "USD is above this.", envvar="DOLLY_LORA_MAX_COST")]
@@ -176,6 +180,7 @@ class Options:
     verbose: bool = False
     profile: str | None = None
     max_cost: float | None = None
+    resume: str | None = None
 
     def __post_init__(self) -> None:
         self.params, self.labels = list(self.params or []), list(self.labels or [])

@@ -12,17 +12,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from cli import resume as resume_
 from cli.report_outputs import add_evaluation, publish_reports
 from cli.run_folder import RunFolder
 from cli.run_output import (
     ANSI,
     StepLog,
-    StepTimer,
     results_table,
     runner_output_to,
     step_peak,
@@ -58,7 +59,20 @@ def _read_executor_output(task_dir: Path) -> dict[str, Any]:
 
 
 def collect_outputs(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """{task: {output: {"path": ..., "metadata": {...}}}} from the local run's folder."""
+    """{task: {output: {"path": ..., "metadata": {...}}}} from the local run's folder, and the
+    steps a resumed run took from earlier pipeline runs of the same run folder (kfp.local's
+    cache: finished there, skipped here)."""
+    earlier = sorted(p for p in run_dir.parent.iterdir()
+                     if p.is_dir() and p.name < run_dir.name and not p.name.startswith("."))
+    tasks: dict[str, dict[str, Any]] = {}
+    for folder in earlier:
+        for name, outs in _task_outputs(folder).items():
+            if (folder / name / "executor_output.json").exists():
+                tasks[name] = outs
+    return {**tasks, **_task_outputs(run_dir)}
+
+
+def _task_outputs(run_dir: Path) -> dict[str, dict[str, Any]]:
     tasks: dict[str, dict[str, Any]] = {}
     for task_dir in sorted(p for p in run_dir.iterdir() if p.is_dir()):
         executor = _read_executor_output(task_dir)
@@ -160,34 +174,41 @@ def _checked(params: dict[str, Any], stats: dict[str, Any], defaults: dict[str, 
 
 def run_local(
     params: dict[str, Any], output_dir: Path, run_id: str, verbose: bool = False,
-    dry_run: bool = False, defaults: dict[str, Any] | None = None,
+    dry_run: bool = False, defaults: dict[str, Any] | None = None, resume: bool = False,
 ) -> Path | None:
-    """Run the pipeline locally; returns the path of summary.json (written even on failure).
+    """Run the pipeline locally; returns the path of summary.json (written even on failure
+    or interruption).
 
     The run folder is claimed first, then every check runs; bad input leaves nothing behind.
-    With `dry_run`, only the checks run and nothing is written (returns None)."""
+    Fine-tune checkpoints go into the run folder unless `checkpoint_uri` names another place;
+    `resume` continues the run in that folder. With `dry_run`, only the checks run and nothing
+    is written (returns None)."""
     console = terminal_console()
     run_root = (output_dir / run_id).resolve()
+    if not params.get("checkpoint_uri"):
+        params = {**params, "checkpoint_uri": resume_.checkpoint_uri(run_root)}
     if dry_run:
         RunFolder.check_location(run_root)
         _checked(params, preflight(params), defaults or {})
         console.print(f"dry run: every check passed; nothing written (the run would go to "
                       f"{run_root})")
         return None
-    folder = RunFolder(run_root, resume=bool(params.get("checkpoint_uri")))
-    folder.claim()
-    try:
-        stats = preflight(params)
-    except BaseException:
-        folder.abandon()
-        raise
-    _checked(params, stats, defaults or {})
-    if note := _go_offline_if_unreachable():
-        console.print(f"[yellow]{note}[/]")
-    try:
-        return _run_claimed(params, run_root, run_id, verbose, defaults or {})
-    finally:
-        folder.release()
+    with resume_.Interrupts() as interrupts:
+        folder = RunFolder(run_root, resume=resume or params["checkpoint_uri"].startswith("gs://"))
+        folder.claim()
+        try:
+            stats = preflight(params)
+        except BaseException:
+            folder.abandon()
+            raise
+        _checked(params, stats, defaults or {})
+        if note := _go_offline_if_unreachable():
+            console.print(f"[yellow]{note}[/]")
+        try:
+            return _run_claimed(params, run_root, run_id, verbose, defaults or {}, interrupts,
+                                output_dir)
+        finally:
+            folder.release()
 
 
 def _go_offline_if_unreachable() -> str | None:
@@ -197,9 +218,11 @@ def _go_offline_if_unreachable() -> str | None:
 
 
 def _run_claimed(
-    params: dict[str, Any], run_root: Path, run_id: str, verbose: bool, defaults: dict[str, Any]
+    params: dict[str, Any], run_root: Path, run_id: str, verbose: bool, defaults: dict[str, Any],
+    interrupts: resume_.Interrupts, output_dir: Path,
 ) -> Path:
     console = terminal_console()
+    resume_.save_spec(run_root, params, defaults)
     os.environ.setdefault("WANDB_DIR", str(run_root))
     from components.common.tracking import ENV_TRACKING_DIR
 
@@ -210,30 +233,43 @@ def _run_claimed(
     from pipelines.lora_pipeline import lora_pipeline
 
     pipeline_root = run_root / "pipeline"
+    resume_.drop_unfinished_steps(pipeline_root)  # an earlier attempt's, killed mid-step
+    # Caching on, within this run folder only: a resumed run skips the steps that finished.
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=str(pipeline_root),
         raise_on_error=True,
+        enable_caching=True,
     )
     log = StepLog(run_root / "steps.log", echo=sys.stdout if verbose else None)
     console.print(f"Running the pipeline; every step's output: {log.path}")
-    timer = StepTimer(console, pipeline_root, log)
+    timer = resume_.ResumableTimer(console, pipeline_root, log, interrupts=interrupts)
     root = logging.getLogger()
     root.addFilter(timer)
+    level = root.level
+    root.setLevel(logging.INFO)  # kfp.local's "cache hit" record comes outside its own logger
     start = time.perf_counter()
     status = "SUCCESS"
     error: str | None = None
+    interrupts.deferred = True
     try:
         with runner_output_to(log):
             lora_pipeline(**params)
     except RuntimeError as exc:
         status, error = "FAILURE", ANSI.sub("", str(exc))
+    except resume_.Interrupted:
+        status = "FAILURE"
     finally:
+        interrupts.deferred = False
         root.removeFilter(timer)
+        root.setLevel(level)
         timer.close_running()
         log.close()
     if timer.failure:  # "evaluate: out of memory (...)" says more than kfp's "Inner task failed"
         error = timer.failure
+    if status != "SUCCESS" and interrupts.signum is not None:
+        status = resume_.INTERRUPTED
+        resume_.drop_unfinished_steps(pipeline_root)
     wall = time.perf_counter() - start
     run_dirs = sorted(pipeline_root.glob("*/")) if pipeline_root.exists() else []
     summary = build_summary(
@@ -243,10 +279,15 @@ def _run_claimed(
         summary["error"] = error
     if defaults:
         summary["real_defaults_used"] = defaults
+    if status == resume_.INTERRUPTED:
+        summary["error"] = resume_.interrupted_line(summary, run_id, output_dir)
+        summary["signal"] = signal.Signals(interrupts.signum or 0).name
     summary["report"] = publish_reports(summary, run_root)
     path = run_root / "summary.json"
     path.write_text(json.dumps(summary, indent=2, default=str))
-    if status != "SUCCESS":
+    if status == resume_.INTERRUPTED:
+        console.print(f"[bold yellow]{summary['error']}[/]", soft_wrap=True, highlight=False)
+    elif status != "SUCCESS":
         console.print(f"[bold red]Pipeline failed:[/] {error}", soft_wrap=True)
         console.print(f"Every step's output: {log.path}")
     else:

@@ -330,8 +330,9 @@ class TrainConfig(CommonConfig, RunNameField, TrackingConfig):
     @classmethod
     def _checkpoint_uri(cls, v: str) -> str:
         v = v.strip().rstrip("/")
-        if v and (not v.startswith("gs://") or len(v) <= len("gs://")):
-            raise ValueError(f"checkpoint_uri must be a gs://BUCKET/PREFIX URI or empty, got {v!r}")
+        if v and not (v.startswith("/") or v.startswith("gs://") and len(v) > len("gs://")):
+            raise ValueError(f"checkpoint_uri must be a gs://BUCKET/PREFIX URI, an absolute local "
+                             f"folder (local runs) or empty, got {v!r}")
         return v
 
     @property

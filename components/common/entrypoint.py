@@ -44,9 +44,18 @@ LOWER_IT = {
 }
 
 
+_stopping = False
+
+
 def terminate(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM -> SystemExit(143), the exit status of a process ended by SIGTERM."""
-    print("SIGTERM: stopping the step", file=sys.stderr, flush=True)
+    """SIGTERM/SIGHUP -> SystemExit(128 + signum), the exit status of a process ended by it. A
+    terminal's SIGHUP reaches the step twice (from the terminal and from its supervisor): the
+    second one must not interrupt the clean-up the first one started."""
+    global _stopping
+    if _stopping:
+        return
+    _stopping = True
+    print(f"{signal.Signals(signum).name}: stopping the step", file=sys.stderr, flush=True)
     raise SystemExit(128 + signum)
 
 
@@ -136,6 +145,7 @@ def run_step(parent: int, argv: list[str]) -> None:
     """The child: kfp's executor in this process, SIGTERM as SystemExit, and the one line on
     an out-of-memory error (after its traceback, which stays in the log)."""
     signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGHUP, terminate)
     end_with_parent(parent)
     module, sys.argv = argv[0], [argv[0], *argv[1:]]
     try:
