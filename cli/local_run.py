@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from cli import resume as resume_
+from cli.local_checks import checked as _checked
+from cli.local_checks import preflight
 from cli.report_outputs import add_evaluation, publish_reports
 from cli.run_folder import RunFolder
 from cli.run_output import (
@@ -30,27 +32,6 @@ from cli.run_output import (
     terminal_console,
 )
 from cli.tracking_outputs import tracking_lines, tracking_summary
-
-
-def preflight(params: dict[str, Any]) -> dict[str, Any]:
-    """Run every check the steps would, without writing anything. Returns the data stats.
-
-    Cheapest first: settings, names and small files, then the data file's format and rows
-    (before any tokenizer or torch import, so a bad file is refused in about a second), then
-    what needs the model's config. Each step's public `check` does its part."""
-    from components.common.config import DataConfig, InferenceConfig, TrainConfig, build
-    from components.common.modeling import check_target_modules
-    from components.fine_tune.train import check as check_fine_tune
-    from components.inference.infer import check as check_inference
-    from components.prepare_data.prepare import check as check_data
-
-    data_cfg = build(DataConfig, params)
-    train_cfg = build(TrainConfig, params)
-    check_fine_tune(train_cfg)  # the steps run on this machine: its bf16, the checkpoint bucket
-    check_inference(build(InferenceConfig, params))  # read two minutes in: check it now
-    stats = check_data(data_cfg).stats
-    check_target_modules(train_cfg.base_model, train_cfg.target_module_list)
-    return stats
 
 
 def _read_executor_output(task_dir: Path) -> dict[str, Any]:
@@ -147,29 +128,6 @@ def build_summary(
     add_evaluation(summary)
     summary["tracking"] = tracking_summary(meta, params, run_root) if run_root else {}
     return summary
-
-
-def _checked(params: dict[str, Any], stats: dict[str, Any], defaults: dict[str, Any]) -> None:
-    """What the checks found, printed only once they all passed (bad input: one line only)."""
-    console = terminal_console()
-    if defaults:
-        console.print(
-            f"[yellow]base_model {params['base_model']} is not the embedded tiny model: using "
-            "the real defaults " + ", ".join(f"{k}={v}" for k, v in defaults.items())
-            + " (the embedded values suit the tiny model only); --param overrides any of them[/]"
-        )
-    console.print(
-        f"[bold]Checked parameters and data[/] ({params['dataset']}): {stats['kept_rows']} rows "
-        f"kept of {stats['source_rows']} ({stats['rejected_rows']} rejected), split "
-        f"{stats['split_hash']}"
-    )
-    if stats.get("categories_without_test_rows"):
-        console.print("  [yellow]no test rows for categor"
-                      f"{'y' if len(stats['categories_without_test_rows']) == 1 else 'ies'} "
-                      f"{', '.join(stats['categories_without_test_rows'])}[/]")
-    if stats.get("renamed_categories"):
-        console.print("  category names normalised: " + ", ".join(
-            f"{k} ({v} rows)" for k, v in stats["renamed_categories"].items()))
 
 
 def run_local(

@@ -96,28 +96,16 @@ def checkpoint_uri(run_root: Path) -> str:
     return str(run_root / "checkpoints")
 
 
-def newest_checkpoint(params: dict[str, Any]) -> tuple[int, int | None] | None:
-    """(step, max_steps) of the newest complete local checkpoint of this run, if any."""
-    from components.fine_tune.checkpointing import CheckpointStore, task_prefix
-
-    uri = params.get("checkpoint_uri") or ""
-    if not uri.startswith("/"):
-        return None
-    store = CheckpointStore(task_prefix(uri, params["run_name"]))
-    for ckpt in reversed(store.scan()):
-        if ckpt.complete:
-            state = Path(ckpt.uri) / "trainer_state.json"
-            total = json.loads(state.read_text()).get("max_steps") if state.exists() else None
-            return ckpt.step, total
-    return None
-
-
 def interrupted_line(summary: dict[str, Any], run_id: str, output_dir: Path) -> str:
     """"interrupted during fine-tune at step 40/200; resume with `...`"."""
     steps = summary.get("steps", {})
     during = next((n for n, s in steps.items() if s.get("status") == INTERRUPTED), None)
     where = f" during {during}" if during else ""
-    if during == "fine-tune" and (found := newest_checkpoint(summary["parameters"])):
+    from components.fine_tune.checkpointing import newest_complete
+
+    params = summary["parameters"]
+    if during == "fine-tune" and (found := newest_complete(params["checkpoint_uri"],
+                                                          params["run_name"])):
         step, total = found
         where += f" at step {step}/{total}" if total else f" at step {step}"
     flag = "" if output_dir == Path("runs") else f" --output-dir {output_dir}"

@@ -285,9 +285,8 @@ def results_table(summary: dict[str, Any]) -> RenderableType:
     """Base vs tuned on the test split, and the headline interval the gate read."""
     ev = summary.get("eval", {})
     base, tuned = ev.get("base", {}), ev.get("tuned", {})
-    scored = ev.get("interval", {}).get("rows")  # eval_max_rows may score fewer than the split
-    rows = f"{scored} of {summary.get('test_rows')}" if scored not in (
-        None, summary.get("test_rows")) else summary.get("test_rows")
+    scored, split = ev.get("interval", {}).get("rows"), summary.get("test_rows")
+    rows = f"{scored} of {split}" if scored not in (None, split) else split  # eval_max_rows
     table = Table(box=box.SIMPLE, title=f"test split, {rows} rows scored", title_justify="left")
     for col in ("", "base", "tuned", "change"):
         table.add_column(col, justify="left" if not col else "right")

@@ -8,8 +8,8 @@ interval is for exactly the number the report shows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 

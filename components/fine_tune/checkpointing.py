@@ -39,6 +39,7 @@ from components.common import storage
 from components.common.config import TrackingConfig, TrainConfig
 from components.common.errors import InputError
 
+__all__ = ["newest_complete"]  # what the CLI may use; the step uses the rest
 log = logging.getLogger(__name__)
 
 MARKER = "COMPLETE.json"
@@ -384,6 +385,18 @@ def step_log(path: Path) -> Iterator[None]:
         for h in handlers:
             root.removeHandler(h)
             h.close()
+
+
+def newest_complete(checkpoint_uri: str, run_name: str) -> tuple[int, int | None] | None:
+    """(step, max_steps) of the run's newest complete checkpoint in a local folder, if any."""
+    if not checkpoint_uri or storage.is_gcs(checkpoint_uri):
+        return None
+    for ckpt in reversed(CheckpointStore(task_prefix(checkpoint_uri, run_name)).scan()):
+        if ckpt.complete:
+            state = Path(ckpt.uri) / "trainer_state.json"
+            total = json.loads(state.read_text()).get("max_steps") if state.exists() else None
+            return ckpt.step, total
+    return None
 
 
 def open_store(cfg: TrainConfig, run_name: str, check: bool = True) -> CheckpointStore | None:

@@ -1,0 +1,72 @@
+"""What `submit --local` checks before it runs, and the warnings it prints once they pass."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from cli.run_output import terminal_console
+
+
+def preflight(params: dict[str, Any]) -> dict[str, Any]:
+    """Run every check the steps would, without writing anything. Returns the data stats.
+
+    Cheapest first: settings, names and small files, then the data file's format and rows
+    (before any tokenizer or torch import, so a bad file is refused in about a second), then
+    what needs the model's config. Each step's public `check` does its part."""
+    from components.common.config import DataConfig, InferenceConfig, TrainConfig, build
+    from components.common.modeling import check_target_modules
+    from components.fine_tune.train import check as check_fine_tune
+    from components.inference.infer import check as check_inference
+    from components.prepare_data.prepare import check as check_data
+
+    data_cfg = build(DataConfig, params)
+    train_cfg = build(TrainConfig, params)
+    check_fine_tune(train_cfg)  # the steps run on this machine: its bf16, the checkpoint bucket
+    check_inference(build(InferenceConfig, params))  # read two minutes in: check it now
+    stats = check_data(data_cfg).stats
+    check_target_modules(train_cfg.base_model, train_cfg.target_module_list)
+    return stats
+
+
+def gate_rows_warning(params: dict[str, Any], stats: dict[str, Any]) -> str | None:
+    """One line when the run will score fewer test rows than the gate decides on."""
+    split, cap, need = stats["test_rows"], params.get("eval_max_rows") or 0, params["gate_min_rows"]
+    scored = min(split, cap) if cap else split
+    if scored >= need:
+        return None
+    if cap and cap < need <= split:
+        fix = f"raise eval_max_rows to at least {need} (or 0: all {split})"
+    else:
+        fraction = math.ceil(100 * need / max(1, stats["kept_rows"])) / 100
+        fix = (f"raise test_fraction (now {params['test_fraction']}) to about {fraction}"
+               if fraction < 0.5 else "use more data") + (" and eval_max_rows" if cap else "")
+    return (f"warning: too few test rows for the gate to decide ({scored} will be scored, "
+            f"`gate_min_rows` is {need}): nothing will be registered; {fix}")
+
+
+def checked(params: dict[str, Any], stats: dict[str, Any], defaults: dict[str, Any]) -> None:
+    """What the checks found, printed only once they all passed (bad input: one line only)."""
+    console = terminal_console()
+    if defaults:
+        console.print(
+            f"[yellow]base_model {params['base_model']} is not the embedded tiny model: using "
+            "the real defaults " + ", ".join(f"{k}={v}" for k, v in defaults.items())
+            + " (the embedded values suit the tiny model only); --param overrides any of them[/]"
+        )
+    console.print(
+        f"[bold]Checked parameters and data[/] ({params['dataset']}): {stats['kept_rows']} rows "
+        f"kept of {stats['source_rows']} ({stats['rejected_rows']} rejected), split "
+        f"{stats['split_hash']}"
+    )
+    if warning := gate_rows_warning(params, stats):
+        console.print(f"  [yellow]{warning}[/]", soft_wrap=True, highlight=False)
+    if stats.get("categories_without_test_rows"):
+        console.print("  [yellow]no test rows for categor"
+                      f"{'y' if len(stats['categories_without_test_rows']) == 1 else 'ies'} "
+                      f"{', '.join(stats['categories_without_test_rows'])}[/]")
+    if stats.get("renamed_categories"):
+        console.print("  category names normalised: " + ", ".join(
+            f"{k} ({v} rows)" for k, v in stats["renamed_categories"].items()))
+
+
