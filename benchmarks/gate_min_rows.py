@@ -4,8 +4,8 @@ The gate passes when the lower end of the 95% paired-bootstrap interval of the i
 above `gate_threshold` (0). With no real effect it should pass 2.5% of the time. The percentile
 bootstrap is too narrow on few rows (it cannot see more spread than the rows it has, and it
 ignores the t-distribution's heavier tails), so on small tests it passes far more often. This
-simulates the gate with the project's own `paired_bootstrap` (BCa, the gate's, beside the
-percentile interval it replaced, both from `scipy.stats.bootstrap`) on per-row loss differences with
+simulates the gate with the project's own `paired_bootstrap` (`scipy.stats.bootstrap`: the
+percentile interval the gate uses beside BCa, on the same draws) on per-row loss differences with
 NO real effect, drawn from three shapes (normal; heavy-tailed, Student t with 3 degrees of
 freedom; skewed, a centred exponential) with token-count weights like Dolly responses
 (lognormal, median 60 tokens), and prints, side by side per test size N:

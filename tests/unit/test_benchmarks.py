@@ -66,7 +66,5 @@ def test_gate_minimum_benchmark_shows_few_rows_pass_too_often(capsys):
     assert set(out) == {2, 30}
     for shape in ("normal", "t3", "skewed"):
         assert out[2][f"BCa {shape}"] > out[30][f"BCa {shape}"] + 0.05, (shape, out)
-    # BCa is the wider, more honest interval on skewed rows, and reports what it costs
-    assert out[30]["BCa skewed"] <= out[30]["percentile skewed"], out
-    assert out[30]["BCa ms"] > 0 and out[30]["percentile ms"] > 0
+    assert out[30]["BCa ms"] > 0 and out[30]["percentile ms"] > 0  # both, side by side
     assert "false passes of the gate" in capsys.readouterr().out
