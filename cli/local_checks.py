@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from cli.run_output import terminal_console
+from components.common.errors import InputError
 
 
 def preflight(params: dict[str, Any]) -> dict[str, Any]:
@@ -70,3 +75,59 @@ def checked(params: dict[str, Any], stats: dict[str, Any], defaults: dict[str, A
             f"{k} ({v} rows)" for k, v in stats["renamed_categories"].items()))
 
 
+
+
+MB = 1_000_000
+LOGS_BYTES = 5 * MB  # steps.log, W&B's offline files, reports, data splits (measured ~1 MB)
+
+
+def _folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def write_estimate(params: dict[str, Any]) -> dict[str, int]:
+    """What a local run writes, by part (bytes): the fetched base model, the merged model, the
+    adapter, the fine-tune checkpoints kept (plus the one being written) and the logs. A hub
+    model not in this machine's cache counts as unknown (0) for the first two."""
+    from components.common.memory import ModelShape, lora_params
+    from components.common.paths import resolve_embedded
+
+    base = Path(resolve_embedded(params["base_model"]))
+    out = {"base model": 0, "merged model": 0, "adapter": 0, "checkpoints": 0,
+           "logs": LOGS_BYTES}
+    if not base.is_dir():
+        return out
+    out["base model"] = out["merged model"] = _folder_bytes(base)
+    config = base / "config.json"
+    if config.exists():  # read as JSON: importing transformers costs seconds
+        c = json.loads(config.read_text())
+        try:
+            shape = ModelShape.of(SimpleNamespace(**c.get("text_config", c)))
+        except (AttributeError, TypeError):  # a config that leaves its sizes to defaults
+            return out
+        adapter = 4 * lora_params(shape, int(params["lora_r"]))  # fp32
+        out["adapter"] = 2 * adapter  # the fine-tune output and export's copy
+        # adapter, best adapter, Adam's two moments per checkpoint
+        out["checkpoints"] = (int(params["save_total_limit"]) + 1) * 4 * adapter
+    return out
+
+
+def free_bytes(folder: Path) -> tuple[Path, int]:
+    """The nearest existing folder of `folder` and the space free to this user there."""
+    q = folder
+    while not q.exists():
+        q = q.parent
+    return q, shutil.disk_usage(q).free
+
+
+def check_disk(params: dict[str, Any], run_root: Path) -> dict[str, int]:
+    """Refuse, in one line, a run whose outputs do not fit on the output folder's disk."""
+    need = write_estimate(params)
+    _, free = free_bytes(run_root)
+    if sum(need.values()) > free:
+        parts = ", ".join(f"{k} {v / MB:.0f} MB" for k, v in need.items() if v)
+        raise InputError(
+            f"--output-dir {run_root.parent}: the run writes about {sum(need.values()) / MB:.0f} "
+            f"MB ({parts}) and its disk has {free / MB:.0f} MB free; free some space or give an "
+            "--output-dir on a disk with room")
+    return need

@@ -18,14 +18,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import typer
+
 from cli import resume as resume_
+from cli.local_checks import check_disk, preflight
 from cli.local_checks import checked as _checked
-from cli.local_checks import preflight
 from cli.report_outputs import add_evaluation, publish_reports
 from cli.run_folder import RunFolder
 from cli.run_output import (
     ANSI,
-    StepLog,
     results_table,
     runner_output_to,
     step_peak,
@@ -147,6 +148,7 @@ def run_local(
         params = {**params, "checkpoint_uri": resume_.checkpoint_uri(run_root)}
     if dry_run:
         RunFolder.check_location(run_root)
+        check_disk(params, run_root)
         _checked(params, preflight(params), defaults or {})
         console.print(f"dry run: every check passed; nothing written (the run would go to "
                       f"{run_root})")
@@ -155,6 +157,7 @@ def run_local(
         folder = RunFolder(run_root, resume=resume or params["checkpoint_uri"].startswith("gs://"))
         folder.claim()
         try:
+            check_disk(params, run_root)
             stats = preflight(params)
         except BaseException:
             folder.abandon()
@@ -199,7 +202,7 @@ def _run_claimed(
         raise_on_error=True,
         enable_caching=True,
     )
-    log = StepLog(run_root / "steps.log", echo=sys.stdout if verbose else None)
+    log = resume_.SafeStepLog(run_root / "steps.log", echo=sys.stdout if verbose else None)
     console.print(f"Running the pipeline; every step's output: {log.path}")
     timer = resume_.ResumableTimer(console, pipeline_root, log, interrupts=interrupts)
     root = logging.getLogger()
@@ -225,6 +228,11 @@ def _run_claimed(
         log.close()
     if timer.failure:  # "evaluate: out of memory (...)" says more than kfp's "Inner task failed"
         error = timer.failure
+    if timer.disk_full or log.full:
+        from cli.local_checks import _folder_bytes, write_estimate
+
+        need = sum(write_estimate(params).values()) - _folder_bytes(run_root)
+        error = resume_.disk_full_line(timer.disk_full or "the run", run_root, need)
     if status != "SUCCESS" and interrupts.signum is not None:
         status = resume_.INTERRUPTED
         resume_.drop_unfinished_steps(pipeline_root)
@@ -240,9 +248,13 @@ def _run_claimed(
     if status == resume_.INTERRUPTED:
         summary["error"] = resume_.interrupted_line(summary, run_id, output_dir)
         summary["signal"] = signal.Signals(interrupts.signum or 0).name
-    summary["report"] = publish_reports(summary, run_root)
-    path = run_root / "summary.json"
-    path.write_text(json.dumps(summary, indent=2, default=str))
+    path, written = run_root / "summary.json", ""
+    try:
+        summary["report"] = publish_reports(summary, run_root)
+        path.write_text(json.dumps(summary, indent=2, default=str))
+    except OSError as exc:  # a full disk: the line below still says what happened
+        summary["report"], written = {}, exc.strerror
+        path.unlink(missing_ok=True)  # never an earlier attempt's summary taken for this one
     if status == resume_.INTERRUPTED:
         console.print(f"[bold yellow]{summary['error']}[/]", soft_wrap=True, highlight=False)
     elif status != "SUCCESS":
@@ -256,4 +268,7 @@ def _run_claimed(
             console.print(f"Serve it: [bold]uv run submit serve {run_root}[/]")
     for line in tracking_lines(summary["tracking"]):
         console.print(f"  {line}", markup=False, highlight=False)
+    if written:
+        console.print(f"[red]could not write {path} ({written})[/]")
+        raise typer.Exit(1)
     return path

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from cli.run_output import StepTimer
+from cli.run_output import StepLog, StepTimer
 from components.common.errors import InputError
 
 SPEC = "run.json"  # the run's own parameters, written before the pipeline starts
@@ -69,6 +69,7 @@ class ResumableTimer(StepTimer):
     def __init__(self, *args: Any, interrupts: Interrupts, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.interrupts = interrupts
+        self.disk_full: str | None = None  # the step that stopped on a full disk
 
     def filter(self, record: Any) -> bool:
         msg = str(record.getMessage())
@@ -82,6 +83,13 @@ class ResumableTimer(StepTimer):
         return super().filter(record)
 
     def _finish(self, name: str, status: str) -> None:
+        if status != "SUCCESS" and self.log is not None and any(
+                line.startswith(f"{name}: disk full") for line in self.log.tail_since(
+                    self.offsets.get(name, 0))):
+            self.disk_full = name
+            self._line("[red]■[/]", name, " stopped: the disk is full")
+            self.steps[name] = {"status": "FAILURE", "seconds": None}
+            return
         if self.interrupts.signum is None or status == "SUCCESS":
             super()._finish(name, status)
             return
@@ -89,6 +97,43 @@ class ResumableTimer(StepTimer):
         seconds = round(now - self.started.get(name, now), 2)
         self.steps[name] = {"status": INTERRUPTED, "seconds": seconds}
         self._line("[yellow]■[/]", name, f" interrupted after {seconds:.1f} s")
+
+
+class SafeStepLog(StepLog):
+    """steps.log that stops writing, instead of raising, when the disk is full: the run then
+    ends with its one line, not a traceback from its own log writer."""
+
+    full = False
+
+    def write(self, text: str) -> int:
+        if not self.full:
+            try:
+                return super().write(text)
+            except OSError:
+                self.full = True
+        return len(text)
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError:
+            self.full = True
+
+    def position(self) -> int:
+        try:
+            return super().position()
+        except OSError:
+            self.full = True
+            return 0
+
+
+def disk_full_line(step: str, run_root: Path, need: int) -> str:
+    from cli.local_checks import MB, free_bytes
+
+    _, free = free_bytes(run_root)
+    return (f"{step}: the disk of {run_root} is full ({free / MB:.0f} MB free, the run needs "
+            f"about {max(1, need / MB):.0f} MB more); free some space, then resume with "
+            f"`uv run submit --local --output-dir {run_root.parent} --resume {run_root.name}`")
 
 
 def checkpoint_uri(run_root: Path) -> str:

@@ -128,6 +128,20 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return False
 
 
+def disk_full(exc: BaseException) -> OSError | None:
+    """The ENOSPC error anywhere in the exception's chain, if there is one."""
+    import errno
+
+    e: BaseException | None = exc
+    for _ in range(20):
+        if e is None:
+            return None
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def end_with_parent(parent: int) -> None:
     """SIGTERM to this process when its parent dies (Linux `PR_SET_PDEATHSIG`): the step never
     outlives the process that reports on it."""
@@ -151,6 +165,14 @@ def run_step(parent: int, argv: list[str]) -> None:
     try:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
     except BaseException as exc:
+        if (full := disk_full(exc)) is not None:
+            import traceback
+
+            traceback.print_exc()
+            where = f" writing {full.filename}" if full.filename else ""
+            print(f"{step_of(argv).replace('_', '-') or 'the step'}: disk full{where}",
+                  file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
         if not is_out_of_memory(exc):
             raise
         import traceback
