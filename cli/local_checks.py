@@ -25,6 +25,8 @@ def preflight(params: dict[str, Any]) -> dict[str, Any]:
     from components.inference.infer import check as check_inference
     from components.prepare_data.prepare import check as check_data
 
+    if note := check_hub(params):
+        terminal_console().print(f"[yellow]{note}[/]")
     data_cfg = build(DataConfig, params)
     train_cfg = build(TrainConfig, params)
     check_fine_tune(train_cfg)  # the steps run on this machine: its bf16, the checkpoint bucket
@@ -131,3 +133,44 @@ def check_disk(params: dict[str, Any], run_root: Path) -> dict[str, int]:
             f"MB ({parts}) and its disk has {free / MB:.0f} MB free; free some space or give an "
             "--output-dir on a disk with room")
     return need
+
+
+def check_hub(params: dict[str, Any], timeout: float = 3.0) -> str | None:
+    """A Hugging Face id (base_model, dataset) answered in seconds, not after the hub client's
+    retries: with HF_HUB_OFFLINE set it must be in the local cache; otherwise, when the hub does
+    not answer, the cached copy is used (HF_HUB_OFFLINE=1 for the run, returned as a note) or
+    the run is refused in one line."""
+    import os
+
+    from huggingface_hub import constants
+
+    from cli.failures import unreachable
+    from components.common.modeling import HUB_ID
+
+    wanted = [(name, kind, params.get(name, "")) for name, kind in
+              (("base_model", "model"), ("dataset", "dataset"))]
+    wanted = [(n, k, ref) for n, k, ref in wanted if HUB_ID.match(ref) and not Path(ref).exists()]
+    if not wanted:
+        return None
+
+    def cached(kind: str, ref: str) -> bool:
+        folder = Path(constants.HF_HUB_CACHE) / f"{kind}s--{ref.replace('/', '--')}"
+        return any(folder.glob("snapshots/*/*"))
+
+    offline = constants.HF_HUB_OFFLINE
+    why = None if offline else unreachable(constants.ENDPOINT, timeout)
+    if not offline and why is None:
+        return None
+    missing = [(n, ref) for n, k, ref in wanted if not cached(k, ref)]
+    if missing:
+        name, ref = missing[0]
+        if offline:
+            raise InputError(f"{name} {ref} is not in the local Hugging Face cache and "
+                             "HF_HUB_OFFLINE is set; unset it (with a network) to download it "
+                             "once, or give a local path")
+        raise InputError(f"cannot reach the Hugging Face hub for {name} {ref} ({why}); check "
+                         "the network (HTTPS_PROXY), or give a local path")
+    if offline:
+        return None
+    os.environ["HF_HUB_OFFLINE"] = "1"  # the steps inherit it: no retries in any of them
+    return f"the Hugging Face hub does not answer ({why}): using the cached copies"

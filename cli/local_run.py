@@ -232,7 +232,9 @@ def _run_claimed(
         from cli.local_checks import _folder_bytes, write_estimate
 
         need = sum(write_estimate(params).values()) - _folder_bytes(run_root)
-        error = resume_.disk_full_line(timer.disk_full or "the run", run_root, need)
+        failed = [n for n, v in timer.steps.items() if v["status"] != "SUCCESS"]
+        step = timer.disk_full or (failed[-1] if failed else "the run")
+        error = resume_.disk_full_line(step, run_root, need)
     if status != "SUCCESS" and interrupts.signum is not None:
         status = resume_.INTERRUPTED
         resume_.drop_unfinished_steps(pipeline_root)

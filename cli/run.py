@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -109,6 +110,9 @@ def run_local_job(opts: Options) -> Path | None:
         return run_local(params, opts.output_dir, opts.resume, verbose=opts.verbose,
                          dry_run=opts.dry_run, defaults=defaults, resume=True)
     run_id = opts.run_id or default_run_id()
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", run_id) or run_id in (".", ".."):
+        raise InputError(f"--run-id {run_id!r} cannot name a run folder; use letters, digits, "
+                         ". _ - (e.g. --run-id trial-2)")
     # The run id names the checkpoint folder, so the same --run-id finds it again. A --profile
     # runs that profile's real model (it needs the hub, like --real-defaults).
     r = resolved(opts, "local", run_name=run_id,

@@ -207,6 +207,14 @@ class DataConfig(CommonConfig, SystemPromptField, TrackingConfig):
         le=1.0,
         description="Malformed rows are skipped and counted up to this share; above it the step fails.",
     )
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("empty; give a JSONL file, a gs:// URI, a Hugging Face "
+                             "dataset id or embedded://dolly-15k-sample.jsonl")
+        return v
+
     @field_validator("categories")
     @classmethod
     def _known_categories(cls, v: str) -> str:

@@ -4,6 +4,7 @@ step, the folder and the space needed, and a folder `--resume` finishes from."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
+@contextlib.contextmanager
 def tmpfs(path: Path, size: str, *options: str) -> Iterator[Path]:
     path.mkdir(parents=True, exist_ok=True)
     opts = ",".join((f"size={size}", *options))
@@ -34,12 +36,14 @@ def tmpfs(path: Path, size: str, *options: str) -> Iterator[Path]:
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    yield from tmpfs(tmp_path / "small", "6m")
+    with tmpfs(tmp_path / "small", "6m") as disk:
+        yield disk
 
 
 @pytest.fixture
 def read_only_disk(tmp_path: Path) -> Iterator[Path]:
-    yield from tmpfs(tmp_path / "ro", "1m", "ro")
+    with tmpfs(tmp_path / "ro", "1m", "ro") as disk:
+        yield disk
 
 
 def submit(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -67,8 +71,7 @@ def test_a_read_only_output_dir_is_refused_in_one_line(read_only_disk: Path) -> 
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_a_disk_that_fills_mid_run_ends_in_one_line_and_resumes(tmp_path: Path) -> None:
-    disk = next(tmpfs(tmp_path / "disk", "40m"))
-    try:
+    with tmpfs(tmp_path / "disk", "40m") as disk:
         runs = disk / "runs"
         args = ["--output-dir", str(runs), "--run-id", "full", "--param", "max_steps=30",
                 "--param", "save_steps=5", "--param", "max_new_tokens=4",
@@ -81,17 +84,19 @@ def test_a_disk_that_fills_mid_run_ends_in_one_line_and_resumes(tmp_path: Path) 
         wait_until(lambda: proc.poll() is None and any(ckpts.glob("step-*/COMPLETE.json")),
                    600, "the first complete checkpoint", interval=0.5)
         filler = disk / "filler"
+        assert os.path.ismount(disk), "only ever fill the small test disk"
         with filler.open("wb") as f:  # take every byte left: the next checkpoint cannot fit
             try:
-                while True:
+                for _ in range(64):  # 64 MB at most, more than the 40 MB disk has
                     f.write(b"\0" * (1 << 20))
+                    f.flush()
             except OSError:
                 pass
         assert proc.wait(timeout=300) == 1, log.read_text()[-3000:]
         out = log.read_text()
         line = [x for x in out.splitlines() if ": the disk of " in x]
         assert len(line) == 1, out
-        assert line[0].startswith("fine-tune: the disk of ") and str(runs / "full") in line[0]
+        assert "fine-tune: the disk of " in line[0] and str(runs / "full") in line[0]
         assert "MB more); free some space, then resume with" in line[0]
         assert "Traceback" not in out
         assert not (runs / "full" / ".lock").exists()
@@ -102,6 +107,3 @@ def test_a_disk_that_fills_mid_run_ends_in_one_line_and_resumes(tmp_path: Path) 
         summary = json.loads((runs / "full" / "summary.json").read_text())
         assert summary["status"] == "SUCCESS" and summary["final_step"] == 30
         assert summary["resumed_from_step"] >= 5
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
-        os.sync()
