@@ -149,15 +149,18 @@ def check_hub(params: dict[str, Any], timeout: float = 3.0) -> str | None:
 
     wanted = [(name, kind, params.get(name, "")) for name, kind in
               (("base_model", "model"), ("dataset", "dataset"))]
-    wanted = [(n, k, ref) for n, k, ref in wanted if HUB_ID.match(ref) and not Path(ref).exists()]
-    if not wanted:
-        return None
-
+    files = (".jsonl", ".json", ".csv", ".parquet", ".txt")  # a dataset path, not a hub id
+    wanted = [(n, k, ref) for n, k, ref in wanted if HUB_ID.match(ref) and not Path(ref).exists()
+              and not (k == "dataset" and ref.lower().endswith(files))]
     def cached(kind: str, ref: str) -> bool:
         folder = Path(constants.HF_HUB_CACHE) / f"{kind}s--{ref.replace('/', '--')}"
         return any(folder.glob("snapshots/*/*"))
 
     offline = constants.HF_HUB_OFFLINE
+    if offline:  # a dataset id not in the cache: the data check says so, naming the path too
+        wanted = [w for w in wanted if w[1] == "model"]
+    if not wanted:
+        return None
     why = None if offline else unreachable(constants.ENDPOINT, timeout)
     if not offline and why is None:
         return None
@@ -168,8 +171,10 @@ def check_hub(params: dict[str, Any], timeout: float = 3.0) -> str | None:
             raise InputError(f"{name} {ref} is not in the local Hugging Face cache and "
                              "HF_HUB_OFFLINE is set; unset it (with a network) to download it "
                              "once, or give a local path")
-        raise InputError(f"cannot reach the Hugging Face hub for {name} {ref} ({why}); check "
-                         "the network (HTTPS_PROXY), or give a local path")
+        local = " is not a file here, and" if name == "dataset" else ""
+        raise InputError(f"{name} {ref}{local} cannot be fetched: the Hugging Face hub does "
+                         f"not answer ({why}); check the network (HTTPS_PROXY), or give a "
+                         "local path")
     if offline:
         return None
     os.environ["HF_HUB_OFFLINE"] = "1"  # the steps inherit it: no retries in any of them
