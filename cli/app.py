@@ -122,7 +122,8 @@ def dotenv_problems(path: Path) -> list[str]:
             if m and m.group(2)[:1] in "'\"" and m.group(2)[:1]:
                 n = b.original.line
                 what = (f"the value of {key} opens a {m.group(2)[0]} quote that is never closed"
-                        + (f" (lines {n + 1}-{n + spans - 1} went into it)" if spans > 1 else ""))
+                        + (f" (line {n + 1} went into it)" if spans == 2 else
+                           f" (lines {n + 1}-{n + spans - 1} went into it)" if spans > 2 else ""))
             else:
                 what = "not KEY=VALUE" + (f" (key {key})" if key else "")
             out.append(f"{where}: {what}; the line is ignored")

@@ -35,7 +35,8 @@ def find_merged_model(run_dir: Path) -> Path:
     found = sorted(run_dir.glob("pipeline/*/export/merged/config.json"))
     if found:
         return found[-1].parent
-    resume = f"`uv run submit --local --output-dir {run_dir.parent} --resume {run_dir.name}`"
+    flag = "" if run_dir.parent == Path("runs") else f" --output-dir {run_dir.parent}"
+    resume = f"`uv run submit --local{flag} --resume {run_dir.name}`"
     if not summary.is_file():
         raise InputError(f"no merged model in {run_dir}: the run has no summary.json (it is "
                          f"still running, or was killed before it ended); resume it with {resume}")
