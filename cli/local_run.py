@@ -20,7 +20,7 @@ from typing import Any
 
 import typer
 
-from cli import resume as resume_
+from cli import local_resume as resume_
 from cli.local_checks import check_disk, preflight
 from cli.local_checks import checked as _checked
 from cli.report_outputs import add_evaluation, publish_reports

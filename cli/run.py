@@ -76,7 +76,7 @@ def run(opts: Options) -> None:
     elif not opts.local:
         guard(lambda: submission.run_vertex(opts), "Vertex AI")
     else:
-        from cli.resume import Interrupted
+        from cli.local_resume import Interrupted
 
         try:
             summary = guard(lambda: run_local_job(opts), "GCS")
@@ -101,7 +101,7 @@ def run_local_job(opts: Options) -> Path | None:
     from planning.profiles import DEFAULT_PROFILE, LOCAL_PROFILE
 
     if opts.resume:
-        from cli.resume import load_spec
+        from cli.local_resume import load_spec
 
         if opts.params or opts.run_id:
             raise InputError("--resume continues a run with its own parameters and run id; "

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from cli import resume
+from cli import local_resume as resume
 from cli.local_checks import gate_rows_warning
 from cli.local_run import collect_outputs
 from cli.run_output import results_table
