@@ -27,6 +27,10 @@ FROM ${UV_IMAGE} AS uv
 
 FROM ${CUDA_BASE}
 COPY --from=uv /uv /uvx /usr/local/bin/
+# nvidia/cuda bases set NVIDIA_REQUIRE_CUDA=cuda>=12.8, which the NVIDIA container toolkit checks
+# against the host driver and refuses to start on an older one; minor-version compatibility
+# runs 12.8 on any R525+ driver, so the check only blocks hosts that would work.
+ENV NVIDIA_DISABLE_REQUIRE=1
 
 # Build-time only: ARGs reach the RUN steps' environment, not the image's.
 ARG PYTHON_VERSION=3.11

@@ -208,6 +208,10 @@ TensorboardOpt = Annotated[str, typer.Option(
 BaseOutputDirOpt = Annotated[str, typer.Option(
     help="gs:// folder for the fine-tune job's outputs; Vertex writes the TensorBoard logs "
     "under it (needed with --tensorboard).", envvar="DOLLY_LORA_BASE_OUTPUT_DIR")]
+TimeoutOpt = Annotated[str, typer.Option(
+    help="Every GPU job's timeout, e.g. 21600s, instead of each step's own deadline from the "
+    "cost estimate (3 x its time + start-up, at least 30 min); recompiles the default template.",
+    envvar="DOLLY_LORA_TRAIN_TIMEOUT")]
 VerboseOpt = Annotated[bool, typer.Option(
     "--verbose", help="--local: also print every step's output and kfp's logs as they "
     "come (always in <output-dir>/<run-id>/steps.log).")]
@@ -218,9 +222,9 @@ ProfileOpt = Annotated[str | None, typer.Option(
     "overrides. Locally: the profile's parameters instead of the embedded default.",
     envvar="DOLLY_LORA_PROFILE")]
 ResumeOpt = Annotated[str | None, typer.Option(
-    "--resume", metavar="RUN_ID", help="Continue this earlier run: locally the run id in "
-    "--output-dir (its own parameters; finished steps are skipped, fine-tune continues from its "
-    "newest complete checkpoint).")]
+    "--resume", help="Continue this earlier run from its checkpoints: on Vertex a pipeline job "
+    "id (the new job takes its run name and checkpoint folder); with --local a run id in "
+    "--output-dir (its own parameters; finished steps are skipped).")]
 MaxCostOpt = Annotated[float | None, typer.Option(
     "--max-cost", min=0.0, help="Refuse (exit 2, nothing sent) when the estimated cost in "
     "USD is above this.", envvar="DOLLY_LORA_MAX_COST")]
@@ -254,6 +258,7 @@ class Options:
     public_model: bool = False
     tensorboard: str = ""
     base_output_dir: str = ""
+    timeout: str = ""
     verbose: bool = False
     profile: str | None = None
     max_cost: float | None = None
@@ -273,7 +278,8 @@ class Options:
     def compile_overrides(self) -> dict[str, str]:
         """The flags that shape the compiled template."""
         return {k: v for k, v in (("tensorboard", self.tensorboard),
-                                  ("base_output_directory", self.base_output_dir)) if v}
+                                  ("base_output_directory", self.base_output_dir),
+                                  ("timeout", self.timeout)) if v}
 
 
 def options(ctx: typer.Context) -> Options:

@@ -61,11 +61,16 @@ def checked(params: dict[str, Any], stats: dict[str, Any], defaults: dict[str, A
             "the real defaults " + ", ".join(f"{k}={v}" for k, v in defaults.items())
             + " (the embedded values suit the tiny model only); --param overrides any of them[/]"
         )
+    revision = f" at {stats['dataset_revision'][:12]}" if stats.get("dataset_revision") else ""
     console.print(
-        f"[bold]Checked parameters and data[/] ({params['dataset']}): {stats['kept_rows']} rows "
-        f"kept of {stats['source_rows']} ({stats['rejected_rows']} rejected), split "
-        f"{stats['split_hash']}"
+        f"[bold]Checked parameters and data[/] ({params['dataset']}{revision}): format: "
+        f"{stats['data_format']}, {stats['source_rows']:,} rows, {stats['kept_rows']:,} kept "
+        f"({stats['rejected_rows']:,} rejected), split {stats['split_hash']}"
     )
+    if stats.get("test_overlap_rows"):
+        console.print(f"  {stats['test_overlap_rows']} test rows copy a training row; "
+                      + (f"{stats['test_overlap_dropped']} dropped from the test split"
+                         if stats["test_overlap_dropped"] else "kept (drop_test_overlap=false)"))
     if warning := gate_rows_warning(params, stats):
         console.print(f"  [yellow]{warning}[/]", soft_wrap=True, highlight=False)
     if stats.get("categories_without_test_rows"):
@@ -75,8 +80,6 @@ def checked(params: dict[str, Any], stats: dict[str, Any], defaults: dict[str, A
     if stats.get("renamed_categories"):
         console.print("  category names normalised: " + ", ".join(
             f"{k} ({v} rows)" for k, v in stats["renamed_categories"].items()))
-
-
 
 
 MB = 1_000_000

@@ -111,6 +111,10 @@ def build_summary(
         "rejected_rows": prep.get("rejected", PreparedData()).rows,
         "source_rows": train.source_rows,
         "split_hash": train.split_hash or None,
+        "data_format": train.data_format or None,
+        # the hub commit read (a rerun with dataset_revision=<it> reads the same rows)
+        "dataset_revision": train.dataset_revision or None,
+        "test_overlap_dropped": train.test_overlap_dropped,
         "eval": {
             name: {k: scores.get(f"{name}_{k}") for k in ("loss", "perplexity", "rougeL")}
             for name in ("base", "tuned")

@@ -31,13 +31,16 @@ def add_evaluation(summary: dict[str, Any]) -> None:
 
 
 def publish_reports(summary: dict[str, Any], run_root: Path) -> dict[str, str]:
-    """Copy report.html and summary.md next to summary.json; returns their paths."""
+    """Copy report.html, summary.md and data_card.json next to summary.json; returns their
+    paths."""
     out: dict[str, str] = {}
     arts = summary.get("artifacts", {})
-    for key, name in (("report.html", "report.html"), ("report.markdown", "summary.md")):
+    for key, name, kind in (("report.html", "report.html", "html"),
+                            ("report.markdown", "summary.md", "markdown"),
+                            ("prepare-data.data_card", "data_card.json", "data_card")):
         src = arts.get(key)
         if src and Path(src).is_file():
             dest = run_root / name
             shutil.copyfile(src, dest)
-            out["html" if key == "report.html" else "markdown"] = str(dest)
+            out[kind] = str(dest)
     return out

@@ -54,6 +54,7 @@ def submit(
     public_model: a.PublicModelOpt = False,
     tensorboard: a.TensorboardOpt = "",
     base_output_dir: a.BaseOutputDirOpt = "",
+    timeout: a.TimeoutOpt = "",
     verbose: a.VerboseOpt = False,
     profile: a.ProfileOpt = None,
     max_cost: a.MaxCostOpt = None,

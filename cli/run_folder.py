@@ -13,11 +13,11 @@ from components.common.errors import InputError
 class RunFolder:
     """`<output-dir>/<run-id>`, claimed before anything else happens.
 
-    Why: two `submit --local --run-id X` started together used to pass the "already exists"
-    check (it came after the 13 s data check) and overwrite each other's summary and report.
-    `os.mkdir` is atomic: exactly one run creates the folder. A run resuming from checkpoints
-    may reuse an existing folder; an exclusive `flock` on `<folder>/.lock`, held for the whole
-    run and released by the kernel if the process dies, keeps two such runs apart. If the
+    Why: two `submit --local --run-id X` started together must not overwrite each other's
+    summary and report. `os.mkdir` is atomic: exactly one run creates the folder. A run
+    resuming from checkpoints may reuse an existing folder; an exclusive `flock` on
+    `<folder>/.lock`, held for the whole run and released by the kernel if the process dies,
+    keeps two such runs apart. If the
     checks then fail, `abandon` removes everything the claim created: bad input writes nothing.
     """
 

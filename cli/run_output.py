@@ -1,14 +1,9 @@
 """What `submit --local` prints while the pipeline runs, and where everything else goes.
 
-Why: kfp.local prints every step's streamed output and every output artifact with its whole
-metadata (~225 lines for the embedded default, more with executor-input dumps), which buries what
-a person wants: which step runs, how long it took, and the one figure that says it went well.
-So, for the run's duration, stdout and stderr go to `steps.log` in the run folder (kfp.local logs
-through the root logger to the `sys.stdout` of the moment and prints each subprocess line with
-`print`, so redirecting the streams captures all of it without touching kfp). The terminal gets
-one line as each step starts and one as it ends (time, seconds, its figure: rows, loss,
-tokens/s, the interval), the tail of a failed step's output, and a final table. `--verbose`
-also copies the log to the terminal as it is written.
+Why: kfp.local prints every step's output and every artifact's metadata (~225 lines for the
+embedded default), which buries which step runs, how long it took and whether it went well. So
+stdout and stderr go to `steps.log` in the run folder, and the terminal gets a line per step
+start and end, the tail of a failed step and a final table (`--verbose` copies the log too).
 """
 
 from __future__ import annotations

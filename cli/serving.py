@@ -34,10 +34,13 @@ def _run(fn: Any) -> Any:
     """InputError -> one line, exit 2; a refused or failed service call -> one line, exit 1."""
     from components.deploy.deploy import DeployFailed
 
-    try:
-        return guard(fn)
-    except (DeployFailed, ServerError) as exc:
-        fail(str(exc), code=1)
+    def body() -> Any:
+        try:  # before guard, which would read a timeout inside as "unreachable"
+            return fn()
+        except (DeployFailed, ServerError) as exc:
+            fail(str(exc), code=1)
+
+    return guard(body)
 
 
 class ServerError(RuntimeError):
@@ -55,16 +58,24 @@ def deploy(
         "MODEL_ID@VERSION (MODEL_ID alone: its default version).")],
     endpoint: Annotated[str, typer.Option(
         help="Endpoint ID or resource name to deploy to; what it serves now keeps serving until "
-        "the new version is healthy, then is undeployed. Default: create an endpoint.")] = "",
+        "the new version is healthy, then is undeployed. Default: this project's endpoint "
+        "(label source=dolly-lora, or --endpoint-name), created when there is none.")] = "",
     endpoint_name: Annotated[str, typer.Option(
         help="Display name of a created endpoint.")] = "dolly-lora-endpoint",
     min_replicas: Annotated[int, typer.Option(help="Fewest serving machines.")] = 1,
     max_replicas: Annotated[int, typer.Option(help="Most serving machines.")] = 1,
+    ttl_hours: Annotated[float, typer.Option(
+        help="Undeploy after this many hours, by a one-run Vertex schedule (needs "
+        "--pipeline-root and --image); 0 = until `submit undeploy`.")] = 8.0,
+    image: Annotated[str, typer.Option(
+        help="The project's image, which the TTL undeploy run uses.",
+        envvar="DOLLY_LORA_IMAGE")] = "",
     dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Print the exact requests as JSON; send nothing.")] = False,
+        "--dry-run", help="Read the project's endpoints, print the exact requests as JSON; "
+        "change nothing.")] = False,
 ) -> None:
     """Deploy a registered model version on g2-standard-8 + 1 NVIDIA L4 (costs money every hour
-    until `submit undeploy`)."""
+    until the TTL or `submit undeploy`)."""
 
     def body() -> None:
         from components.common.serving import container_spec
@@ -78,31 +89,53 @@ def deploy(
             project=project, region=region, model=model, endpoint=endpoint,
             endpoint_display_name=endpoint_name, min_replicas=min_replicas,
             max_replicas=max_replicas, service_account=opts.service_account,
+            ttl_hours=ttl_hours, image=image, pipeline_root=opts.pipeline_root or "",
             **SERVING_MACHINE.machine_spec(),
         )
         target.model_version  # noqa: B018 - checks the name (and its region) before anything
         target.endpoint_name  # noqa: B018
         # what an endpoint costs per replica for every hour it is deployed, answering or not
         cost = (hourly_price(SERVING_MACHINE.machine_type, "STANDARD") or 0.0) * min_replicas
+        d.check_ttl(target)  # a TTL without root or image: refused before any read
         if dry_run or opts.dry_run:
+            reuse = _endpoint_to_reuse(d, target, region)
             print(json.dumps({
-                "requests": d.planned_requests(target),
+                "requests": d.planned_requests(target, reuse),
                 # Not a request: the container the register step gives every version it uploads
                 # (the deployed version's own spec is read from the registry on a real run).
                 "registered_serving_container": container_spec(
                     _default_serving_image(), "$(AIP_STORAGE_URI)",
                     _default_max_model_len()),
                 "hourly_usd_while_deployed": round(cost, 2),
+                "most_usd_until_ttl": round(cost * ttl_hours, 2) if ttl_hours else None,
             }, indent=2))
             return
         record = d.deploy(target, echo=lambda m: typer.secho(m, err=True))
         print(json.dumps(record, indent=2))
         typer.secho(
             f"deployed: about ${cost:.2f}/h (on-demand, {SERVING_MACHINE.machine_type} + "
-            f"{SERVING_MACHINE.accelerator_type}) until `submit undeploy --endpoint "
-            f"{record['endpoint'].rsplit('/', 1)[-1]}`", fg=typer.colors.YELLOW, err=True)
+            f"{SERVING_MACHINE.accelerator_type}) until "
+            + (f"{record['ttl_until']} (TTL) or " if record.get("ttl_until") else "")
+            + f"`submit undeploy --endpoint {record['endpoint'].rsplit('/', 1)[-1]}`",
+            fg=typer.colors.YELLOW, err=True)
 
     _run(body)
+
+
+def _endpoint_to_reuse(d: Any, target: Any, region: str) -> Any:
+    """--dry-run: the endpoint deploy would use (reads only); without credentials, planned as
+    if the project had none, and said so."""
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        clients = d.Clients.for_region(region)
+        return (d.check_endpoint(target.endpoint_name, region, clients) if target.endpoint
+                else d.find_endpoint(target, clients))
+    except DefaultCredentialsError:
+        typer.secho("note: no Google credentials, so this project's endpoints were not read; "
+                    "planned as if it had none (a real deploy reuses its endpoint)",
+                    fg=typer.colors.YELLOW, err=True)
+        return None
 
 
 def _default_serving_image() -> str:
@@ -151,7 +184,8 @@ def predict(
         "--local", help="URL of a local OpenAI-compatible server (`submit serve`), e.g. "
         f"http://{DEFAULT_HOST}:{DEFAULT_PORT}.")] = "",
     file: Annotated[str, typer.Option(
-        "--file", help='JSONL of {"prompt": ...} (local or gs://); one JSON answer per line.')
+        "--file", help='JSONL of prompts ({"prompt"}, {"instruction", "context"} or '
+        '{"messages"} ending on a user turn; local or gs://); one JSON answer per line.')
     ] = "",
     max_tokens: Annotated[int, typer.Option(help="Tokens to generate at most.")] = 256,
     temperature: Annotated[float, typer.Option(help="0 = greedy, as the inference step.")] = 0.0,

@@ -101,17 +101,48 @@ def vertex_job(opts: Options) -> tuple[Any, dict[str, Any], dict[str, str], Reso
     from cli import vertex
 
     settings = vertex_settings(opts)
-    r = resolved(opts, "vertex")
+    run_name = None
+    if opts.resume:
+        from cli.resume import resume
+
+        if not opts.dry_run:
+            from cli.failures import require_credentials
+
+            require_credentials("Vertex AI")
+        cont = resume(opts.resume, settings.project, settings.region, opts.run_id or "",
+                      opts.checkpoint_uri or "", opts.dry_run)
+        opts.checkpoint_uri, run_name = cont.checkpoint_uri, cont.run_name
+        note(f"resuming {cont.job}{f' ({cont.state})' if cont.state else ''}: run name "
+             f"{cont.run_name}, checkpoints under {cont.checkpoint_uri}/{cont.run_name}/fine-tune/")
+    r = resolved(opts, "vertex", run_name=run_name)
     values = preflight(opts, r)
     if not opts.dry_run:  # in a second, before build/ is written and aiplatform imported
         from cli.failures import require_credentials
 
         require_credentials("Vertex AI")
+    machines = check_placement(settings.region, r)
+    r = cost_estimate(opts, r)  # refuses above --max-cost before anything is written
+    quota_note(settings, r, machines)
     settings = settings.model_copy(update={"template": template(opts, r)})
     _experiment_note(settings, r)
     checked_template(settings, values, opts.dry_run)
+    show_data_key(str(r.params["dataset"]))
     labels = vertex.job_labels(settings, templates.template_commit(settings.template))
     return settings, values, labels, r
+
+
+def show_data_key(dataset: str) -> str:
+    """The dataset's content key as of now (the data-key step reads it again at every run, so
+    prepare-data and the steps after it rerun only when the data changed)."""
+    from components.prepare_data.data_key import data_key
+
+    try:
+        key = data_key(dataset)
+    except Exception as exc:  # noqa: BLE001 - no credentials here is no reason to refuse
+        key = f"not read here ({str(exc).strip().splitlines()[0][:160] if str(exc) else exc!r})"
+    note(f"data key of {dataset}: {key}; resolved by the data-key step at each run, so "
+         "prepare-data and what follows rerun only when the data changed")
+    return key
 
 
 def _experiment_note(settings: Any, r: Resolved) -> None:
@@ -124,33 +155,44 @@ def _experiment_note(settings: Any, r: Resolved) -> None:
               .replace("=,", "="))
 
 
-def cost_estimate(opts: Options, r: Resolved) -> Any:
-    """Print the cost estimate (stderr) and refuse above --max-cost; None when there is no
-    estimate for this run and no --max-cost asks for one."""
+def cost_estimate(opts: Options, r: Resolved) -> Resolved:
+    """Print the cost estimate (stderr), each GPU step's deadline and the worst case, and refuse
+    above --max-cost. The default template gets the deadlines compiled in (`r.settings`); a
+    named one is priced with its own. `r.estimate` stays None when there is no estimate for this
+    run and no --max-cost asks for one."""
+    from dataclasses import replace
+
+    from pipelines.settings import run_estimate, with_deadlines
     from planning import cost
 
     try:
-        t = r.settings.training
-        est = cost.estimate(r.params, r.profile.name, t.machine_type, t.accelerator_type,
-                            t.accelerator_count, t.capacity.value,
-                            price=r.overrides.get("gpu_hourly_usd"))
+        est = run_estimate(r.settings, r.params, price=r.overrides.get("gpu_hourly_usd"))
     except InputError as exc:
         if opts.max_cost is not None:
             raise InputError(f"--max-cost needs a cost estimate, and there is none: {exc}") from None
         note(f"no cost estimate: {exc}")
-        return None
+        return r
+    timeout = r.settings.training.timeout
+    if opts.template:
+        est = est.with_timeouts(templates.job_timeouts(templates.load_template(opts.template)))
+    elif timeout:
+        est = est.with_timeouts(dict.fromkeys(est.steps, float(timeout.rstrip("s"))))
+    else:
+        settings = with_deadlines(r.settings, est)
+        r = replace(r, settings=settings,
+                    asked={**r.asked, "step_timeouts": settings.training.step_timeouts})
     for line in est.lines():
         typer.echo(line, err=True)
     cost.check_max_cost(est, opts.max_cost)
     cost.check_memory(est)
-    return est
+    return replace(r, estimate=est)
 
 
 def run_vertex(opts: Options) -> None:
     from cli import vertex
 
     settings, values, labels, r = vertex_job(opts)
-    est = cost_estimate(opts, r)
+    est = r.estimate
     spec = templates.load_template(settings.template)
     declared = (spec or {}).get("root", {}).get("inputDefinitions", {}).get("parameters", {})
     if est is not None and "cost_estimate" in declared:  # the report shows it next to actuals
@@ -189,6 +231,45 @@ def run_kfp(opts: Options) -> None:
         service_account=opts.service_account, client_factory=lambda host: client,
     )
     print(f"{host.rstrip('/')}/#/runs/details/{run_id}")
+
+
+def quota_note(settings: Any, r: Resolved, machines: dict[str, Any]) -> None:
+    """The region's custom-training L4 quota against what the run holds at once (cli.quota)."""
+    from cli.quota import check_l4_quota, l4s_at_once
+
+    spot = r.settings.training.capacity.value == "SPOT"
+    line = check_l4_quota(settings.project, settings.region, l4s_at_once(machines), spot)
+    if line:
+        note(line)
+
+
+def check_placement(region: str, r: Resolved) -> dict[str, Any]:
+    """One line, exit 2, before submit: a region with no L4 for the GPU steps, a TensorBoard
+    instance elsewhere, or an image registry in another region (each step would pull the 9 GB
+    image across regions). Returns each GPU step's machine."""
+    from pipelines.machines import gpu_step_machines
+    from planning.machines import L4_REGIONS
+
+    t = r.settings.training
+    machines = gpu_step_machines(t, r.settings.parameter_defaults())
+    if any(m.accelerator_type == "NVIDIA_L4" for m in machines.values()) \
+            and region not in L4_REGIONS:
+        raise InputError(f"region {region} has no NVIDIA L4 (G2) machines; choose one of "
+                         f"{', '.join(sorted(L4_REGIONS))}")
+    tb = t.tensorboard.split("/locations/")[1].split("/")[0] if t.tensorboard else region
+    if tb != region:
+        raise InputError(f"the TensorBoard {t.tensorboard} is in {tb}, the run in {region}; "
+                         f"create one in {region} (gcloud ai tensorboards create --region {region})")
+    host = r.settings.image.split("/")[0]
+    if host.endswith("-docker.pkg.dev"):
+        where = host.removesuffix("-docker.pkg.dev")
+        same = where == region or (where in ("us", "europe", "asia")
+                                   and region.startswith(f"{where}-"))
+        if not same:
+            raise InputError(f"the image is in the {where} registry ({host}), the run in "
+                             f"{region}; push it to {region}-docker.pkg.dev (cloudbuild.yaml) "
+                             "or submit in its region")
+    return machines
 
 
 def check_model_access(base_model: str, hf_token_secret: str, public_model: bool) -> None:

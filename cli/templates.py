@@ -135,6 +135,7 @@ def custom_jobs(spec: dict[str, Any] | None, settings: Any) -> dict[str, Any]:
         jobs[value("display_name")] = {
             "machine_spec": pool["machine_spec"],
             "strategy": value("strategy"),
+            "timeout": value("timeout"),
             "service_account": resolved.get(value("service_account"), value("service_account")),
             "network": resolved.get(value("network"), value("network")),
             **({"tensorboard": value("tensorboard"),
@@ -142,6 +143,17 @@ def custom_jobs(spec: dict[str, Any] | None, settings: Any) -> dict[str, Any]:
                if value("tensorboard") else {}),
         }
     return jobs
+
+
+def job_timeouts(spec: dict[str, Any] | None) -> dict[str, float]:
+    """Seconds each custom job of a template may run ({} for an Artifact Registry template)."""
+    out: dict[str, float] = {}
+    for comp in (spec or {}).get("components", {}).values():
+        params = comp.get("inputDefinitions", {}).get("parameters", {})
+        if "worker_pool_specs" in params and "timeout" in params:
+            name = params["display_name"]["defaultValue"]
+            out[name] = float(str(params["timeout"]["defaultValue"]).rstrip("s"))
+    return out
 
 
 def registry_model(spec: dict[str, Any], base_model: str) -> str:

@@ -41,7 +41,7 @@ VERTEX_REGIONS: frozenset[str] = frozenset(
 LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 PROJECT_ID = re.compile(r"^([a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$")
-JOB_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
+JOB_ID = re.compile(r"^[a-z][a-z0-9-]{0,127}$")
 TERMINAL = {"PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED",
             "PIPELINE_STATE_PAUSED"}
 
@@ -112,7 +112,8 @@ class VertexSettings(BaseModel):
     @classmethod
     def _job_id(cls, v: str) -> str:
         if v and not JOB_ID.match(v):
-            raise ValueError(f"job id {v!r}: lowercase letters, digits and '-', at most 128")
+            raise ValueError(f"job id {v!r}: a lowercase letter, then lowercase letters, digits "
+                             "and '-', at most 128")
         return v
 
     @classmethod

@@ -1,25 +1,11 @@
-"""Compile the pipeline to a YAML template that says what it was built from (`main` is the
-command line; the root `compile.py` only calls it, since the root script is not in the wheel).
+"""Compile the pipeline to a YAML template that says what it was built from.
 
-    uv run python compile.py                                  # -> build/dolly-lora.yaml
-    uv run python compile.py --image REGION-docker.pkg.dev/P/dolly-lora/trainer@sha256:...
-    uv run python compile.py --capacity SPOT --timeout 21600s
-    DOLLY_LORA_IMAGE=... uv run python compile.py             # the same, from the environment
-    uv run python compile.py --target kfp        # -> build/dolly-lora-kfp.yaml (open-source KFP)
-    uv run python compile.py --profile 4b-qlora  # Gemma 3 4B QLoRA on 1 x L4 (README: Bigger models)
+    uv run python compile.py [--target kfp] [--profile 4b-qlora] [--image URI] [--capacity SPOT]
 
-A profile (planning/profiles.py PROFILES) sets the model, precision, batch and sequence
-parameters' defaults and the GPU machine together; the flags above and DOLLY_LORA_* still win.
-
-The image and the GPU machine are compile-time settings (`pipelines.settings`): flags win over
-DOLLY_LORA_* variables, which win over the defaults (g2-standard-8, 1 x NVIDIA_L4). The written
-path is the last line printed. Compiling twice gives byte-identical files.
-
-Why a stamp: `submit` must never send a template that no longer matches the code or the
-settings the user asked for (another image, a changed component). The first line of every
-compiled template is a YAML comment holding the compile settings, a digest of the source that
-shapes the template (`components/` and `pipelines/`) and the git commit. Comments survive an
-Artifact Registry upload and do not change the PipelineSpec; `read_stamp` reads the line back.
+Why a stamp: `submit` must never send a template that no longer matches the code or the settings
+asked for. The first line of every template is a YAML comment with the compile settings, a digest
+of `components/` and `pipelines/` and the git commit; comments survive an Artifact Registry
+upload and leave the PipelineSpec unchanged. Compiling twice gives byte-identical files.
 """
 
 from __future__ import annotations
@@ -85,9 +71,11 @@ def compile_pipeline(out: Path | None = None, settings: Any = None) -> Path:
     from kfp import compiler
 
     from pipelines.lora_pipeline import build_pipeline
-    from pipelines.settings import CompileSettings
+    from pipelines.settings import CompileSettings, with_deadlines
 
     settings = settings or CompileSettings()
+    if not settings.training.step_timeouts:  # each GPU job's deadline from the estimate
+        settings = with_deadlines(settings)
     out = out or DEFAULT_TEMPLATES[settings.target]
     out.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(build_pipeline(settings), package_path=str(out))
@@ -145,7 +133,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--accelerator-type", help="training GPU [NVIDIA_L4]")
     parser.add_argument("--accelerator-count", type=int, help="GPUs [1]")
     parser.add_argument("--boot-disk-gb", dest="boot_disk_size_gb", type=int, help="[200]")
-    parser.add_argument("--timeout", help="training job timeout, e.g. 21600s [86400s]")
+    parser.add_argument("--timeout", help="every GPU job's timeout, e.g. 21600s [each step's own "
+                        "deadline: 3 x its estimated time + start-up, at least 30 min]")
     parser.add_argument("--capacity", choices=["STANDARD", "SPOT", "FLEX_START"],
                         help="on-demand, Spot (preemptible) or FLEX_START (queued) [STANDARD]")
     parser.add_argument("--max-wait-duration", help="FLEX_START: wait for capacity [3600s]")

@@ -1,20 +1,10 @@
 """The pipeline: fetch the base model, prepare, fine-tune, evaluate -> gate -> export -> register
 [-> deploy], inference, report.
 
-Each parameter is declared once, as a field of its step's config section
-(`components.common.config`): the components' signatures (`components/<step>/component.py`) and
-the pipeline's flat signature with its `Args:` docstring (`pipelines/signature.py`, the help the
-Vertex console shows beside each parameter) are written from the sections by `pipelines.generate`,
-which `build_pipeline` runs first so a stale file is rewritten, and `wire` hands every component
-exactly the pipeline parameters it declares. This module only says how the artifacts flow and
-where each step runs: the machine from `pipelines.machines`, the image and the target from
-`pipelines.settings.CompileSettings`. `build_pipeline(settings)` makes it for Vertex AI or
-open-source KFP (`compile.py`) or for KFP's local runner (`submit --local`).
-
+This module only says how artifacts flow and where each step runs; parameters are declared once,
+in the config sections, and `wire` hands each component the pipeline parameters it declares.
 Cache keys: a task's inputs are its cache key, so only register-model receives the pipeline job
-name (its registry labels need it). The other steps read the job name from their output paths
-(`components.common.paths.pipeline_job_name`), and a resubmit with caching on reuses the
-fetched model, the data, and the training when nothing they depend on changed.
+name; the other steps read it from their output paths, and a resubmit reuses what did not change.
 """
 
 
@@ -37,10 +27,17 @@ from components.register import component as register
 from components.report import component as report
 from pipelines import signature
 from pipelines.generate import refresh
-from pipelines.machines import GPU_STEPS, SERVING_MACHINE, STEP_MACHINES
+from pipelines.machines import (
+    GPU_STEPS,
+    STEP_MACHINES,
+    export_machine,
+    gpu_step_machines,
+    serving_machine,
+)
 from pipelines.settings import CompileSettings, with_image
 
 PIPELINE_NAME = "dolly-lora"
+FINE_TUNE_RETRIES = 2
 # Resolved by Vertex AI Pipelines at run time (the placeholders gcpc uses for its own ops).
 VERTEX_PLACEHOLDERS = {
     "project": "{{$.pipeline_google_cloud_project_id}}",
@@ -53,6 +50,7 @@ def step_components() -> dict[str, Any]:
     rewritten file)."""
     return {
         "fetch-base-model": fetch_model.fetch_base_model,
+        "data-key": prepare_data.data_key,
         "prepare-data": prepare_data.prepare_data, "fine-tune": fine_tune.fine_tune,
         "evaluate": evaluation.evaluate, "gate": evaluation.gate,
         "inference": inference.inference, "export": export.export,
@@ -61,9 +59,11 @@ def step_components() -> dict[str, Any]:
     }
 
 
-def step_op(component: Any, step: str, settings: CompileSettings) -> Any:
-    """The task factory of one step: in the image; on Vertex a GPU step is a custom job on the
-    exact machine and capacity of `settings.training`, as the pipeline's service account."""
+def step_op(component: Any, step: str, settings: CompileSettings,
+            machines: Mapping[str, Any]) -> Any:
+    """The task factory of one step: in the image; on Vertex a GPU step is a custom job on its
+    exact machine (`machines`), the capacity and its deadline of `settings.training`, as the
+    pipeline's service account."""
     op = with_image(component, settings.image)
     if settings.target != "vertex" or step not in GPU_STEPS:
         return op
@@ -71,19 +71,19 @@ def step_op(component: Any, step: str, settings: CompileSettings) -> Any:
         create_custom_training_job_from_component,
     )
 
-    return create_custom_training_job_from_component(
-        op, **settings.training.custom_job_kwargs(display_name=step)
-    )
+    job = settings.training.for_step(step, machines[step])
+    return create_custom_training_job_from_component(op, **job.custom_job_kwargs(display_name=step))
 
 
-def place(task: Any, step: str, settings: CompileSettings) -> None:
+def place(task: Any, step: str, settings: CompileSettings, machines: Mapping[str, Any],
+          defaults: Mapping[str, Any]) -> None:
     """Ask for the step's machine the way the target understands it."""
-    machine = STEP_MACHINES[step]
+    machine = export_machine(dict(defaults)) if step == "export" else STEP_MACHINES[step]
     if settings.target == "vertex" and step in GPU_STEPS:
         return  # the custom job's worker pool names the machine
     if settings.target == "kfp" and machine.accelerator_type:
-        machine.apply_kubernetes(task, settings.training.accelerator_type,
-                                 settings.training.accelerator_count)
+        machine.apply_kubernetes(task, machines[step].accelerator_type,
+                                 machines[step].accelerator_count)
         return
     machine.apply(task)
 
@@ -116,7 +116,9 @@ def build_pipeline(settings: CompileSettings) -> Any:
     file that no longer matches the config sections is rewritten first."""
     refresh()
     components = step_components()
-    ops = {step: step_op(c, step, settings) for step, c in components.items()}
+    defaults = settings.parameter_defaults()
+    machines = gpu_step_machines(settings.training, defaults)
+    ops = {step: step_op(c, step, settings, machines) for step, c in components.items()}
     t = settings.training
     description = (
         "LoRA fine-tune of an instruction model on Dolly-format data, with evaluation of base "
@@ -139,7 +141,11 @@ def build_pipeline(settings: CompileSettings) -> Any:
 
         # The only step that reads the HF token: the later ones read its folder.
         base = task("fetch-base-model").outputs["model"]
-        prep = task("prepare-data", base=base)
+        # The data's content key, read at every run (caching off): prepare-data, and with it
+        # every later step, is reused exactly while the data is unchanged.
+        key = task("data-key")
+        key.set_caching_options(False)
+        prep = task("prepare-data", base=base, data_key=key.output)
         splits = {k: prep.outputs[k] for k in ("train", "validation", "test", "rejected")}
         tuned = task("fine-tune", base=base, train=splits["train"],
                      validation=splits["validation"], **gpu).outputs["model"]
@@ -147,7 +153,8 @@ def build_pipeline(settings: CompileSettings) -> Any:
         decide = task("gate", generations=ev.outputs["generations"])
         inf = task("inference", base=base, test=splits["test"], model=tuned, **gpu)
         task("report", **splits, model=tuned, generations=ev.outputs["generations"],
-             predictions=inf.outputs["predictions"], gpu_steps=",".join(GPU_STEPS))
+             predictions=inf.outputs["predictions"], data_card=prep.outputs["data_card"],
+             gpu_steps=",".join(GPU_STEPS))
         # The registry gate: `gate` returns True when the bootstrap interval of the improvement
         # clears gate_threshold.
         with dsl.If(decide.outputs["Output"] == True, name="tuned-beats-base"):  # noqa: E712
@@ -158,18 +165,25 @@ def build_pipeline(settings: CompileSettings) -> Any:
                 "register-model", model=merged.outputs["merged"],
                 metrics=decide.outputs["metrics"], train=splits["train"],
                 display_name=settings.model_display_name,
+                serving_gpus=serving_machine(defaults).accelerator_count,
                 pipeline_job=dsl.PIPELINE_JOB_NAME_PLACEHOLDER, **vertex)
             # Opt-in: an endpoint costs money every hour it is up.
             with dsl.If(p["deploy"] == True, name="deploy-requested"):  # noqa: E712
                 task("deploy-model", registered_model=registered.outputs["registered_model"],
-                     **SERVING_MACHINE.machine_spec(), **vertex)
+                     **serving_machine(defaults).machine_spec(), image=settings.image,
+                     **vertex)
         for step, t in tasks.items():
             t.set_display_name(step)
-            place(t, step, settings)
+            place(t, step, settings, machines, defaults)
+        if settings.target != "local":  # locally a retry would only repeat a deterministic error
+            # A preempted or failed fine-tune is retried in the same job: same run name, so it
+            # continues from its last checkpoint (with checkpoint_uri).
+            tasks["fine-tune"].set_retry(num_retries=FINE_TUNE_RETRIES, backoff_duration="60s",
+                                         backoff_factor=2.0)
 
     # The profile's parameters (model, precision, batch, sequence) are the compiled defaults.
     return dsl.pipeline(name=PIPELINE_NAME, description=description)(
-        pipeline_function(wire, settings.parameter_defaults()))
+        pipeline_function(wire, defaults))
 
 
 # The local runner's pipeline (`submit --local`, tests): plain tasks, default image.

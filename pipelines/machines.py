@@ -1,15 +1,9 @@
 """Which machine each step runs on, and how each target asks for it.
 
-The GPU steps (fine-tune, evaluate, inference) run on Vertex as Vertex custom jobs described by
-`TrainingJobSpec`, because only a custom job takes an exact machine type, a boot disk, a timeout
-and Spot / FLEX_START capacity (Vertex offers Spot for custom jobs, not for plain pipeline
-tasks); `compile.py` flags only override its fields. The CPU steps are plain tasks whose
-requests (`STEP_MACHINES`) Vertex turns into a machine; the local runner ignores them.
-
-A custom job runs as the service account and in the network of the pipeline job that starts it:
-the job gets gcpc's run-time placeholders for both, which Vertex resolves from the PipelineJob
-(`submit --service-account/--network`). Left empty, the job would run as the Vertex AI Custom
-Code Service Agent, which cannot read the project's secrets or write its bucket.
+GPU steps run on Vertex as custom jobs (`TrainingJobSpec`): only a custom job takes an exact
+machine type, a boot disk, a timeout and Spot capacity. It gets gcpc's placeholders for the
+pipeline job's service account and network; left empty, it would run as the Custom Code Service
+Agent, which cannot read the project's secrets or write its bucket. CPU steps are plain tasks.
 """
 
 from __future__ import annotations
@@ -21,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from planning.machines import G2_MACHINES, G2_STANDARD_8, GPU_STEPS
+from planning.machines import G2_MACHINES, G2_STANDARD_8, GPU_STEPS, AcceleratorMachine
 
 
 @dataclass(frozen=True)
@@ -61,6 +55,7 @@ SMALL_CPU = MachineSpec(cpu="4", memory="16G")
 
 STEP_MACHINES: dict[str, MachineSpec] = {
     "fetch-base-model": SMALL_CPU,
+    "data-key": MachineSpec(cpu="1", memory="2G"),  # reads one object's metadata
     "prepare-data": SMALL_CPU,
     "gate": SMALL_CPU,
     "register-model": SMALL_CPU,
@@ -73,9 +68,41 @@ STEP_MACHINES: dict[str, MachineSpec] = {
 
 
 
-# The machine a deployed model runs on (a Vertex endpoint's dedicated resources): one L4 serves
-# Gemma 3 1B in bf16 (2 GB of weights, the rest of its 24 GB for the KV cache).
+# The machine a deployed model of the default profile runs on (a Vertex endpoint's dedicated
+# resources): one L4 serves Gemma 3 1B in bf16 (2 GB of weights, the rest for the KV cache).
+# Other models: `serving_machine` (planning.memory).
 SERVING_MACHINE = G2_STANDARD_8
+
+
+def training_machine(t: TrainingJobSpec) -> AcceleratorMachine:
+    """The custom job's machine as a planning.machines row (a non-G2 type as given)."""
+    return G2_MACHINES.get(t.machine_type) or AcceleratorMachine(
+        t.machine_type, t.accelerator_type, t.accelerator_count, "", "")
+
+
+def gpu_step_machines(t: TrainingJobSpec, params: dict[str, Any]) -> dict[str, AcceleratorMachine]:
+    """Each GPU step's machine: fine-tune the training machine; evaluate and inference the
+    smallest one that holds the model for generation (planning.memory.generation_machine)."""
+    from planning.memory import generation_machine
+
+    train = training_machine(t)
+    gen = generation_machine(params, train)
+    return {step: train if step == "fine-tune" else gen for step in GPU_STEPS}
+
+
+def serving_machine(params: dict[str, Any]) -> AcceleratorMachine:
+    """The endpoint's machine for these parameters' base model (planning.memory)."""
+    from planning.memory import serving_machine as smallest
+
+    return smallest(params, SERVING_MACHINE)
+
+
+def export_machine(params: dict[str, Any]) -> MachineSpec:
+    """The export step's CPU machine, sized for merging this base model in fp32."""
+    from planning.memory import export_memory
+
+    cpu, memory = export_memory(params)
+    return MachineSpec(cpu=cpu, memory=memory)
 
 # gcpc's run-time placeholders (google_cloud_pipeline_components._placeholders): Vertex fills
 # them from the PipelineJob that runs the custom job.
@@ -93,6 +120,9 @@ GKE_ACCELERATORS: dict[str, str] = {
 K8S_GPU_RESOURCE = "nvidia.com/gpu"
 
 _DURATION = re.compile(r"^\d+(\.\d{1,9})?s$")
+# A GPU job's deadline when there is no estimate to derive one from (a model the throughput
+# table does not know): a quarter of Vertex's own 7-day default and of the old 24 h.
+FALLBACK_TIMEOUT = "21600s"
 TENSORBOARD_RESOURCE = re.compile(r"^projects/[^/\s]+/locations/[a-z0-9-]+/tensorboards/\d+$")
 # The step whose custom job streams its event files to a Vertex TensorBoard.
 TENSORBOARD_STEP = "fine-tune"
@@ -120,7 +150,11 @@ class TrainingJobSpec(BaseModel):
         "pd-ssd", description="Boot disk type: pd-ssd, pd-standard or hyperdisk-balanced."
     )
     boot_disk_size_gb: int = Field(200, ge=100, le=65536, description="Boot disk size (GB).")
-    timeout: str = Field("86400s", description="Longest the job may run, e.g. '21600s'.")
+    timeout: str = Field("", description="Longest each GPU job may run, e.g. '21600s' ('' = "
+                         "each step's own deadline from the cost estimate, step_timeouts).")
+    step_timeouts: dict[str, str] = Field(
+        default_factory=dict, description="Each GPU step's deadline, e.g. {'fine-tune': "
+        "'3600s'}; filled from the cost estimate by compile and submit (planning.cost.deadlines).")
     capacity: Capacity = Field(Capacity.STANDARD, description="STANDARD, SPOT or FLEX_START.")
     max_wait_duration: str = Field(
         "3600s", description="FLEX_START only: how long to wait for a machine ('0s' = forever)."
@@ -153,9 +187,29 @@ class TrainingJobSpec(BaseModel):
     @field_validator("timeout", "max_wait_duration")
     @classmethod
     def _duration(cls, v: str) -> str:
-        if not _DURATION.match(v):
-            raise ValueError(f"{v!r} is not a duration in seconds like '86400s'")
+        if v and not _DURATION.match(v):
+            raise ValueError(f"{v!r} is not a duration in seconds like '21600s'")
         return v
+
+    @field_validator("step_timeouts")
+    @classmethod
+    def _step_durations(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(v) - set(GPU_STEPS))
+        if unknown:
+            raise ValueError(f"step_timeouts names {', '.join(unknown)}, not a GPU step "
+                             f"({', '.join(GPU_STEPS)})")
+        for step, d in v.items():
+            if not _DURATION.match(d):
+                raise ValueError(f"step_timeouts[{step}] {d!r} is not a duration like '3600s'")
+        return dict(sorted(v.items()))
+
+    def step_timeout(self, step: str) -> str:
+        """The step's deadline: the override, else its own, else the fallback."""
+        return self.timeout or self.step_timeouts.get(step) or FALLBACK_TIMEOUT
+
+    def for_step(self, step: str, machine: AcceleratorMachine) -> TrainingJobSpec:
+        """This job spec on `machine` (evaluate and inference get their own)."""
+        return self.model_copy(update=dict(machine.machine_spec()))
 
     @model_validator(mode="after")
     def _tensorboard_needs_output(self) -> TrainingJobSpec:
@@ -192,7 +246,7 @@ class TrainingJobSpec(BaseModel):
             "accelerator_count": self.accelerator_count,
             "boot_disk_type": self.boot_disk_type,
             "boot_disk_size_gb": self.boot_disk_size_gb,
-            "timeout": self.timeout,
+            "timeout": self.step_timeout(display_name),
             "strategy": self.capacity.value,
             # A preempted or crashed worker comes back as the same job, so the fine-tune step
             # resumes from its last complete GCS checkpoint (components/fine_tune/checkpointing).

@@ -53,9 +53,8 @@ ENV_TRAINING = {  # env var -> TrainingJobSpec field
 }
 
 
-# The registry names the profile rows used to fix. A template compiled then carries its row's
-# name in its stamp as if it had been asked for; a recompile drops it, so the run names the
-# registry model after its own base model.
+# Registry names that templates compiled before 2026-12-07 carry in their stamp as if asked for;
+# a recompile drops them, so the run names the registry model after its own base model.
 _OLD_PROFILE_NAMES = {
     "default": "dolly-lora-gemma3-1b", "4b-qlora": "dolly-lora-gemma3-4b",
     "12b-qlora": "dolly-lora-gemma3-12b", "4b-lora-4xl4": "dolly-lora-gemma3-4b",
@@ -166,6 +165,8 @@ class Resolved:
     # The profile's settings for its own model that another base_model replaced by the
     # defaults (the embedded row's tiny-model learning rate, lengths and batch).
     real_defaults_used: dict[str, Any]
+    # The run's cost estimate (planning.cost.Estimate) once `submit` has made one.
+    estimate: Any = None
 
 
 def resolve(
@@ -268,3 +269,38 @@ def with_image(component: Any, image: str) -> Any:
     container.image = image
     container.command = exec_python(list(container.command))
     return clone
+
+
+def run_estimate(settings: CompileSettings, params: dict[str, Any],
+                 price: float | None = None) -> Any:
+    """planning.cost.estimate for a run of these parameters under these compile settings: each
+    GPU step on the machine the template gives it (derived from the compiled defaults) and,
+    with deploy=true, the endpoint's machine for the run's model. InputError when there is
+    none (a model the throughput table does not know)."""
+    from pipelines.machines import gpu_step_machines, serving_machine
+    from planning import cost
+
+    t = settings.training
+    defaults = settings.parameter_defaults()
+    return cost.estimate(params, settings.profile, t.machine_type, t.accelerator_type,
+                         t.accelerator_count, t.capacity.value, price=price,
+                         machines=gpu_step_machines(t, defaults),
+                         serving=serving_machine(defaults))
+
+
+def with_deadlines(settings: CompileSettings, est: Any = None) -> CompileSettings:
+    """These settings with each GPU step's deadline from `est` (default: the estimate of the
+    compiled defaults); unchanged off Vertex, under a --timeout override, or without an
+    estimate (the steps then get pipelines.machines.FALLBACK_TIMEOUT)."""
+    from planning import cost
+
+    t = settings.training
+    if settings.target != "vertex" or t.timeout:
+        return settings
+    if est is None:
+        try:
+            est = run_estimate(settings, settings.parameter_defaults())
+        except InputError:
+            return settings
+    timeouts = cost.deadlines(est)
+    return settings.model_copy(update={"training": t.model_copy(update={"step_timeouts": timeouts})})

@@ -22,10 +22,17 @@ def lora_pipeline(
     seed: int = 42,
     max_seq_len: int = 1024,
     dataset: str = 'databricks/databricks-dolly-15k',
+    data_format: str = 'auto',
+    columns: str = '',
+    dataset_split: str = 'train',
+    dataset_config: str = '',
+    dataset_revision: str = '',
     categories: str = '',
     val_fraction: float = 0.05,
     test_fraction: float = 0.05,
     max_bad_row_fraction: float = 0.01,
+    drop_test_overlap: bool = True,
+    near_duplicate_threshold: float = 0.8,
     run_name: str = '',
     lora_r: int = 16,
     lora_alpha: int = 32,
@@ -69,6 +76,7 @@ def lora_pipeline(
     deploy_endpoint: str = '',
     deploy_min_replicas: int = 1,
     deploy_max_replicas: int = 1,
+    deploy_ttl_hours: float = 8.0,
     deploy: bool = False,
 ) -> dict[str, Any]:
     """LoRA fine-tune of an instruction model on Dolly-format data.
@@ -88,11 +96,19 @@ def lora_pipeline(
         system_prompt: Optional system message put before every prompt.
         seed: Seed for the split, LoRA init and data order.
         max_seq_len: Longest prompt+response in tokens; longer rows drop.
-        dataset: Hugging Face dataset id, local JSONL, gs:// JSONL or embedded://dolly-15k-sample.jsonl
-        categories: Comma-separated Dolly categories to keep ('' = all).
+        dataset: Hugging Face dataset id, or a local or gs:// file (JSONL, .jsonl.gz, JSON array,
+            Parquet, CSV), folder or glob of shards; embedded://dolly-15k-sample.jsonl
+        data_format: Row format ('auto' = detected from the fields; a mix is refused).
+        columns: Rename fields, name:column,... (e.g. instruction:question,response:answer).
+        dataset_split: Split of a Hugging Face dataset.
+        dataset_config: Configuration (subset) of a Hugging Face dataset.
+        dataset_revision: Hub dataset revision ('' = the newest, pinned to its commit when read).
+        categories: Comma-separated categories to keep ('' = all).
         val_fraction: Share of rows for validation.
         test_fraction: Share of rows for test.
         max_bad_row_fraction: Malformed rows are skipped and counted up to this share; above it the step fails.
+        drop_test_overlap: Drop test rows that copy a training row (same prompt or near copy).
+        near_duplicate_threshold: MinHash Jaccard similarity at which rows count as near copies.
         run_name: Stable run name for checkpoints ('' = the pipeline job name). submit --local sets it to
             --run-id, so a rerun finds its checkpoints.
         lora_r: LoRA rank.
@@ -153,10 +169,12 @@ def lora_pipeline(
         serving_max_model_len: vLLM --max-model-len: longest prompt+answer the endpoint accepts (Gemma 3 1B's context;
             its KV cache fits one L4 many times over).
         deploy_endpoint: Endpoint ID to deploy to (its previous version is replaced once the new one is healthy);
-            '' creates a new endpoint.
+            '' reuses this project's endpoint, or creates one.
         deploy_min_replicas: Fewest serving machines.
         deploy_max_replicas: Most serving machines.
+        deploy_ttl_hours: Hours until the deployed version is undeployed again (a one-run Vertex schedule created
+            at deploy time); 0 = until `submit undeploy`.
         deploy: Deploy the registered version to an endpoint on one L4 after the gate passes. Off by
-            default: a deployed L4 costs about $0.85-1/h until undeployed.
+            default: an endpoint bills by the hour until undeployed.
     """
     return dict(locals())

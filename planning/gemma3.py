@@ -1,17 +1,8 @@
-"""Gemma 3 architectures: the numbers the memory arithmetic and the benchmarks are built from.
+"""Gemma 3 architectures, written down: no hub access is needed to size a profile.
 
-No hub access is needed (or available) to size a profile, so the architecture of each checkpoint
-the profiles use is written down here, with where it comes from:
-
-- huggingface/transformers, src/transformers/models/gemma3/convert_gemma3_weights.py (commit
-  0d7e95d96b4e187c651e2b2406ed98ed40d74963), `_VARIANTS`: hidden size, layers, intermediate
-  size, heads, KV heads and head dim of gemma3_1b / gemma3_4b / gemma3_12b, vocabulary 262,144;
-  the 4B and 12B checkpoints carry the SigLIP vision tower (`_VISION_CONFIG`: hidden 1152,
-  intermediate 4304, 27 layers, 896 px images in 14 px patches) and, when converted with it,
-  64 more embedding rows for image tokens (`config.vocab_size += 64`): 262,208.
-- keras-team/keras-hub, keras_hub/src/models/gemma3/gemma3_presets.py: the text models' parameter
-  counts (999,885,952 / 3,880,099,328 / 11,765,788,416 at vocabulary 262,144), which
-  tests/unit/test_profiles.py checks `text_params` against, so a wrong number here fails a test.
+Sources: transformers' `models/gemma3/convert_gemma3_weights.py` (`_VARIANTS`, `_VISION_CONFIG`,
+commit 0d7e95d) for the shapes, and keras-hub's `gemma3_presets.py` for the text models' parameter
+counts, which tests/unit/test_profiles.py checks `text_params` against.
 """
 
 from __future__ import annotations

@@ -48,3 +48,15 @@ G2_STANDARD_48 = G2_MACHINES["g2-standard-48"]
 # The steps that run on an accelerator machine (the others stay on a small CPU machine): what
 # the memory check and the cost estimate count, and what pipelines.machines places on a GPU.
 GPU_STEPS: tuple[str, ...] = ("fine-tune", "evaluate", "inference")
+
+# Regions with G2 machines (NVIDIA L4): the regions of the g2-standard-* rows of SkyPilot's GCP
+# catalog (github.com/skypilot-org/skypilot-catalog catalogs/v8/gcp/vms.csv, the stored version at
+# commit 006059e0, read 2026-12-07). Compute Engine's list; Vertex AI custom training may offer
+# fewer, and the quota check (`submit`) says what a project really has.
+L4_REGIONS: frozenset[str] = frozenset(
+    """
+    asia-east1 asia-northeast1 asia-northeast3 asia-south1 asia-southeast1 europe-west1
+    europe-west2 europe-west3 europe-west4 europe-west6 me-central2 northamerica-northeast1
+    northamerica-northeast2 us-central1 us-east1 us-east4 us-west1 us-west4
+    """.split()  # noqa: SIM905 - a word list reads better than quoted strings
+)

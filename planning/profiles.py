@@ -1,15 +1,8 @@
-"""Profiles: model, machine, GPUs, precision, batch and sequence, chosen together.
+"""Profiles: model, machine, GPUs, precision, batch and sequence, chosen together, in one table.
 
-One table. `compile.py --profile NAME` / `submit --profile NAME` pick a row; `submit --local`
-starts from the `embedded` row. A row's `params` are the pipeline's parameter defaults and its
-machine the GPU steps' custom job; `pipelines.settings.resolve` applies it, and every value still
-overrides it (defaults < profile < DOLLY_LORA_* environment < flags < --param). Global batch =
-per_device_train_batch_size x gradient_accumulation_steps x processes = 16 sequences in every
-GPU profile, so the learning rate means the same everywhere.
-
-Beside each GPU row: the memory of one GPU by the arithmetic of planning/memory.py (GiB; LoRA in
-millions of parameters), from the architectures in planning/gemma3.py. The L4 budget is 90% of
-its 22.5 usable GiB = 20.25 GiB. tests/unit/test_profiles.py recomputes every number.
+`pipelines.settings.resolve` applies a row; every value still overrides it. Every GPU row keeps a
+global batch of 16 sequences, so the learning rate means the same everywhere. The memory beside
+each row comes from planning/memory.py; tests/unit/test_profiles.py recomputes every number.
 """
 
 from __future__ import annotations

@@ -1,20 +1,8 @@
 """Throughput by arithmetic, for profiles nobody has measured on a GPU yet.
 
-Training is compute-bound: tokens/s = MFU x peak bf16 FLOP/s x GPUs x scaling / (4 x N), with
-N the language model's parameters (the vision tower does nothing for text) and 4N FLOPs per token
-(forward 2N + the backward pass's input gradients 2N; LoRA's own weight gradients are negligible
-and gradient checkpointing's recomputation is not counted, the usual MFU convention, as in
-benchmarks/gpu_lora.py). Assumed MFU: 0.25 for bf16 LoRA (HF Trainer, SDPA, packing, gradient
-checkpointing: a conservative figure for an L4), 0.7 x that for QLoRA (every matmul dequantizes
-its 4-bit weight first). Scaling over several GPUs of a G2 machine (PCIe, no NVLink): 0.9 for
-DDP (only the LoRA gradients are all-reduced), 0.8 for FSDP (the bf16 base is all-gathered layer
-by layer, forward and backward).
-
-Generation (evaluate, inference) is memory-bound: each decoding step reads every weight once
-for the whole batch, so tokens/s = batch x bandwidth x 0.5 / weight bytes (bf16 base: 2
-bytes/param; NF4: 0.5159 bytes per Linear weight, 2 for the rest).
-
-NVIDIA L4 datasheet: 121 TFLOP/s dense bf16 (242 with sparsity), 300 GB/s GDDR6.
+Training is compute-bound (4N FLOPs per token, the usual MFU convention, as benchmarks/gpu_lora.py
+counts); generation is memory-bound (each decoding step reads every weight once per batch). The
+assumed MFU and multi-GPU scaling factors are constants below, each with its reason.
 """
 
 from __future__ import annotations
@@ -24,15 +12,21 @@ from dataclasses import dataclass
 from planning.gemma3 import GEMMA3
 from planning.memory import NF4_BYTES
 
-PEAK_BF16 = {"NVIDIA_L4": 121e12}
-BANDWIDTH = {"NVIDIA_L4": 300e9}
+PEAK_BF16 = {"NVIDIA_L4": 121e12}  # L4 datasheet: dense bf16 (242 with sparsity)
+BANDWIDTH = {"NVIDIA_L4": 300e9}  # L4 datasheet: GDDR6
+# HF Trainer + SDPA + packing + gradient checkpointing: a conservative L4 figure for bf16 LoRA;
+# QLoRA dequantizes every 4-bit weight before its matmul.
 MFU = {"none": 0.25, "nf4": 0.25 * 0.7}
+# G2 machines have PCIe, no NVLink: DDP all-reduces only the LoRA gradients, FSDP all-gathers the
+# bf16 base layer by layer, forward and backward.
 SCALING = {"ddp": 0.9, "fsdp": 0.8}
-DECODE_EFFICIENCY = 0.5
+DECODE_EFFICIENCY = 0.5  # share of the memory bandwidth a decoding step reaches
 
 
 def train_tokens_per_s(base_model: str, quantization: str, accelerator: str, gpus: int,
                        distributed: str = "ddp") -> float:
+    """MFU x peak x GPUs x scaling / 4N: forward 2N + input gradients 2N FLOPs per token, N the
+    language model's parameters (LoRA's weight gradients and recomputation not counted)."""
     n = GEMMA3[base_model].text.params
     scale = SCALING[distributed] if gpus > 1 else 1.0
     return MFU[quantization] * PEAK_BF16[accelerator] * gpus * scale / (4 * n)

@@ -5,12 +5,14 @@
 Per profile: model and precision, machine and GPUs, batch (per GPU x accumulation x processes),
 memory of one GPU by the arithmetic (planning/memory.py) against its budget, training speed (and
 whether measured or estimated), the machine's price on demand and on Spot, and the estimated cost
-of one epoch of Dolly-15k with the whole pipeline (planning/cost.py, the same estimate `submit` prints).
+of one epoch of Dolly-15k with the whole pipeline, each GPU step on its own machine, and the worst
+case with every GPU step at its timeout (planning/cost.py, the same estimate `submit` prints).
 """
 
 from __future__ import annotations
 
 from components.common.config import parameter_defaults
+from pipelines.machines import TrainingJobSpec, gpu_step_machines
 from planning import cost
 from planning.memory import budget
 from planning.prices import hourly_price
@@ -31,10 +33,11 @@ def table() -> str:
         if p.processes > 1:
             q += f", {p.params['distributed'].upper()}"
         params = {**parameter_defaults(), **p.params}
+        machines = gpu_step_machines(TrainingJobSpec(**p.settings), params)
         est = cost.estimate(params, p.name, p.machine_type, p.accelerator_type,
-                            p.accelerator_count, "STANDARD", tokens=tokens)
+                            p.accelerator_count, "STANDARD", tokens=tokens, machines=machines)
         spot = cost.estimate(params, p.name, p.machine_type, p.accelerator_type,
-                             p.accelerator_count, "SPOT", tokens=tokens)
+                             p.accelerator_count, "SPOT", tokens=tokens, machines=machines)
         kind = "measured" if t.basis.startswith("measured") else "estimated"
         lines.append(
             f"| `{p.name}` | {p.params['base_model'].removeprefix('google/')} | {q} "
@@ -45,7 +48,8 @@ def table() -> str:
             f"| {t.train_tokens_per_s:,.0f} ({kind}) "
             f"| {hourly_price(p.machine_type, 'STANDARD'):.2f} / "
             f"{hourly_price(p.machine_type, 'SPOT'):.2f} "
-            f"| {est.gpu_seconds / 3600:.2f} h, ${est.usd:.2f} (Spot ${spot.usd:.2f}) |"
+            f"| {est.gpu_seconds / 3600:.2f} h, ${est.usd:.2f} (Spot ${spot.usd:.2f}; "
+            f"worst case ${est.worst_usd:.2f}) |"
         )
     return "\n".join(lines)
 

@@ -35,7 +35,9 @@ class Registry:
     endpoints: dict[str, Any] = field(default_factory=dict)
     calls: list[tuple[str, Any]] = field(default_factory=list)
     fail_deploy: Exception | None = None
+    fail_after_deploy: Exception | None = None  # the model appears, then the wait fails
     next_id: int = 100
+    schedules: list[Any] = field(default_factory=list)  # CreateScheduleRequest as sent
 
     def requests(self, method: str) -> list[Any]:
         return [r for m, r in self.calls if m == method]
@@ -51,12 +53,21 @@ class Registry:
                                      container_spec=v1.ModelContainerSpec(image_uri=image))
         return name
 
-    def add_endpoint(self, name: str, deployed: list[tuple[str, str]] = ()) -> str:
+    def add_endpoint(self, name: str, deployed: list[tuple[str, str]] = (),
+                     display_name: str = "", labels: dict[str, str] | None = None,
+                     created: str = "2026-12-01T00:00:00Z") -> str:
         from google.cloud import aiplatform_v1 as v1
 
-        self.endpoints[name] = v1.Endpoint(name=name, deployed_models=[
-            v1.DeployedModel(id=i, model=m.split("@")[0], model_version_id=m.split("@")[1])
-            for i, m in deployed])
+        self.endpoints[name] = v1.Endpoint(
+            name=name, display_name=display_name, labels=labels or {}, create_time=created,
+            deployed_models=[v1.DeployedModel(
+                id=i, model=m.split("@")[0], model_version_id=m.split("@")[1],
+                dedicated_resources=v1.DedicatedResources(
+                    machine_spec=v1.MachineSpec(machine_type="g2-standard-8",
+                                                accelerator_type="NVIDIA_L4",
+                                                accelerator_count=1),
+                    min_replica_count=1, max_replica_count=2))
+                for i, m in deployed])
         return name
 
 
@@ -95,8 +106,8 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
     def list_models(self: Any, request: Any = None, **kw: Any) -> list[Any]:
         record("ListModels", request)
         seen = {}
-        for model in reg.models.values():
-            seen.setdefault(model.name, model)
+        for model in reg.models.values():  # each model as its default (newest) version
+            seen[model.name] = model
         return list(seen.values())
 
     def create_endpoint(self: Any, request: Any = None, **kw: Any) -> Operation:
@@ -114,6 +125,35 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
             raise exceptions.NotFound(f"Endpoint {name} not found")
         return reg.endpoints[name]
 
+    def list_endpoints(self: Any, request: Any = None, **kw: Any) -> list[Any]:
+        import re
+
+        req = v1.ListEndpointsRequest(request)
+        record("ListEndpoints", req)
+        found = [e for n, e in reg.endpoints.items() if n.startswith(req.parent + "/")]
+        if m := re.fullmatch(r'labels\.([\w-]+)="([^"]*)"', req.filter):
+            found = [e for e in found if e.labels.get(m[1]) == m[2]]
+        elif m := re.fullmatch(r'display_name="([^"]*)"', req.filter):
+            found = [e for e in found if e.display_name == m[1]]
+        elif req.filter:
+            raise exceptions.InvalidArgument(f"filter {req.filter!r} not understood")
+        return found
+
+    def update_endpoint(self: Any, request: Any = None, **kw: Any) -> Any:
+        req = v1.UpdateEndpointRequest(request or kw)
+        record("UpdateEndpoint", req)
+        ep = reg.endpoints[req.endpoint.name]
+        assert list(req.update_mask.paths) == ["labels"], req.update_mask
+        ep.labels.clear()
+        ep.labels.update(req.endpoint.labels)
+        return ep
+
+    def create_schedule(self: Any, request: Any = None, **kw: Any) -> Any:
+        req = v1.CreateScheduleRequest(request or kw)
+        record("CreateSchedule", req)
+        reg.schedules.append(req)
+        return v1.Schedule(req.schedule, name=f"{req.parent}/schedules/{reg.next_id}")
+
     def deploy_model(self: Any, request: Any = None, **kw: Any) -> Operation:
         req = v1.DeployModelRequest(request)
         record("DeployModel", req)
@@ -124,6 +164,8 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
                                     model_version_id=version)
         reg.next_id += 1
         reg.endpoints[req.endpoint].deployed_models.append(deployed)
+        if reg.fail_after_deploy is not None:
+            return Operation(error=reg.fail_after_deploy)
         return Operation(v1.DeployModelResponse(deployed_model=deployed))
 
     def undeploy_model(self: Any, request: Any = None, *, endpoint: str = "",
@@ -163,7 +205,8 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
     for cls, methods in (
         (v1.ModelServiceClient, (upload_model, get_model, list_models)),
         (v1.EndpointServiceClient, (create_endpoint, get_endpoint, deploy_model, undeploy_model,
-                                    delete_endpoint)),
+                                    delete_endpoint, list_endpoints, update_endpoint)),
+        (v1.ScheduleServiceClient, (create_schedule,)),
         (v1.PredictionServiceClient, (predict,)),
     ):
         for fn in methods:

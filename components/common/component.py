@@ -1,14 +1,9 @@
 """KFP component signatures written from the config sections: each parameter is declared once.
 
-Why written out: a lightweight KFP component is a Python function whose source text is embedded
-in the compiled YAML and whose signature is the component's interface. Written by hand, every
-parameter would be repeated in the signature and the config section, with nothing checking they
-agree. So each `components/<step>/component.py` declares its step by hand (a `StepSpec`: the run
-function, its artifacts, compile-time constants) and `component_source` writes the decorated
-function below it: every field of the run's section as a typed parameter, the fields' help as
-the `Args:` docstring (the input descriptions the Vertex console shows), and a body that hands
-the arguments and a `StepIO` to `components.common.step.call`. `pipelines.generate` keeps those
-files current (scripts/generate_components.py, and every pipeline build when one is stale).
+A lightweight component's signature is its interface; written by hand it would repeat every
+config field unchecked. So `components/<step>/component.py` holds a hand-written `StepSpec` and,
+below it, the function `component_source` writes: the section's fields as typed parameters, their
+help as `Args:` (what the Vertex console shows), a body that calls `components.common.step.call`.
 """
 
 from __future__ import annotations

@@ -196,9 +196,21 @@ class DataConfig(CommonConfig, SystemPromptField, TrackingConfig):
 
     dataset: str = Field(
         "databricks/databricks-dolly-15k",
-        description="Hugging Face dataset id, local JSONL, gs:// JSONL or embedded://dolly-15k-sample.jsonl",
+        description="Hugging Face dataset id, or a local or gs:// file (JSONL, .jsonl.gz, JSON "
+        "array, Parquet, CSV), folder or glob of shards; embedded://dolly-15k-sample.jsonl",
     )
-    categories: str = Field("", description="Comma-separated Dolly categories to keep ('' = all).")
+    data_format: Literal["auto", "dolly", "alpaca", "messages", "prompt_completion"] = Field(
+        "auto", description="Row format ('auto' = detected from the fields; a mix is refused)."
+    )
+    columns: str = Field(
+        "", description="Rename fields, name:column,... (e.g. instruction:question,response:answer)."
+    )
+    dataset_split: str = Field("train", description="Split of a Hugging Face dataset.")
+    dataset_config: str = Field("", description="Configuration (subset) of a Hugging Face dataset.")
+    dataset_revision: str = Field(
+        "", description="Hub dataset revision ('' = the newest, pinned to its commit when read)."
+    )
+    categories: str = Field("", description="Comma-separated categories to keep ('' = all).")
     val_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="Share of rows for validation.")
     test_fraction: float = Field(0.05, gt=0.0, lt=1.0, description="Share of rows for test.")
     max_bad_row_fraction: float = Field(
@@ -207,6 +219,13 @@ class DataConfig(CommonConfig, SystemPromptField, TrackingConfig):
         le=1.0,
         description="Malformed rows are skipped and counted up to this share; above it the step fails.",
     )
+    drop_test_overlap: bool = Field(
+        True, description="Drop test rows that copy a training row (same prompt or near copy)."
+    )
+    near_duplicate_threshold: float = Field(
+        0.8, gt=0.0, le=1.0, description="MinHash Jaccard similarity at which rows count as near copies."
+    )
+
     @field_validator("dataset")
     @classmethod
     def _dataset(cls, v: str) -> str:
@@ -217,14 +236,12 @@ class DataConfig(CommonConfig, SystemPromptField, TrackingConfig):
 
     @field_validator("categories")
     @classmethod
-    def _known_categories(cls, v: str) -> str:
-        unknown = [c for c in split_csv(v) if normalize_category(c) not in DOLLY_CATEGORIES]
-        if unknown:
-            raise ValueError(
-                f"unknown categor{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; "
-                f"choose from {', '.join(DOLLY_CATEGORIES)}"
-            )
-        return ",".join(normalize_category(c) for c in split_csv(v))
+    def _dolly_spelling(cls, v: str) -> str:
+        """A Dolly name in any casing is that name; other names are kept for non-Dolly data."""
+        return ",".join(
+            normalize_category(c) if normalize_category(c) in DOLLY_CATEGORIES else c
+            for c in split_csv(v)
+        )
 
     @model_validator(mode="after")
     def _fractions(self) -> DataConfig:
@@ -470,10 +487,14 @@ class DeployConfig(_Strict):
 
     deploy_endpoint: str = Field(
         "", description="Endpoint ID to deploy to (its previous version is replaced once the "
-        "new one is healthy); '' creates a new endpoint.",
+        "new one is healthy); '' reuses this project's endpoint, or creates one.",
     )
     deploy_min_replicas: int = Field(1, ge=1, le=100, description="Fewest serving machines.")
     deploy_max_replicas: int = Field(1, ge=1, le=100, description="Most serving machines.")
+    deploy_ttl_hours: float = Field(
+        8.0, ge=0, le=720, description="Hours until the deployed version is undeployed again "
+        "(a one-run Vertex schedule created at deploy time); 0 = until `submit undeploy`.",
+    )
 
     @model_validator(mode="after")
     def _replicas(self) -> DeployConfig:
@@ -491,7 +512,7 @@ class DagConfig(_Strict):
     deploy: bool = Field(
         False,
         description="Deploy the registered version to an endpoint on one L4 after the gate "
-        "passes. Off by default: a deployed L4 costs about $0.85-1/h until undeployed.",
+        "passes. Off by default: an endpoint bills by the hour until undeployed.",
     )
 
 

@@ -1,25 +1,11 @@
-"""The container's main process: runs kfp's executor in a child, passes signals on, and says so
-in one line when the step ran out of memory.
+"""The container's main process: runs kfp's executor in a child, passes signals on, and says in one
+line when the step ran out of memory.
 
-Why a parent: the kernel's OOM killer ends a step with SIGKILL, which no process can catch or
-report; only its parent sees it. So this module (PID 1 of the container, as the compiled command
-`exec`s it; the top process of a `submit --local` step) starts the step as its child, waits, and
-turns a SIGKILL into "<step>: out of memory ..." with the step's peak and the settings that lower
-it, in the step's log (Vertex) and the terminal (`submit --local`). A CUDA out-of-memory error
-gets the same line from the child itself.
-
-Signals: the kernel ignores a signal that PID 1 does not handle, so this parent handles SIGTERM
-(Spot preemption, a cancelled run) and SIGHUP and passes them to the child, where SIGTERM raises
-SystemExit (`finally` blocks run, W&B finishes, logs flush; exit 143). While fine-tune trains,
-its checkpointing installs its own handler (finish the step, save a complete checkpoint, then
-stop). Ctrl-C reaches the child straight from the terminal (same process group), so the parent
-ignores SIGINT instead of delivering it twice.
-
-    python -m components.common.entrypoint kfp.dsl.executor_main --executor_input ... \
-        --function_to_execute NAME
-
-The module to run comes first, so the command still names kfp's executor (kfp.local recognises
-a lightweight component by it). Only the standard library is imported here.
+Why a parent: the OOM killer ends a process with SIGKILL, which only its parent can see and
+report. And the kernel drops signals PID 1 does not handle, so SIGTERM (preemption, cancel) and
+SIGHUP are forwarded to the child; SIGINT already reaches it from the terminal's process group,
+so it is ignored here. The module to run comes first on the command line, so the command still
+names kfp's executor (kfp.local recognises a lightweight component by it). Standard library only.
 """
 
 from __future__ import annotations

@@ -25,8 +25,9 @@ class Generation:
 
 
 def prompt_text(tokenizer: Any, messages: list[dict[str, str]]) -> str:
-    """The chat-formatted prompt up to the model's turn (system/user messages only)."""
-    turns = [m for m in messages if m["role"] != "assistant"]
+    """The chat-formatted prompt up to the model's next turn: a conversation that ends on an
+    assistant turn (a training row) without that turn, earlier turns kept (multi-turn)."""
+    turns = messages[:-1] if messages and messages[-1]["role"] == "assistant" else messages
     return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
 
 

@@ -27,14 +27,19 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def load_prompts(prompts_uri: str, test_rows: list[dict[str, Any]]) -> list[str]:
-    """User prompts from a JSONL file (field `prompt`), or from the test split when none given."""
-    from components.common.dolly import user_content
+Prompt = str | list[dict[str, str]]  # a user prompt, or a conversation ending on a user turn
+
+
+def load_prompts(prompts_uri: str, test_rows: list[dict[str, Any]]) -> list[Prompt]:
+    """Prompts from a JSONL file (each row a `prompt`, an `instruction` with an optional
+    `context` or `input`, or `messages` ending on a user turn), or the test split's
+    conversations up to their last user turn when none is given."""
+    from components.common.formats import prompt_messages
     from components.common.storage import read_bytes
 
     if not prompts_uri:
-        return [user_content(r["instruction"], r["context"]) for r in test_rows]
-    prompts = []
+        return [r["messages"][:-1] if "messages" in r else prompt_messages(r) for r in test_rows]
+    prompts: list[Prompt] = []
     try:
         text = read_bytes(prompts_uri).decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -52,14 +57,11 @@ def load_prompts(prompts_uri: str, test_rows: list[dict[str, Any]]) -> list[str]
                 f"prompts_uri {prompts_uri} line {n} is not JSON; give one object per line like "
                 '{"prompt": "..."}'
             ) from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str) or not obj[
-            "prompt"
-        ].strip():
-            raise InputError(
-                f'prompts_uri {prompts_uri} line {n} has no non-empty string "prompt" field; '
-                'write {"prompt": "..."}'
-            )
-        prompts.append(obj["prompt"])
+        msgs = prompt_messages(obj)
+        if isinstance(msgs, str):
+            raise InputError(f"prompts_uri {prompts_uri} line {n} {msgs}")
+        single = len(msgs) == 1 and isinstance(obj.get("prompt"), str)
+        prompts.append(obj["prompt"] if single else msgs)
     if not prompts:
         raise InputError(f'prompts_uri {prompts_uri} holds no prompts; write {{"prompt": "..."}} '
                          "lines, or leave prompts_uri empty to use the test split")

@@ -1,17 +1,9 @@
 """Memory of the steps that run the model, by arithmetic, and each step's measured peak.
 
-Why here: with Gemma 3's 262,144-token vocabulary the LM head, not the weights, decides whether a
-step fits. Logits over the whole batch cost tokens x vocabulary x ~12 bytes (the logits, an fp32
-copy, the log-softmax): 16 rows x 1,024 tokens is 48 GiB. So every step that runs the model
-scores the vocabulary in tiles (TRL's chunked log-probability kernel) and the fine-tune step
-picks the plain loss only where its full logits are smaller than those tiles. The same formulas
-size the profiles before a run (`planning/memory.py`, `submit --dry-run`) and bound the
-real-size tests. Bytes throughout; `d` is the compute dtype's size (4 on CPU, 2 in bf16).
-
-Per decoder layer, the largest transient of a forward pass without gradients is the MLP's three
-batch x width x intermediate tensors (gate, up, their activation), or the attention's scores
-and softmax, batch x heads x width^2 each (SDPA's math path, which CPU and masked batches take),
-plus four hidden-sized tensors (residual, norm, attention output, hidden).
+Why: with Gemma 3's 262,144-token vocabulary the LM head, not the weights, decides whether a step
+fits (full logits of 16 x 1,024 tokens: 48 GiB). So every step scores the vocabulary in tiles, and
+the same formulas size profiles before a run (`planning/memory.py`, `submit --dry-run`) and bound
+the real-size tests. Bytes throughout; `d` is the compute dtype's size (4 on CPU, 2 in bf16).
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def looks_like_hub_id(source: str) -> bool:
     return (
         len(parts) == 2
         and all(parts)
-        and not source.endswith((".json", ".jsonl"))
+        and not source.endswith((".json", ".jsonl", ".gz", ".parquet", ".csv"))
         and not source.startswith((".", "/", "~"))
         and not Path(source).exists()
     )

@@ -146,10 +146,16 @@ class PreparedData(Tracked):
     test_rows: int | None = None
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     split_hash: str = ""
+    data_key: str = ""  # the source's content key (components/prepare_data/data_key.py)
     token_lengths: dict[str, Any] = field(default_factory=dict)
     selected_categories: list[str] = field(default_factory=list)
     categories_without_test_rows: list[str] = field(default_factory=list)
     renamed_categories: dict[str, int] = field(default_factory=dict)
+    data_format: str = ""
+    dataset_revision: str = ""  # the hub commit read ('' for a file)
+    near_duplicate_rows: int | None = None
+    test_overlap_rows: int | None = None
+    test_overlap_dropped: int | None = None
     config: dict[str, Any] = field(default_factory=dict)
 
 
@@ -423,3 +429,5 @@ class Registration(PeakMemory):
     eval_improvement_high: float | None = None
     eval_rows: int | None = None
     export_max_abs_diff: float | None = None
+    content_hash: str = ""  # of the merged model's files (register.content_hash)
+    unchanged: bool = False  # identical to the newest version: nothing was uploaded

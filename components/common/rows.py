@@ -13,9 +13,10 @@ from collections.abc import Iterable
 
 def reason_kind(reason: str) -> str:
     """'too long: 600 tokens > ...' -> 'too long', 'duplicate of row 3' -> 'duplicate',
-    'missing field category' -> 'missing field', 'invalid JSON (...)' -> 'invalid JSON'."""
+    'missing field category' -> 'missing field', 'invalid JSON (...)' -> 'invalid JSON',
+    'overlaps train row 7 (near copy)' -> 'overlaps train'."""
     kind = reason.split(" (")[0].split(":")[0].split(" of row ")[0]
-    for prefix in ("missing field", "non-string", "empty", "unknown category"):
+    for prefix in ("missing field", "non-string", "empty", "unknown category", "overlaps train"):
         if kind.startswith(prefix):
             return prefix
     return kind

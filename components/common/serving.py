@@ -15,11 +15,19 @@ import re
 from typing import Any
 
 # Model Garden's prebuilt vLLM serving image, the tag its Gemma 3 notebook deploys
-# (notebooks/community/model_garden/model_garden_gemma3_deployment_on_vertex.ipynb).
+# (notebooks/community/model_garden/model_garden_gemma3_deployment_on_vertex.ipynb). Pinned by
+# its dated tag: no public source gives its digest. Nor do they state its versions; these are
+# what vLLM's newest release resolved to on the tag's date (`uv pip compile` of `vllm`
+# with --exclude-newer 2025-12-05: vllm 0.12.0, transformers 4.57.3; vLLM requires
+# transformers >=4.56.0,<5). tests/unit/test_serving_compat.py loads merged/ with both 4.x ends.
 VLLM_SERVING_IMAGE = (
     "us-docker.pkg.dev/vertex-ai/vertex-vision-model-garden-dockers/"
     "pytorch-vllm-serve:20251205_0916_RC01"
 )
+SERVING_IMAGE_DATE = "2025-12-05"
+SERVING_VLLM_VERSION = "0.12.0"
+SERVING_TRANSFORMERS_VERSION = "4.57.3"
+SERVING_TRANSFORMERS_FLOOR = "4.56.0"  # vLLM 0.12's requirement: transformers >=4.56.0,<5
 SERVING_PORT = 8080
 PREDICT_ROUTE = "/generate"  # also answers {"@requestFormat": "chatCompletions", ...}
 HEALTH_ROUTE = "/ping"
@@ -27,7 +35,9 @@ HEALTH_ROUTE = "/ping"
 # Gemma's activations.
 SERVING_DTYPE = "bfloat16"
 SHARED_MEMORY_MB = 16 * 1024  # as Model Garden sets it; g2-standard-8 has 32 GB of RAM
-DEPLOYMENT_TIMEOUT_S = 7200
+# How long Vertex lets the container become healthy; the deploy step waits this plus a margin
+# (components.deploy.deploy.deploy_wait_s), so Vertex gives up first.
+DEPLOYMENT_TIMEOUT_S = 1800
 
 
 def vllm_args(model_uri: str, max_model_len: int, accelerator_count: int = 1) -> list[str]:
@@ -49,15 +59,16 @@ def vllm_args(model_uri: str, max_model_len: int, accelerator_count: int = 1) ->
 
 
 def container_spec(
-    image: str, model_uri: str, max_model_len: int, base_model: str = ""
+    image: str, model_uri: str, max_model_len: int, base_model: str = "", gpus: int = 1,
 ) -> dict[str, Any]:
-    """`aiplatform.Model.upload` keyword arguments of the serving container."""
+    """`aiplatform.Model.upload` keyword arguments of the serving container; `gpus` is the
+    serving machine's count, over which vLLM splits the model (tensor parallel)."""
     env = {"DEPLOY_SOURCE": "dolly-lora-pipeline"}
     if base_model:
         env["MODEL_ID"] = base_model  # what Model Garden's container reports as the model
     return {
         "serving_container_image_uri": image,
-        "serving_container_args": vllm_args(model_uri, max_model_len),
+        "serving_container_args": vllm_args(model_uri, max_model_len, gpus),
         "serving_container_ports": [SERVING_PORT],
         "serving_container_predict_route": PREDICT_ROUTE,
         "serving_container_health_route": HEALTH_ROUTE,
@@ -67,11 +78,16 @@ def container_spec(
     }
 
 
-def chat_messages(prompt: str, system_prompt: str = "") -> list[dict[str, str]]:
-    """A user prompt as chat messages, with the optional system message first: the one shape
-    the inference step, the local server and the Vertex endpoint all receive."""
+def chat_messages(prompt: str | list[dict[str, str]], system_prompt: str = ""
+                  ) -> list[dict[str, str]]:
+    """A user prompt (or a conversation ending on a user turn) as chat messages, with the
+    optional system message first unless it has its own: the one shape the inference step, the
+    local server and the Vertex endpoint all receive."""
+    turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    if turns and turns[0]["role"] == "system":
+        return turns
     system = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    return [*system, {"role": "user", "content": prompt}]
+    return [*system, *turns]
 
 
 def vertex_chat_instance(

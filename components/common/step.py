@@ -1,16 +1,9 @@
-"""The one shape of every step, at run time: typed config in, file paths in and out, metadata back.
+"""The one shape of every step at run time: typed config in, file paths in and out, metadata back.
 
-Why: each step's logic is a plain function `run_<step>(cfg: <Section>, *, <input>: str, ...,
-<output>: str, ...) -> metadata`, written once and reachable three ways with the same settings:
-- a KFP component body calls `call(run_<step>, arguments, StepIO(...))` (generated from the
-  section, see `components.common.component`), which builds the config from the task's
-  parameters and passes the artifacts' paths;
-- `python -m components.<step>.<module> --<field> ... --<input> PATH` runs it alone, through
-  `main(run_<step>)`, a parser built from the same section (as TRL's `TrlParser` does from its
-  dataclasses);
-- tests call it directly with a built config.
-`step_run` is what every run function wraps its work in: the step's time, its secrets (Secret
-Manager names in the config become environment variables) and its tracking run.
+A step's logic is `run_<step>(cfg, *, <input>: str, ..., <output>: str, ...)`, reached the same
+way from a KFP component body (`call` with an explicit `StepIO`), from the command line (`main`,
+a parser built from the section, as TRL's `TrlParser`) and from tests. `step_run` wraps the work:
+timing, secrets from Secret Manager, the tracking run.
 """
 
 from __future__ import annotations

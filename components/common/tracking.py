@@ -1,25 +1,9 @@
 """Experiment tracking that never fails a step: W&B, TensorBoard, MLflow, Vertex AI Experiments.
 
-Why a fan-out: teams watch runs where they already look (W&B, Vertex Experiments and Vertex
-TensorBoard, an MLflow server), so the trackers are a choice (`TrackingConfig.trackers`), and each
-step reports through this one module to every tracker chosen. Each tracker is a small backend
-with the same few calls (log, summary, table, reference, html); a backend that cannot be opened or
-fails later warns once and is dropped, and the step goes on. `MultiRun.report()` says which
-trackers received the run; steps put it in their outputs.
-
-- W&B: with no WANDB_API_KEY (and no WANDB_MODE) the run logs offline to disk, never prompting;
-  `WANDB_MODE=disabled` turns it off. One W&B run per step, grouped by pipeline run.
-- TensorBoard: event files under the run's output prefix (`<tracking dir>/tensorboard/<step>`;
-  on Vertex a /gcs/... path, or AIP_TENSORBOARD_LOG_DIR when the custom job has a Vertex
-  TensorBoard), written by torch's SummaryWriter; training curves by HF's TensorBoardCallback.
-- MLflow: one MLflow run per step (tags: pipeline run, step) in the experiment
-  MLFLOW_EXPERIMENT_NAME or "dolly-lora", at `mlflow_tracking_uri`, MLFLOW_TRACKING_URI, or a local
-  SQLite store next to the run. Training metrics come from HF's MLflowCallback.
-- Vertex AI Experiments: fine-tune and evaluate log parameters and headline metrics to one
-  ExperimentRun per pipeline run (named after it) in `vertex_experiment`.
-
-Keys come only from the environment (a git-ignored `.env` locally, Secret Manager on Vertex),
-never from a parameter.
+Teams watch runs where they already look, so each step reports through this one module to every
+tracker in `TrackingConfig.trackers`. A backend that cannot be opened, or fails later, warns once
+and is dropped; the step goes on. Keys come only from the environment (`.env` locally, Secret
+Manager on Vertex), never from a parameter. Where each tracker writes: docs/tracking.md.
 """
 
 from __future__ import annotations
@@ -162,7 +146,19 @@ def wandb_mode() -> str:
     return "online" if os.environ.get("WANDB_API_KEY") else "offline"
 
 
-def open_wandb(step: str, config: dict[str, Any], project: str, group: str | None) -> WandbRun:
+def wandb_dir(step: str, output_path: str = "") -> str | None:
+    """Offline, the run's files go under the step's output prefix (`tracking_dir`: /gcs/... on
+    Vertex), so they outlive the container for a later `wandb sync`; online, or with WANDB_DIR
+    set, wandb's own choice (None)."""
+    if os.environ.get("WANDB_DIR") or wandb_mode() != "offline":
+        return None
+    where = tracking_dir(output_path) / "wandb" / step
+    where.mkdir(parents=True, exist_ok=True)
+    return str(where)
+
+
+def open_wandb(step: str, config: dict[str, Any], project: str, group: str | None,
+               output_path: str = "") -> WandbRun:
     mode = wandb_mode()
     if mode == "disabled":
         raise Unavailable("WANDB_MODE=disabled")
@@ -178,6 +174,7 @@ def open_wandb(step: str, config: dict[str, Any], project: str, group: str | Non
         config=config,
         mode=mode,
         reinit="finish_previous",
+        dir=wandb_dir(step, output_path),
         settings=wandb.Settings(silent=True, console="off", init_timeout=60),
     )
     return WandbRun(raw)
@@ -517,7 +514,7 @@ def chosen_trackers(settings: TrackingConfig | None, step: str) -> list[str]:
 def open_backend(name: str, step: str, config: dict[str, Any], project: str, group: str | None,
                  settings: TrackingConfig, output_path: str) -> DummyRun:
     if name == "wandb":
-        return open_wandb(step, config, project, group)
+        return open_wandb(step, config, project, group, output_path)
     if name == "tensorboard":
         return TensorBoardRun(tensorboard_dir(step, group, output_path), config)
     if name == "mlflow":

@@ -1,7 +1,7 @@
 """KFP component: deploy the registered version to an endpoint (opt-in). Logic:
 `components.deploy.deploy.run_deploy_step`.
 
-The serving machine is a compile-time constant (`pipelines.machines.SERVING_MACHINE`); the
+The serving machine is a compile-time constant (`pipelines.machines.serving_machine`); the
 endpoint and replicas are pipeline parameters (`DeployConfig`)."""
 
 from google_cloud_pipeline_components.types.artifact_types import VertexModel
@@ -17,7 +17,8 @@ SPEC = StepSpec(
     inputs={"registered_model": VertexModel}, outputs={"deployment": Artifact},
     input_metadata={"registered_model_metadata": "registered_model"},
     constants={"machine_type": (str, REQUIRED), "accelerator_type": (str, REQUIRED),
-               "accelerator_count": (int, REQUIRED), "project": (str, ""), "location": (str, "")},
+               "accelerator_count": (int, REQUIRED), "image": (str, REQUIRED),
+               "project": (str, ""), "location": (str, "")},
     summary="Deploy the new version; the endpoint's previous version serves until it is healthy.",
 )
 
@@ -31,9 +32,11 @@ def deploy_model(
     deploy_endpoint: str,
     deploy_min_replicas: int,
     deploy_max_replicas: int,
+    deploy_ttl_hours: float,
     machine_type: str,
     accelerator_type: str,
     accelerator_count: int,
+    image: str,
     deployment: Output[Artifact],
     project: str = '',
     location: str = '',
@@ -42,9 +45,11 @@ def deploy_model(
 
     Args:
         deploy_endpoint: Endpoint ID to deploy to (its previous version is replaced once the new one is healthy);
-            '' creates a new endpoint.
+            '' reuses this project's endpoint, or creates one.
         deploy_min_replicas: Fewest serving machines.
         deploy_max_replicas: Most serving machines.
+        deploy_ttl_hours: Hours until the deployed version is undeployed again (a one-run Vertex schedule created
+            at deploy time); 0 = until `submit undeploy`.
     """
     arguments = dict(locals())
     from components.common.step import StepIO, call

@@ -1,30 +1,11 @@
-"""Export step: the LoRA adapter merged into the base weights, checked, saved as a model that
-serves on its own; the adapter alone beside it.
+"""Export step: the adapter merged into the base (PEFT `merge_and_unload`), checked, saved as one
+plain model folder that a serving container (vLLM, `transformers serve`) loads without PEFT.
 
-Why a step: a serving container (vLLM on Vertex, `transformers serve` locally) loads one plain
-model folder; it knows nothing of PEFT. Merging (PEFT `merge_and_unload`) folds W + (alpha/r)·BA
-into each target layer, so the merged model computes what base+adapter computed, with no extra
-latency. Why check it: a merge onto the wrong base, or a save that drops or mangles tensors,
-still produces a folder that loads and answers; only comparing logits shows it. Two checks, on
-a few prompts of the test split:
-
-1. merge: merged vs base+adapter, both in fp32 (tight: only float rounding differs);
-2. export: the saved folder, reloaded, vs base+adapter in fp32. Rounding the weights to bf16
-   moves the logits by itself, so the bound is calibrated on the base model: rounding the base
-   weights the same way moves them by `base_drift`; the export may drift at most
-   `DRIFT_FACTOR` times that (rounding W + ΔW costs what rounding W costs), plus a small floor.
-
-The weights are saved in bf16, the dtype vLLM serves Gemma in on an L4 and half the size, when
-the adapter was trained in bf16 (the GPU path). An adapter trained in fp32 (the CPU path: the
-embedded default of `submit --local`) is exported in fp32 by default (`export_dtype=auto`):
-bf16 rounding flips near-tied greedy tokens of a small model (measured: 2 of 20 answers of the
-tiny model), and the local model must answer exactly what was evaluated.
-
-The step fails (one line) when either check fails, or when the adapter does not fit the base.
-
-    uv run python -m components.export.merge --model runs/X/.../fine-tune/model \
-        --base embedded://tiny-gemma3 --test runs/X/.../prepare-data/test \
-        --merged /tmp/export/merged --adapter /tmp/export/adapter
+Why checked: a merge onto the wrong base, or a save that mangles tensors, still loads and
+answers; only comparing logits shows it. Merged vs base+adapter must agree tightly in fp32; the
+reloaded folder may drift at most `DRIFT_FACTOR` times what rounding the base alone costs.
+Weights are saved in bf16 when the adapter was trained in bf16; an fp32 (CPU) adapter stays
+fp32 by default, since bf16 rounding flips near-tied greedy tokens of the tiny model.
 """
 
 from __future__ import annotations
@@ -44,6 +25,7 @@ from components.common.results import (
     ExportedAdapter,
     TrainMetrics,
 )
+from components.export import serving_files
 
 FP32_TOLERANCE = 1e-4  # check 1: max |Δlogit| / max(1, max |logit|)
 DRIFT_FACTOR = 4.0  # check 2: export drift <= factor x the base's own drift (+ floor below)
@@ -188,6 +170,7 @@ def merge_and_verify(
     merged.to(getattr(torch, dtype)).save_pretrained(merged_dir, safe_serialization=True)
     tokenizer.padding_side = "right"
     tokenizer.save_pretrained(merged_dir)
+    serving_files.write(merged_dir, tokenizer.model_input_names)  # also what 4.x reads
     del merged, model
 
     # Check 2: what was written, read back (its weights, fp32 arithmetic), against base+adapter;

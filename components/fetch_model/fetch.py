@@ -1,10 +1,8 @@
 """Fetch-base-model step: the base model, once, into a Model artifact every later step reads.
 
-Why a step: each GPU step used to download the base model itself (2 GB from the Hugging Face
-Hub each time, needing egress and the token on every GPU machine; a gs:// base was even
-downloaded three times within fine-tune). Fetched once on a small CPU machine into the pipeline
-root, it is read from there by prepare-data (tokenizer), fine-tune, evaluate and inference, and
-with caching a resubmit does not fetch at all. Only this step needs the HF token.
+Why a step: fetched once, on a small CPU machine, into the pipeline root, the base is read from
+there by every later step, so no GPU machine downloads 2 GB from the hub or needs the HF token,
+and with caching a resubmit does not fetch at all.
 
     uv run python -m components.fetch_model.fetch --base_model embedded://tiny-gemma3 --model /tmp/base
 """

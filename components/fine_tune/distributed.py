@@ -1,17 +1,9 @@
 """Several GPUs in one custom job: one training process per GPU, started by torchrun's launcher.
 
-Why torchrun's Python API (`torch.distributed.launcher.api.elastic_launch`) and not a loop of
-`subprocess.Popen`: it is what `torchrun --standalone --nproc-per-node N` runs. It finds a free
-port for the rendezvous, sets RANK / LOCAL_RANK / WORLD_SIZE / MASTER_ADDR for each worker, streams
-their output, forwards SIGTERM from the step's PID 1 to every worker (which then checkpoints, see
-checkpointing.py) and turns a crashed worker into one error naming its rank. The HF Trainer
-(accelerate) then initialises the process group from those variables: NCCL on GPUs, gloo on CPU.
-
-Data parallel means: every process sees a different slice of every global batch, gradients are
-averaged, and the optimizer step is the same everywhere. The global batch is
-`per_device_train_batch_size x gradient_accumulation_steps x world size`; a profile sets the first
-two so that product stays what one GPU would use (same learning rate, same meaning of a step).
-Only rank 0 writes checkpoints, logs and outputs.
+Why torchrun's Python API (`elastic_launch`) rather than a loop of Popen: it is what `torchrun
+--standalone` runs, so rendezvous, per-rank environment, SIGTERM forwarding and a crashed worker
+named by rank come for free. A profile sets the per-device batch and accumulation so the global
+batch stays what one GPU would use. Only rank 0 writes checkpoints, logs and outputs.
 """
 
 from __future__ import annotations
@@ -102,6 +94,31 @@ def broadcast(obj: Any) -> Any:
     return box[0]
 
 
+# NCCL's shared-memory transport between the GPUs of one machine lives in /dev/shm; a container
+# started with the runtime's default (64 MB) fails or hangs at the first collective. Below this
+# size (an allowance for NCCL's per-peer buffers, not a measured figure) it is turned off and
+# NCCL goes through PCIe P2P or sockets instead: slower all-reduce, no crash.
+SHM_MIN_BYTES = 1 << 30
+
+
+def shm_bytes(path: str = "/dev/shm") -> int:
+    """Size of the shared-memory filesystem (0 when there is none)."""
+    import shutil
+
+    try:
+        return shutil.disk_usage(path).total
+    except OSError:
+        return 0
+
+
+def nccl_env(nprocs: int, shm_total: int, env: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    """What to add to the environment before `nprocs` NCCL processes start: NCCL_SHM_DISABLE=1
+    when /dev/shm (`shm_total` bytes) is too small, unless the user already set it."""
+    if nprocs < 2 or "NCCL_SHM_DISABLE" in env or shm_total >= SHM_MIN_BYTES:
+        return {}
+    return {"NCCL_SHM_DISABLE": "1"}
+
+
 def launch(nprocs: int, fn: Callable[..., Any], *args: Any) -> Any:
     """Run `fn(*args)` in `nprocs` processes on this machine; rank 0's return value.
 
@@ -110,6 +127,12 @@ def launch(nprocs: int, fn: Callable[..., Any], *args: Any) -> Any:
     """
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+    shm = shm_bytes()
+    extra = nccl_env(nprocs, shm, os.environ)
+    if extra:  # the workers inherit it
+        print(f"/dev/shm is {shm / 2**20:.0f} MiB, under {SHM_MIN_BYTES / 2**20:.0f} MiB: "
+              "NCCL_SHM_DISABLE=1 (NCCL's shared-memory transport off)", flush=True)
+        os.environ.update(extra)
     config = LaunchConfig(
         min_nodes=1,
         max_nodes=1,

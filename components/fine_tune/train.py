@@ -54,6 +54,31 @@ def to_prompt_completion(rows: list[dict[str, Any]]) -> Any:
     )
 
 
+def multi_turn(rows: list[dict[str, Any]]) -> bool:
+    return any(sum(m["role"] == "assistant" for m in r["messages"]) > 1 for r in rows)
+
+
+def conversation_loss(args: Any, rows: list[dict[str, Any]]) -> bool:
+    """Multi-turn rows: TRL's assistant-only loss, which masks by the chat template's
+    `{% generation %}` blocks (where the model's template has none, TRL's training variant of
+    it: trl/chat_templates/gemma3_training.jinja for Gemma 3). True when set."""
+    if not multi_turn(rows):
+        return False
+    args.assistant_only_loss, args.completion_only_loss = True, None
+    return True
+
+
+def training_dataset(rows: list[dict[str, Any]], conversations: bool) -> Any:
+    """The rows as TRL reads them: whole conversations (`messages`, trained with TRL's
+    assistant-only loss: every assistant turn, nothing else) when any row has several assistant
+    turns, else prompt/completion (the loss on the one answer)."""
+    import datasets
+
+    if conversations:
+        return datasets.Dataset.from_list([{"messages": r["messages"]} for r in rows])
+    return to_prompt_completion(rows)
+
+
 def base_weights_digest(model: Any, max_params: int = 100_000_000) -> str | None:
     """Hash of every frozen (non-LoRA) weight: proves training left the base model untouched.
 
@@ -325,14 +350,15 @@ def build_trainer(
     ckpt = checkpointing.Session(store, cfg, train_rows, work, world) if store else None
     if ckpt:
         args = ckpt.training_args(args)
+    conversations = conversation_loss(args, train_rows + val_rows)
     # HF's own report_to integrations (W&B, TensorBoard, MLflow) log the training curves into
     # the runs the tracker opened; TensorBoardCallback reads its folder from the environment.
     with scoped_env(tracker.hf_env()):
         trainer = trainer_class(plan.fused_head)(
             model=model,
             args=args,
-            train_dataset=to_prompt_completion(train_rows),
-            eval_dataset=to_prompt_completion(val_rows) if val_rows else None,
+            train_dataset=training_dataset(train_rows, conversations),
+            eval_dataset=training_dataset(val_rows, conversations) if val_rows else None,
             processing_class=tokenizer,
             peft_config=lora_config(cfg, model),
             callbacks=[ckpt.callback] if ckpt else None,
@@ -524,6 +550,23 @@ def run_fine_tune(
     With several GPUs (or `num_processes` > 1) it starts one training process per GPU with
     torchrun's launcher (`distributed.py`) and returns what rank 0 returned; everything a user
     can get wrong is checked here first, before any process starts."""
+    from components.fine_tune import distributed, permanent
+
+    # A permanent error of an earlier attempt of this job: refused at once (permanent.py).
+    prefix = (checkpointing.task_prefix(cfg.checkpoint_uri, cfg.run_name or run_id)
+              if cfg.checkpoint_uri and run_id and not distributed.in_worker() else "")
+    if prefix:
+        permanent.refuse_if_recorded(prefix, run_id)
+    try:
+        return _fine_tune(cfg, train, validation, model, run_id, required_accelerator)
+    except BaseException as exc:
+        if prefix and permanent.is_permanent(exc):
+            permanent.record(prefix, run_id, exc)
+        raise
+
+
+def _fine_tune(cfg: TrainConfig, train: str, validation: str, model: str, run_id: str,
+               required_accelerator: str) -> dict[str, AdapterModel]:
     from components.fine_tune import distributed
 
     started = time.time()

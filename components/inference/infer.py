@@ -17,7 +17,7 @@ from typing import Any
 
 from components.common.config import GenerationConfig, InferenceConfig
 from components.common.generation import generate, prompt_text
-from components.common.jsonl import load_prompts
+from components.common.jsonl import Prompt, load_prompts
 from components.common.memory import peak_memory
 from components.common.results import Predictions
 from components.common.serving import chat_messages
@@ -27,7 +27,7 @@ __all__ = ["check", "run_inference"]
 
 
 def infer(
-    adapter_dir: str, prompts: list[str], gen: GenerationConfig, system_prompt: str = "",
+    adapter_dir: str, prompts: list[Prompt], gen: GenerationConfig, system_prompt: str = "",
     base_ref: str = "", timing: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Predictions for `prompts`. `timing`, when given, receives `load_seconds` (model and
@@ -53,7 +53,10 @@ def infer(
     )
     return [
         {
-            "prompt": p,
+            "prompt": p if isinstance(p, str) else p[-1]["content"],
+            # earlier turns, for a prompt that continues a conversation
+            **({"messages": p} if not isinstance(p, str) and sum(
+                m["role"] != "system" for m in p) > 1 else {}),
             "response": o.text,
             "prompt_tokens": o.prompt_tokens,
             "completion_tokens": o.completion_tokens,

@@ -21,7 +21,7 @@ SPEC = StepSpec(
     input_metadata={"model_metadata": "model", "metrics_metadata": "metrics",
                     "train_metadata": "train"},
     constants={"display_name": (str, REQUIRED), "pipeline_job": (str, REQUIRED),
-               "project": (str, ""), "location": (str, "")},
+               "serving_gpus": (int, 1), "project": (str, ""), "location": (str, "")},
     summary="Upload the merged model, with a vLLM serving container, as a new version of one "
     "Vertex Model Registry model; the output is a google.VertexModel artifact.",
 )
@@ -40,6 +40,7 @@ def register_model(
     display_name: str,
     pipeline_job: str,
     registered_model: Output[VertexModel],
+    serving_gpus: int = 1,
     project: str = '',
     location: str = '',
 ):

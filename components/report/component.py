@@ -10,7 +10,8 @@ from components.report.report import run_report
 SPEC = StepSpec(
     "report", run_report,
     inputs={"train": Dataset, "validation": Dataset, "test": Dataset, "rejected": Dataset,
-            "model": Model, "generations": Artifact, "predictions": Dataset},
+            "model": Model, "generations": Artifact, "predictions": Dataset,
+            "data_card": Artifact},
     outputs={"html": HTML, "markdown": Markdown},
     input_metadata={"rejected_metadata": "rejected", "model_metadata": "model",
                     "generations_metadata": "generations",
@@ -33,6 +34,7 @@ def report(
     model: Input[Model],
     generations: Input[Artifact],
     predictions: Input[Dataset],
+    data_card: Input[Artifact],
     trackers: str,
     wandb_project: str,
     wandb_api_key_secret: str,
@@ -79,6 +81,7 @@ def report(
             'model': model,
             'generations': generations,
             'predictions': predictions,
+            'data_card': data_card,
         },
         outputs={'html': html, 'markdown': markdown},
         input_metadata={

@@ -95,13 +95,13 @@ def pick_samples(rows: list[dict[str, Any]], n: int = SAMPLE_PROMPTS) -> list[di
 
 def step_costs(
     step_seconds: dict[str, float | None], gpu_steps: set[str], gpu_hourly_usd: float,
-    devices: dict[str, str] | None = None,
+    devices: dict[str, str] | None = None, prices: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Wall time per step and the estimated price of the GPU steps' machine time.
 
     A step counts as a GPU machine only if it asks for one AND, where it says so (`devices`),
     it ran on CUDA: a local run's fine-tune on a laptop CPU is neither a GPU machine nor billed."""
-    devices = devices or {}
+    devices, prices = devices or {}, prices or {}  # prices: USD/h of each step's own machine
 
     def on_gpu(step: str) -> bool:
         return step in gpu_steps and devices.get(step, "cuda") == "cuda"
@@ -109,7 +109,7 @@ def step_costs(
     steps = [
         {"step": s, "seconds": sec, "gpu": on_gpu(s), "asks_gpu": s in gpu_steps,
          "device": devices.get(s, ""),
-         "cost_usd": (sec or 0) / 3600 * gpu_hourly_usd if on_gpu(s) else 0.0}
+         "cost_usd": (sec or 0) / 3600 * prices.get(s, gpu_hourly_usd) if on_gpu(s) else 0.0}
         for s, sec in step_seconds.items()
     ]
     gpu_seconds = sum(s["seconds"] or 0 for s in steps if s["gpu"])
@@ -118,7 +118,7 @@ def step_costs(
         "total_seconds": sum(s["seconds"] or 0 for s in steps),
         "gpu_seconds": gpu_seconds,
         "gpu_hourly_usd": gpu_hourly_usd,
-        "gpu_cost_usd": gpu_seconds / 3600 * gpu_hourly_usd,
+        "gpu_cost_usd": sum(s["cost_usd"] for s in steps),
     }
 
 
@@ -136,6 +136,7 @@ def collect(
     run_name: str = "",
     gpu_steps: set[str] | None = None,
     cost_estimate: str = "",
+    data_card_path: str = "",
 ) -> dict[str, Any]:
     """Everything the report shows, as plain data (also what the tests inspect). `gpu_steps`:
     the steps that ran on a GPU machine (the pipeline passes what it compiled); `cost_estimate`:
@@ -169,8 +170,8 @@ def collect(
     training_config = _read_json(model / "training_config.json", {})
     train_curve = [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h]
     val_curve = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h and "step" in h]
-    cost = step_costs(steps, gpu_steps, gpu_hourly_usd, devices)
     pre_run = estimate.parse(cost_estimate)
+    cost = step_costs(steps, gpu_steps, gpu_hourly_usd, devices, estimate.step_prices(pre_run))
     return {
         "estimate": {"profile": pre_run.get("profile"), "basis": pre_run.get("throughput_basis"),
                      "rows": estimate.compare(pre_run, training, cost)},
@@ -192,6 +193,7 @@ def collect(
             "evaluation": typed_config(results.config if results else {}),
         },
         "data": data_summary(splits, prepared),
+        "card": _read_json(Path(data_card_path), {}) if data_card_path else {},
         "cost": cost,
         "inference": dataclasses.replace(Predictions.read(predictions_meta), rows=len(preds)),
         "wandb": {
@@ -415,7 +417,7 @@ def render_html(data: dict[str, Any]) -> str:
         figures["categories"] = fig_categories(data["categories"], metric)
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["fmt"] = _fmt
-    env.globals.update(data_notes=data_notes, step_note=step_note)
+    env.globals.update(data_notes=data_notes, step_note=step_note, card_lines=card_lines)
     return env.from_string(TEMPLATE.read_text()).render(
         d=data, figures=figures, verdict=verdict(data["headline"]),
         verdict_class=verdict_class(data["headline"]),
@@ -442,6 +444,33 @@ def data_notes(d: dict[str, Any]) -> list[str]:
         notes.append("Category names normalised to Dolly's: " + ", ".join(
             f"{k} ({v} rows)" for k, v in d["renamed_categories"].items()) + ".")
     return notes
+
+
+def card_lines(card: dict[str, Any]) -> list[str]:
+    """The data card in sentences: where the rows came from, what was dropped and why, copies
+    inside the data and between train and test, lengths against max_seq_len."""
+    if not card:
+        return []
+    files = card.get("files", {})
+    near, over, tl = card["near_duplicates"], card["train_test_overlap"], card["token_lengths"]
+    dropped = ", ".join(f"{k}: {v}" for k, v in card["dropped"].items()) or "none"
+    lines = [
+        f"Format {card['format']}, {card['rows_read']:,} rows read from {card['source']}"
+        + (f" (revision {card['revision']})" if card.get("revision") else "")
+        + (f" in {len(files)} files" if len(files) > 1 else "") + f", {card['rows_kept']:,} kept.",
+        f"Dropped: {dropped}.",
+        f"Exact duplicates: {card['exact_duplicates']}; near duplicates (MinHash, Jaccard >= "
+        f"{near['threshold']}): {near['rows']} rows.",
+        f"Train/test overlap: {over['exact']} test rows with a training row's prompt, "
+        f"{over['near']} near copies; {over['dropped']} dropped from the test split"
+        + ("." if over["dropped"] or not (over["exact"] + over["near"]) else
+           " (drop_test_overlap=false: they inflate the gate's verdict)."),
+        f"Too long (> max_seq_len {tl['max_seq_len']} tokens): {tl['too_long']} rows "
+        f"({100 * tl['too_long_share']:.1f}%), dropped, none truncated.",
+    ]
+    if len(files) > 1:
+        lines.append("Rows per source: " + ", ".join(f"{k}: {v}" for k, v in files.items()) + ".")
+    return lines
 
 
 def step_note(s: dict[str, Any]) -> str:
@@ -489,6 +518,11 @@ def render_markdown(data: dict[str, Any]) -> str:
         f"validation / {split['test']} test), {d['rejected_rows']} rejected"
         + (f" ({reasons})" if reasons else "") + ".",
         *data_notes(d),
+        *(["", "Data card:", "", *(f"- {line}" for line in card_lines(data.get("card", {}))),
+           "", "| tokens | rows |", "|---|---|",
+           *(f"| {b['lo']}-{b['hi']} | {b['rows']} |"
+             for b in data["card"]["token_lengths"]["histogram"] if b["rows"]), ""]
+          if data.get("card") else []),
         f"Time: {_fmt(cost['total_seconds'], 1)} s in steps"
         + (f", {_fmt(cost['gpu_seconds'], 1)} s on GPU machines, estimated "
            f"${cost['gpu_cost_usd']:.4f} at ${cost['gpu_hourly_usd']:.2f}/h."
@@ -512,7 +546,8 @@ def write_report(data: dict[str, Any], html_path: str, markdown_path: str) -> No
 
 def run_report(
     cfg: ReportConfig, *, train: str, validation: str, test: str, rejected: str, model: str,
-    generations: str, predictions: str, html: str, markdown: str, gpu_steps: str = "",
+    generations: str, predictions: str, html: str, markdown: str, data_card: str = "",
+    gpu_steps: str = "",
     rejected_metadata: dict[str, Any] | None = None, model_metadata: dict[str, Any] | None = None,
     generations_metadata: dict[str, Any] | None = None,
     predictions_metadata: dict[str, Any] | None = None, run_id: str = "",
@@ -530,6 +565,7 @@ def run_report(
             predictions_path=predictions, predictions_meta=predictions_metadata or {},
             gpu_hourly_usd=cfg.gpu_hourly_usd, run_id=run_id, run_name=cfg.run_name,
             gpu_steps=set(split_csv(gpu_steps)), cost_estimate=cfg.cost_estimate,
+            data_card_path=data_card,
         )
         write_report(data, html, markdown)
         step.tracker.log_html("report", Path(html).read_text(encoding="utf-8"))

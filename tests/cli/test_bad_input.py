@@ -35,6 +35,16 @@ def jsonl(rows: list[Any], newline: str = "\n") -> str:
     return "".join(json.dumps(r) + newline for r in rows)
 
 
+def parquet(rows: list[dict]) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), out)
+    return out.getvalue()
+
+
+CHAT = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
 MIS_CASED = {"closed_qa": "Closed_QA", "open_qa": "Open QA", "general_qa": "General-QA"}
 
 
@@ -44,7 +54,12 @@ def mis_cased(rows: list[dict]) -> list[dict]:
 
 FILES: dict[str, Callable[[], bytes]] = {
     "csv.jsonl": lambda: b"instruction,context,response,category\nhi,,there,open_qa\n",
-    "array.json": lambda: json.dumps(ROWS[:5]).encode(),
+    "qa.parquet": lambda: parquet([{"question": f"q{i}", "answer": "a"} for i in range(20)]),
+    "no_answer.jsonl": lambda: jsonl([{"q": f"q{i}", "response": " "} for i in range(20)]
+                                     ).encode(),
+    "chat_no_assistant.jsonl": lambda: jsonl([{"messages": CHAT[:1]}] * 20).encode(),
+    "chat_out_of_order.jsonl": lambda: jsonl([{"messages": CHAT[::-1]}] * 20).encode(),
+    "mixed.jsonl": lambda: jsonl([*ROWS[:5], {"messages": CHAT}]).encode(),
     "all_bad.jsonl": lambda: jsonl([{"question": f"q{i}", "answer": "a"} for i in range(20)]
                                    ).encode(),
     "dups.jsonl": lambda: jsonl([ROWS[0]] * 10).encode(),
@@ -52,6 +67,7 @@ FILES: dict[str, Callable[[], bytes]] = {
     "prompts_bad.jsonl": lambda: b'{"prompt": "ok"}\n{"text": "no prompt field"}\n',
     "a_file": lambda: b"not a folder\n",
     # the inputs that must work
+    "array.json": lambda: json.dumps(ROWS, indent=1).encode(),
     "bom.jsonl": lambda: b"\xef\xbb\xbf" + jsonl(ROWS).encode(),
     "crlf.jsonl": lambda: jsonl(ROWS, "\r\n").encode(),
     "extra.jsonl": lambda: jsonl([{**r, "source": "web", "id": i} for i, r in enumerate(ROWS)]
@@ -84,18 +100,34 @@ CASES = [
     Case("max-steps-zero", [*LOCAL, "-p", "max_steps=0"], "max_steps=0 would train nothing"),
     Case("fractions", [*LOCAL, "-p", "val_fraction=0.5", "-p", "test_fraction=0.5"],
          "leaves nothing to train on"),
-    Case("unknown-category-param", [*LOCAL, "-p", "categories=poetry"], "unknown category poetry"),
+    Case("unknown-category-param", [*LOCAL, "-p", "categories=poetry"],
+         "category poetry match no rows; the data has brainstorming ("),
     Case("target-modules", [*LOCAL, "-p", "target_modules=c_attn"], "c_attn not found"),
     Case("max-seq-len", [*LOCAL, "-p", "max_seq_len=16"], "longer than max_seq_len=16"),
     Case("bf16-without-hardware", [*LOCAL, "-p", "bf16=true"], "bf16=true needs a GPU"),
     # data
     Case("missing-file", [*LOCAL, "-p", "dataset=missing/file.jsonl"], "does not exist"),
     Case("not-jsonl", [*LOCAL, "-p", "dataset=csv.jsonl"], "is not JSONL", ["csv.jsonl"]),
-    Case("json-array", [*LOCAL, "-p", "dataset=array.json"], "JSON array, not JSONL",
-         ["array.json"]),
-    Case("all-rows-bad", [*LOCAL, "-p", "dataset=all_bad.jsonl"],
-         "none of the 20 rows in all_bad.jsonl is a usable Dolly row", ["all_bad.jsonl"],
-         forbidden="max_bad_row_fraction"),
+    Case("unknown-format", [*LOCAL, "-p", "dataset=all_bad.jsonl"],
+         "all_bad.jsonl: no row is in a known format (row 1 has answer, question); the formats: "
+         "messages (", ["all_bad.jsonl"], forbidden="max_bad_row_fraction"),
+    Case("mixed-formats", [*LOCAL, "-p", "dataset=mixed.jsonl"],
+         "mixed.jsonl mixes formats: dolly (row 1: {", ["mixed.jsonl"]),
+    Case("mapping-missing-column", [*LOCAL, "-p", "dataset=all_bad.jsonl", "-p",
+                                    "columns=instruction:query,response:answer"],
+         "all_bad.jsonl has no column 'query' (its fields: answer, question)", ["all_bad.jsonl"]),
+    Case("parquet-without-columns", [*LOCAL, "-p", "dataset=qa.parquet"],
+         "qa.parquet: no row is in a known format (row 1 has answer, question)", ["qa.parquet"]),
+    Case("empty-after-mapping", [*LOCAL, "-p", "dataset=no_answer.jsonl", "-p",
+                                 "columns=instruction:q"],
+         "none of the 20 rows in no_answer.jsonl is a usable dolly row (rows 1, 2, 3: empty response",
+         ["no_answer.jsonl"]),
+    Case("chat-without-assistant", [*LOCAL, "-p", "dataset=chat_no_assistant.jsonl"],
+         "rows 1, 2, 3: no assistant turn", ["chat_no_assistant.jsonl"]),
+    Case("chat-roles-out-of-order", [*LOCAL, "-p", "dataset=chat_out_of_order.jsonl"],
+         "rows 1, 2, 3: roles out of order (assistant, user)", ["chat_out_of_order.jsonl"]),
+    Case("hub-offline", [*LOCAL, "-p", "dataset=someone/instructions"],
+         "needs network access to the hub", setup="hub_offline"),
     Case("duplicates-only", [*LOCAL, "-p", "dataset=dups.jsonl"], "9 exact duplicates",
          ["dups.jsonl"]),
     Case("non-dolly-categories", [*LOCAL, "-p", "dataset=poetry.jsonl"],
@@ -150,7 +182,7 @@ CASES = [
     # inputs that must work (checked, nothing written)
     *(Case(f"works-{name}", [*LOCAL, "--dry-run", "-p", f"dataset={name}"], "", [name], code=0)
       for name in ("bom.jsonl", "crlf.jsonl", "extra.jsonl", "few_bad.jsonl", "Closed_QA.jsonl",
-                   "data/dolly")),
+                   "data/dolly", "array.json")),
     Case("works-emoji-system-prompt", [*LOCAL, "--dry-run", "-p",
                                        "system_prompt=Answer briefly 🙂 — merci"], "", code=0),
     Case("works-prompts-with-bom-crlf", [*LOCAL, "--dry-run", "-p", "prompts_uri=prompts.jsonl"],
@@ -195,6 +227,8 @@ def apply_setup(case: Case, request: pytest.FixtureRequest, monkeypatch: pytest.
                 cwd: Path) -> None:
     if case.setup == "gcs":
         request.getfixturevalue("gcs")
+    elif case.setup == "hub_offline":
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     elif case.setup == "no_credentials":
         monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(cwd.parent / "no-key.json"))
     elif case.setup == "no_network":  # credentials, but no name resolves and nothing connects

@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 
 from cli.submit import app
 from pipelines import compiler
+from pipelines.settings import resolve
+from planning.memory import generation_machine
 from planning.profiles import GPU_PROFILES as PROFILES
 from tests.cli.vertex_fakes import IMAGE, Captured
 
@@ -44,9 +46,18 @@ def test_dry_run_of_each_profile_shows_machine_accelerators_and_cost(vertex: Cap
     assert "estimated cost: $" in r.stderr and "training tokens:" in r.stderr
     assert out["cost_estimate"]["machine_type"] == p.machine_type
     assert out["cost_estimate"]["accelerator_count"] == p.accelerator_count
-    for job in out["custom_jobs"].values():
-        assert job["machine_spec"]["machine_type"] == p.machine_type
-        assert job["machine_spec"]["accelerator_count"] == p.accelerator_count
+    jobs = out["custom_jobs"]
+    assert jobs["fine-tune"]["machine_spec"]["machine_type"] == p.machine_type
+    assert jobs["fine-tune"]["machine_spec"]["accelerator_count"] == p.accelerator_count
+    # evaluate and inference: the smallest machine that holds the model for generation
+    gen = generation_machine(resolve(profile=name).params, p.machine)
+    for step in ("evaluate", "inference"):
+        assert jobs[step]["machine_spec"]["machine_type"] == gen.machine_type
+    steps = out["cost_estimate"]["steps"]
+    for step, job in jobs.items():  # each deadline is the estimate's, far below 24 h
+        assert float(job["timeout"].rstrip("s")) == steps[step]["timeout_seconds"] < 24 * 3600 / 3
+    assert f"{'fine-tune'}: {p.machine_type}" in r.stderr and "worst case (every GPU step" in r.stderr
+    assert out["cost_estimate"]["worst_usd"] > out["cost_estimate"]["usd"]
     stamp = compiler.read_stamp(Path("build/dolly-lora.yaml"))
     assert stamp["settings"]["profile"] == name
     assert not vertex.pipeline_jobs
@@ -154,3 +165,23 @@ def test_a_template_stamped_with_the_old_profile_name_is_recompiled_without_it(
     assert r.exit_code == 0, r.output
     assert "compiled build/dolly-lora.yaml" in r.stderr
     assert json.loads(r.stdout)["registry_model"] == "dolly-lora-gemma-3-4b-it"
+
+
+def test_max_cost_refuses_a_run_whose_worst_case_is_above_it(vertex: Captured) -> None:
+    """Expected $0.37, but three GPU jobs of 30 min each could bill $1.28: a $1 cap refuses."""
+    r = invoke(*WHERE, "--max-cost", "1.00")
+    assert r.exit_code == 2
+    [line] = [x for x in r.stderr.splitlines() if x.startswith("error:")]
+    assert line.startswith("error: worst case $1.28 (every GPU step running to its timeout, "
+                           "1.50 h in all; expected $0.37) is above --max-cost $1.00")
+    assert not vertex.pipeline_jobs and not vertex.calls and not Path("build").exists()
+    assert invoke(*WHERE, "--max-cost", "1.30", "--dry-run").exit_code == 0
+
+
+def test_timeout_overrides_every_gpu_steps_deadline_and_the_worst_case(vertex: Captured) -> None:
+    r = invoke(*WHERE, "--timeout", "7200s", "--dry-run")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert {job["timeout"] for job in out["custom_jobs"].values()} == {"7200s"}
+    assert out["cost_estimate"]["worst_usd"] == pytest.approx(3 * 2 * 0.85362, abs=1e-4)
+    assert "timeout 2.00 h" in r.stderr

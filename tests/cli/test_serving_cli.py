@@ -16,7 +16,8 @@ from cli.submit import app
 from components.common.serving import VLLM_SERVING_IMAGE
 from tests.serving_fakes import VLLM_ANSWER
 
-LOC = ["--project", "my-proj", "--region", "us-central1"]
+LOC = ["--project", "my-proj", "--region", "us-central1", "--pipeline-root", "gs://my-bucket/pipelines"]
+IMAGE = "us-central1-docker.pkg.dev/my-proj/dolly-lora/trainer@sha256:" + "cd" * 32
 MODEL = "projects/my-proj/locations/us-central1/models/42"
 ENDPOINT = "projects/my-proj/locations/us-central1/endpoints/7"
 
@@ -26,6 +27,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in list(os.environ):
         if name.startswith(("DOLLY_LORA_", "GOOGLE_CLOUD_")):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("DOLLY_LORA_IMAGE", IMAGE)  # the TTL run's image (submit deploy --image)
     monkeypatch.chdir(tmp_path)
 
 
@@ -47,7 +49,8 @@ def test_dry_run_prints_endpoint_and_deploy_requests_on_an_l4(registry) -> None:
     result = invoke("deploy", "42@3", "--dry-run")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    (create, dep) = out["requests"]
+    (create, ttl, dep) = out["requests"]
+    assert ttl["method"].endswith("ScheduleService.CreateSchedule")
     assert create["method"].endswith("EndpointService.CreateEndpoint")
     assert create["request"]["parent"] == "projects/my-proj/locations/us-central1"
     assert dep["method"].endswith("EndpointService.DeployModel")
@@ -60,14 +63,17 @@ def test_dry_run_prints_endpoint_and_deploy_requests_on_an_l4(registry) -> None:
     assert out["registered_serving_container"]["serving_container_image_uri"] == \
         VLLM_SERVING_IMAGE
     assert out["hourly_usd_while_deployed"] == 0.85
-    assert registry.calls == [], "a dry run sends nothing"
+    assert out["most_usd_until_ttl"] == pytest.approx(8 * 0.85, abs=0.05)  # the default 8 h TTL
+    assert set(registry.methods()) == {"ListEndpoints"}, "a dry run only reads"
 
 
 def test_deploy_creates_an_endpoint_and_deploys(registry) -> None:
     registry.add_model(f"{MODEL}@3")
     result = invoke("deploy", "42@3", "--max-replicas", "2")
     assert result.exit_code == 0, result.output
-    assert registry.methods() == ["GetModel", "CreateEndpoint", "DeployModel"]
+    assert registry.methods() == ["GetModel", "ListEndpoints", "ListEndpoints", "CreateEndpoint",
+                                  "CreateSchedule", "GetEndpoint", "UpdateEndpoint",
+                                  "DeployModel"]
     req = registry.requests("DeployModel")[0]
     assert req.deployed_model.dedicated_resources.max_replica_count == 2
     assert req.deployed_model.dedicated_resources.machine_spec.machine_type == "g2-standard-8"
@@ -82,7 +88,8 @@ def test_the_previous_version_serves_until_the_new_one_is_up(registry) -> None:
     result = invoke("deploy", f"{MODEL}@4", "--endpoint", "7")
     assert result.exit_code == 0, result.output
     # Deploy first (all traffic to the new one once healthy), only then undeploy the old one.
-    assert registry.methods() == ["GetModel", "GetEndpoint", "DeployModel", "UndeployModel"]
+    assert registry.methods() == ["GetModel", "GetEndpoint", "CreateSchedule", "GetEndpoint",
+                                  "UpdateEndpoint", "DeployModel", "UndeployModel"]
     assert dict(registry.requests("DeployModel")[0].traffic_split) == {"0": 100}
     assert registry.requests("UndeployModel")[0].deployed_model_id == "11"
     assert [d.model_version_id for d in registry.endpoints[ENDPOINT].deployed_models] == ["4"]
@@ -107,9 +114,139 @@ def test_an_endpoint_created_for_a_failed_deploy_is_deleted(registry) -> None:
     assert result.exit_code == 1
     line = one_line_error(result, after_progress=True)
     assert "quota NVIDIA_L4 exceeded" in line and "deleted again" in line
-    created = f"projects/my-proj/locations/us-central1/endpoints/{registry.next_id - 1}"
-    assert registry.methods() == ["GetModel", "CreateEndpoint", "DeployModel", "DeleteEndpoint"]
+    created = registry.requests("CreateSchedule")[0].schedule.create_pipeline_job_request \
+        .pipeline_job.runtime_config.parameter_values["endpoint"]
+    assert registry.methods()[-3:] == ["DeployModel", "GetEndpoint", "DeleteEndpoint"]
     assert registry.requests("DeleteEndpoint") == [created] and registry.endpoints == {}
+
+
+def test_a_dry_run_deploy_reuses_this_projects_endpoint(registry) -> None:
+    """No --endpoint: the endpoint labelled source=dolly-lora is reused, not a new one made."""
+    registry.add_endpoint("projects/my-proj/locations/us-central1/endpoints/5",
+                          display_name="someone-elses")
+    registry.add_endpoint(ENDPOINT, deployed=[("11", f"{MODEL}@2")],
+                          display_name="dolly-lora-endpoint", labels={"source": "dolly-lora"})
+    result = invoke("deploy", "42@3", "--dry-run")
+    assert result.exit_code == 0, result.output
+    requests = json.loads(result.stdout)["requests"]
+    assert [r["method"].rsplit(".", 1)[-1] for r in requests] == [
+        "CreateSchedule", "DeployModel", "UndeployModel"], "no CreateEndpoint"
+    assert requests[1]["request"]["endpoint"] == ENDPOINT
+    assert requests[2]["request"] == {"endpoint": ENDPOINT, "deployedModelId": "11"}
+    ttl = requests[0]["request"]["schedule"]["createPipelineJobRequest"]["pipelineJob"]
+    assert ttl["runtimeConfig"]["parameterValues"]["endpoint"] == ENDPOINT
+    assert ttl["runtimeConfig"]["parameterValues"]["delete_endpoint"] is False, \
+        "an endpoint this run did not create is never deleted"
+    [listed] = registry.requests("ListEndpoints")  # found by its label: one read
+    assert listed.filter == 'labels.source="dolly-lora"'
+    assert set(registry.methods()) == {"ListEndpoints"}
+
+
+def test_a_dry_run_without_credentials_still_prints_the_plan(registry, monkeypatch) -> None:
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    def no_credentials(*args: Any, **kwargs: Any) -> Any:
+        raise DefaultCredentialsError("no ADC")
+
+    monkeypatch.setattr(google.auth, "default", no_credentials)
+    result = invoke("deploy", "42@3", "--dry-run")
+    assert result.exit_code == 0, result.output
+    methods = [r["method"].rsplit(".", 1)[-1] for r in json.loads(result.stdout)["requests"]]
+    assert methods == ["CreateEndpoint", "CreateSchedule", "DeployModel"]
+    assert "endpoints were not read" in result.stderr and registry.calls == []
+
+
+def test_an_endpoint_of_the_display_name_is_reused(registry) -> None:
+    registry.add_model(f"{MODEL}@3")
+    registry.add_endpoint(ENDPOINT, display_name="dolly-lora-endpoint")  # made by hand: no label
+    result = invoke("deploy", "42@3")
+    assert result.exit_code == 0, result.output
+    assert "CreateEndpoint" not in registry.methods()
+    assert registry.requests("DeployModel")[0].endpoint == ENDPOINT
+    assert "reusing this project's endpoint" in result.stderr
+    assert not json.loads(result.stdout)["created_endpoint"]
+
+
+def test_the_ttl_is_a_one_run_vertex_schedule_made_before_the_deploy(registry) -> None:
+    import datetime as dt
+
+    registry.add_model(f"{MODEL}@3")
+    before = dt.datetime.now(dt.UTC)
+    result = invoke("deploy", "42@3", "--ttl-hours", "2")
+    assert result.exit_code == 0, result.output
+    methods = registry.methods()
+    assert methods.index("CreateSchedule") < methods.index("DeployModel")
+    [request] = registry.requests("CreateSchedule")
+    s = request.schedule
+    assert request.parent == "projects/my-proj/locations/us-central1"
+    assert s.max_run_count == 1 and s.cron == "* * * * *"
+    start = s.start_time
+    assert before + dt.timedelta(hours=2, seconds=-1) <= start <= \
+        dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
+    job = s.create_pipeline_job_request.pipeline_job
+    endpoint = json.loads(result.stdout)["endpoint"]
+    assert dict(job.runtime_config.parameter_values) == {
+        "project": "my-proj", "location": "us-central1", "endpoint": endpoint,
+        "model": f"{MODEL}@3", "delete_endpoint": True}
+    assert job.runtime_config.gcs_output_directory == "gs://my-bucket/pipelines/ttl-undeploy"
+    [executor] = job.pipeline_spec["deploymentSpec"]["executors"].values()
+    assert executor["container"]["image"] == IMAGE
+    assert "def undeploy_after_ttl(" in executor["container"]["command"][-1]
+    labels = registry.endpoints[endpoint].labels
+    assert labels["ttl-until"] == f"{start:%Y%m%dt%H%Mz}" and labels["source"] == "dolly-lora"
+
+
+def test_no_ttl_without_an_image_for_its_run(registry, monkeypatch) -> None:
+    monkeypatch.delenv("DOLLY_LORA_IMAGE")
+    registry.add_model(f"{MODEL}@3")
+    result = invoke("deploy", "42@3")
+    assert result.exit_code == 2
+    assert "needs a gs:// pipeline root and the project's image" in one_line_error(result)
+    assert registry.calls == []
+    assert invoke("deploy", "42@3", "--ttl-hours", "0").exit_code == 0
+    assert "CreateSchedule" not in registry.methods()
+
+
+def test_the_wait_outlasts_the_deployment_timeout_vertex_applies() -> None:
+    from google.cloud import aiplatform_v1 as v1
+
+    from components.common.serving import DEPLOYMENT_TIMEOUT_S, container_spec
+    from components.deploy.deploy import deploy_wait_s
+
+    spec = container_spec(VLLM_SERVING_IMAGE, "gs://m", 1024)
+    assert spec["serving_container_deployment_timeout"] == DEPLOYMENT_TIMEOUT_S
+    registered = v1.Model(container_spec=v1.ModelContainerSpec(
+        deployment_timeout={"seconds": DEPLOYMENT_TIMEOUT_S}))
+    assert deploy_wait_s(registered) >= DEPLOYMENT_TIMEOUT_S + 600
+    old = v1.Model(container_spec=v1.ModelContainerSpec(deployment_timeout={"seconds": 7200}))
+    assert deploy_wait_s(old) > 7200, "a version registered with a longer timeout: wait longer"
+
+
+def test_a_timed_out_deploy_undeploys_what_appeared_then_deletes_its_endpoint(registry) -> None:
+    registry.add_model(f"{MODEL}@3")
+    registry.fail_after_deploy = TimeoutError("Operation did not complete within 3600 s")
+    result = invoke("deploy", "42@3")
+    assert result.exit_code == 1, result.output
+    line = one_line_error(result, after_progress=True)
+    assert "did not complete" in line and "deleted again" in line
+    assert registry.methods()[-4:] == ["DeployModel", "GetEndpoint", "UndeployModel",
+                                       "DeleteEndpoint"]
+    assert registry.endpoints == {}
+
+
+def test_a_timed_out_deploy_on_a_reused_endpoint_keeps_what_it_served(registry) -> None:
+    registry.add_model(f"{MODEL}@4")
+    registry.add_endpoint(ENDPOINT, deployed=[("11", f"{MODEL}@3")],
+                          display_name="dolly-lora-endpoint", labels={"source": "dolly-lora"})
+    registry.fail_after_deploy = TimeoutError("Operation did not complete within 3600 s")
+    result = invoke("deploy", "42@4")
+    assert result.exit_code == 1
+    assert "still serves what it served before" in one_line_error(result, after_progress=True)
+    [undeployed] = registry.requests("UndeployModel")
+    assert undeployed.deployed_model_id != "11"
+    assert [d.id for d in registry.endpoints[ENDPOINT].deployed_models] == ["11"]
+    assert "DeleteEndpoint" not in registry.methods()
 
 
 def test_a_model_version_that_does_not_exist_creates_nothing(registry) -> None:
@@ -276,3 +413,41 @@ def test_serve_a_run_under_the_name_its_register_step_recorded(tmp_path, started
     result = invoke("serve", str(run), "--port", str(free_port()), "--served-model-name", "mine")
     assert result.exit_code == 0, result.output
     assert started[-1] == {"model_dir": merged, "served_name": "mine"}
+
+
+def test_the_ttl_run_undeploys_only_its_version_and_deletes_only_an_emptied_endpoint(
+        registry) -> None:
+    from components.deploy.ttl import undeploy_after_ttl
+
+    registry.add_endpoint(ENDPOINT, deployed=[("11", f"{MODEL}@3"), ("12", f"{MODEL}@4")])
+    args = ("my-proj", "us-central1", ENDPOINT, f"{MODEL}@3")
+    assert undeploy_after_ttl(*args, delete_endpoint=True) == "undeployed"
+    assert [d.id for d in registry.endpoints[ENDPOINT].deployed_models] == ["12"], \
+        "a version deployed there later keeps serving"
+    registry.add_endpoint(ENDPOINT, deployed=[("11", f"{MODEL}@3")])
+    assert undeploy_after_ttl(*args, delete_endpoint=True) == "deleted"
+    assert registry.endpoints == {}
+    assert undeploy_after_ttl(*args, delete_endpoint=True) == "gone", "already cleaned up: no error"
+
+
+def test_endpoints_lists_this_projects_endpoints_with_cost_age_and_ttl(registry) -> None:
+    import datetime as dt
+
+    soon = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(hours=3)
+    registry.add_endpoint(ENDPOINT, deployed=[("11", f"{MODEL}@3")], display_name="dolly-lora",
+                          labels={"source": "dolly-lora", "ttl-until": f"{soon:%Y%m%dt%H%Mz}"})
+    registry.add_endpoint("projects/my-proj/locations/us-central1/endpoints/8",
+                          labels={"source": "dolly-lora"})  # empty: costs nothing
+    registry.add_endpoint("projects/my-proj/locations/us-central1/endpoints/9",
+                          deployed=[("21", f"{MODEL}@1")])  # not this project's: not listed
+    result = invoke("endpoints")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["endpoint"].rsplit("/", 1)[-1] for r in rows] == ["7", "8"]
+    served, empty = rows
+    assert served["deployed"] == [{"id": "11", "model": f"{MODEL}@3",
+                                   "machine": "g2-standard-8 + 1 x NVIDIA_L4", "replicas": "1-2"}]
+    assert served["replicas"] == 1 and served["hourly_usd"] == pytest.approx(0.85, abs=0.01)
+    assert 2.9 <= served["ttl_hours_left"] <= 3.0 and served["age_hours"] > 0
+    assert empty["hourly_usd"] == 0 and empty["ttl_until"] is None
+    assert "2 endpoint(s), about $0.85/h while deployed" in result.stderr

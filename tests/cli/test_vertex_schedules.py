@@ -124,3 +124,22 @@ def test_a_cron_step_of_zero_is_refused() -> None:
     with pytest.raises(InputError, match="step /0 must be between 1 and 23"):
         check_cron("0 */0 * * *")
     assert check_cron("*/59 * * * *")
+
+
+def test_a_scheduled_run_keys_the_cache_on_the_data_content(vertex: Captured,
+                                                            template: Path) -> None:
+    """Each scheduled run reads the data's content key afresh (caching off) and prepare-data
+    takes it as an input: a rewritten gs:// object retrains, an unchanged one reuses the cache."""
+    r = invoke(*BASE, "--template", str(template), "--param", "dataset=gs://b/dolly.jsonl",
+               "schedule", "create", "--cron", "0 3 * * 1")
+    assert r.exit_code == 0, r.output
+    job = vertex.schedules[0]["schedule"].create_pipeline_job_request.pipeline_job
+    tasks = job.pipeline_spec["root"]["dag"]["tasks"]
+    key = tasks["data-key"]
+    assert not key["cachingOptions"].get("enableCache"), "the key is read at every run"
+    assert key["inputs"]["parameters"]["dataset"] == {"componentInputParameter": "dataset"}
+    assert tasks["prepare-data"]["inputs"]["parameters"]["data_key"] == {
+        "taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "data-key"}}
+    assert tasks["prepare-data"]["cachingOptions"]["enableCache"]
+    assert dict(job.runtime_config.parameter_values)["dataset"] == "gs://b/dolly.jsonl"
+    assert "data key" in r.stderr and "resolved by the data-key step at each run" in r.stderr

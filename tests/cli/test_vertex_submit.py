@@ -146,7 +146,7 @@ def test_wait_succeeds(vertex: Captured, template: Path, monkeypatch: pytest.Mon
 def test_options_from_environment(vertex: Captured, template: Path,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOLLY_LORA_PROJECT", "env-proj")
-    monkeypatch.setenv("DOLLY_LORA_REGION", "europe-west4")
+    monkeypatch.setenv("DOLLY_LORA_REGION", "us-central1")
     monkeypatch.setenv("DOLLY_LORA_PIPELINE_ROOT", "gs://env-bucket/root")
     monkeypatch.setenv("DOLLY_LORA_LABELS", "team=env,owner=ci")
     monkeypatch.setenv("DOLLY_LORA_TEMPLATE", str(template))
@@ -154,7 +154,7 @@ def test_options_from_environment(vertex: Captured, template: Path,
     r = invoke("--dry-run")
     assert r.exit_code == 0, r.output
     req = json.loads(r.stdout)["request"]
-    assert req["parent"] == "projects/env-proj/locations/europe-west4"
+    assert req["parent"] == "projects/env-proj/locations/us-central1"
     assert req["pipelineJob"]["labels"]["owner"] == "ci"
 
 

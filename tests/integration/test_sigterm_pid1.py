@@ -56,7 +56,7 @@ def test_sigterm_to_pid1_ends_training_with_a_complete_checkpoint(gcs, tmp_path:
     spec = load_spec(compile_pipeline(tmp_path / "vertex.yaml"))  # the Vertex target
     root = tmp_path / "root"
     root.mkdir()
-    for task in ("fetch-base-model", "prepare-data"):
+    for task in ("fetch-base-model", "data-key", "prepare-data"):
         _, argv, _ = executor_invocation(spec, task, root_uri=str(root), job_name=JOB,
                                          overrides=SMALL)
         done = subprocess.run(argv, cwd=root, env=venv_env(), capture_output=True, text=True,

@@ -22,7 +22,7 @@ def spec(tmp_path_factory) -> dict:
 def test_yaml_parses_as_pipeline_spec(spec):
     msg = json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
     assert msg.pipeline_info.name == "dolly-lora"
-    assert set(msg.root.dag.tasks) == {"fetch-base-model", "prepare-data", "fine-tune",
+    assert set(msg.root.dag.tasks) == {"fetch-base-model", "data-key", "prepare-data", "fine-tune",
                                        "evaluate", "gate", "inference", "condition-1", "report"}
     gated = msg.components["comp-condition-1"].dag.tasks
     assert set(gated) == {"export", "register-model", "condition-2"}  # condition-2: deploy
@@ -89,7 +89,7 @@ def test_parameter_defaults_are_the_real_job(spec):
 def test_components_never_install_at_runtime(spec):
     launchers = {"exec-fine-tune", "exec-evaluate", "exec-inference"}  # gcpc's custom-job ones
     ours = [e for name, e in spec["deploymentSpec"]["executors"].items() if name not in launchers]
-    assert len(ours) == 7  # + export, deploy-model
+    assert len(ours) == 8  # + export, deploy-model, data-key
     for executor in ours:
         command = " ".join(executor["container"]["command"])
         assert "pip install" not in command

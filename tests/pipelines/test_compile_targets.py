@@ -108,7 +108,7 @@ def commands(spec: dict[str, Any]) -> dict[str, list[str]]:
 def test_python_replaces_the_shell(templates, target: str) -> None:
     """SIGTERM (Spot preemption) goes to the container's PID 1 only: Python must be it."""
     found = commands(documents(templates[target])[0])
-    assert len(found) == 10  # every step, in a plain executor or a custom job worker pool
+    assert len(found) == 11  # every step, in a plain executor or a custom job worker pool
     for name, command in found.items():
         script = command[2]
         assert command[:2] == ["sh", "-ec"], name

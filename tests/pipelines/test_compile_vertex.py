@@ -45,7 +45,9 @@ def test_default_compile_trains_on_one_l4(tmp_path: Path) -> None:
                                     "accelerator_type": "NVIDIA_L4", "accelerator_count": 1}
     assert pool["disk_spec"] == {"boot_disk_type": "pd-ssd", "boot_disk_size_gb": 200}
     params = spec["components"]["comp-fine-tune"]["inputDefinitions"]["parameters"]
-    assert params["timeout"]["defaultValue"] == "86400s"
+    # its own deadline from the estimate (3 x 6.4 min of training + 4 min start-up = 23 min):
+    # the 30 min floor, not Vertex's 7 days or the old 24 h
+    assert params["timeout"]["defaultValue"] == "1800s"
     assert params["strategy"]["defaultValue"] == "STANDARD"
     execs = spec["deploymentSpec"]["executors"]
     assert "accelerator" not in execs["exec-prepare-data"]["container"].get("resources", {})

@@ -44,10 +44,10 @@ def run_argv(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def prepared(spec: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """fetch-base-model and prepare-data run for real under a local root (kfp uses a
+    """fetch-base-model, data-key and prepare-data run for real under a local root (kfp uses a
     scheme-less URI as the path)."""
     root = tmp_path_factory.mktemp("root")
-    for task in ("fetch-base-model", "prepare-data"):
+    for task in ("data-key", "fetch-base-model", "prepare-data"):
         image, argv, _ = executor_invocation(spec, task, root_uri=str(root), job_name=JOB,
                                              overrides=SMALL)
         assert argv[:2] == ["sh", "-ec"] and "exec python3 -m components.common.entrypoint" in argv[2]
@@ -58,8 +58,13 @@ def prepared(spec: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> 
 
 def test_upstream_of_fine_tune_is_topological(spec: dict[str, Any]) -> None:
     order = upstream(spec, "fine-tune")
-    assert order == ["fetch-base-model", "prepare-data", "fine-tune"]
-    assert upstream(spec, "prepare-data") == ["fetch-base-model", "prepare-data"]
+    assert set(order) == {"fetch-base-model", "data-key", "prepare-data", "fine-tune"}
+    assert order[-1] == "fine-tune"
+    assert order.index("prepare-data") > max(order.index("fetch-base-model"),
+                                             order.index("data-key"))
+    prep = upstream(spec, "prepare-data")
+    assert set(prep) == {"fetch-base-model", "data-key", "prepare-data"}
+    assert prep[-1] == "prepare-data"
     report = upstream(spec, "report")
     assert report[-1] == "report" and set(report) >= {"prepare-data", "fine-tune", "evaluate"}
 

@@ -37,3 +37,25 @@ def test_cloudbuild_always_has_a_tag() -> None:
     script = cb["steps"][0]["args"][-1]
     assert "${_TAG}" in script and "${SHORT_SHA}" in script and "build-${BUILD_ID}" in script
     assert "images" not in cb  # pushed by a step, with the tag worked out at run time
+
+
+def final_stage_env(text: str) -> dict[str, str]:
+    """The ENV values of the Dockerfile's last stage (continuations joined, quotes removed)."""
+    import shlex
+
+    lines = re.sub(r"\\\n", " ", text).splitlines()
+    last = max(i for i, line in enumerate(lines) if line.strip().upper().startswith("FROM "))
+    env: dict[str, str] = {}
+    for line in lines[last:]:
+        if line.strip().upper().startswith("ENV "):
+            env.update(item.split("=", 1) for item in shlex.split(line.strip()[4:]))
+    return env
+
+
+def test_the_driver_check_of_the_cuda_base_is_off() -> None:
+    """The base's NVIDIA_REQUIRE_CUDA (cuda>=12.8) makes the container toolkit refuse a host
+    whose driver is older than 12.8's, though 12.x minor-version compatibility runs it there."""
+    env = final_stage_env((ROOT / "Dockerfile").read_text())
+    assert env["NVIDIA_DISABLE_REQUIRE"] == "1"
+    assert env["UV_NO_CACHE"] == "1" and env["PATH"] == "/opt/venv/bin:$PATH"  # the parse works
+    assert "NVIDIA_REQUIRE_CUDA" not in env

@@ -8,6 +8,7 @@ declaration to arrive.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -218,14 +219,17 @@ def test_each_step_runs_alone_with_every_setting_of_its_section(module: str):
 
 
 def test_prepare_runs_as_a_module_with_its_settings(tmp_path: Path):
-    """`python -m components.prepare_data.prepare` with section flags writes the four splits."""
-    out = {n: tmp_path / f"{n}.jsonl" for n in ("train", "validation", "test", "rejected")}
+    """`python -m components.prepare_data.prepare` with section flags writes the four splits
+    and the data card."""
+    out = {n: tmp_path / f"{n}.jsonl" for n in ("train", "validation", "test", "rejected",
+                                                "data_card")}
     cmd = [sys.executable, "-m", "components.prepare_data.prepare",
            "--dataset", "embedded://dolly-15k-sample.jsonl", "--base_model",
            "embedded://tiny-gemma3", "--test-fraction", "0.2", "--wandb_project", "",
            *[x for n, p in out.items() for x in (f"--{n}", str(p))]]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(out.pop("data_card").read_text())["format"] == "dolly"
     rows = {n: len(p.read_text().splitlines()) for n, p in out.items()}
     total = rows["train"] + rows["validation"] + rows["test"]
     assert 0.15 < rows["test"] / total < 0.25

@@ -61,13 +61,16 @@ def test_root_compile_py_is_a_thin_entry_point(tmp_path: Path) -> None:
 
 def test_the_image_copies_every_package_of_the_wheel() -> None:
     """The Dockerfile builds the wheel from the folders it copies: a package the wheel lists but
-    the image lacks fails the image build (or, worse, an import on the GPU machine)."""
+    the image lacks fails the image build (or, worse, an import on the GPU machine). The build
+    context is an allowlist (.dockerignore: `*`, then `!name`), so each package must be let in
+    there too: a COPY of a folder the context filters out fails the build."""
     import re
-    import tomllib
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2]
-    wheel = tomllib.loads((root / "pyproject.toml").read_text())
-    packages = wheel["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
-    copied = set(re.findall(r"^COPY (\w+) \./\1$", (root / "Dockerfile").read_text(), re.M))
-    assert set(packages) <= copied, sorted(set(packages) - copied)
+    packages = set(wheel_packages())
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", (ROOT / "Dockerfile").read_text(), re.M))
+    assert packages <= copied, sorted(packages - copied)
+    rules = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    assert rules[0] == "*"
+    admitted = {rule[1:] for rule in rules if rule.startswith("!")}
+    assert copied <= admitted, sorted(copied - admitted)

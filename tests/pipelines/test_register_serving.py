@@ -68,6 +68,31 @@ def test_upload_carries_the_lineage(registry, tmp_path) -> None:
         assert part in text
 
 
+def test_registering_the_newest_versions_model_again_is_a_no_op(registry, tmp_path,
+                                                                 capsys) -> None:
+    from components.register.register import content_hash
+
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    (merged / "model.safetensors").write_bytes(b"weights-1")
+    (merged / "export.json").write_text('{"seconds": 1.5}')
+    info = {**INFO, "content_hash": content_hash(str(merged))}
+    first = upload(tmp_path, info)
+    assert registry.requests("UploadModel")[0].model.labels["content-hash"] == \
+        info["content_hash"]
+    (merged / "export.json").write_text('{"seconds": 2.5}')  # timings only: the same model
+    again = upload(tmp_path, {**info, "content_hash": content_hash(str(merged))})
+    assert len(registry.requests("UploadModel")) == 1, "identical: nothing uploaded"
+    assert again["unchanged"] and again["version_name"] == first["version_name"]
+    assert "identical to " + first["version_name"] in capsys.readouterr().out
+    (merged / "model.safetensors").write_bytes(b"weights-2")  # a new adapter, merged
+    changed = upload(tmp_path, {**info, "content_hash": content_hash(str(merged))})
+    assert len(registry.requests("UploadModel")) == 2 and not changed["unchanged"]
+    assert changed["version_name"] == first["resourceName"] + "@2"
+    assert not upload(tmp_path, {**info, "content_hash": ""})["unchanged"], \
+        "no hash (no folder): always a new version"
+
+
 def test_a_second_upload_is_a_new_version_of_the_same_model(registry, tmp_path) -> None:
     first = upload(tmp_path)
     second = upload(tmp_path)
@@ -98,6 +123,16 @@ def test_local_register_records_the_serving_container(tmp_path) -> None:
     assert rec["serving"]["serving_container_image_uri"] == VLLM_SERVING_IMAGE
     assert "--max-model-len=4096" in rec["serving"]["serving_container_args"]
     assert json.loads(out.read_text()) == rec
+    assert "--tensor-parallel-size=1" in rec["serving"]["serving_container_args"]
+
+
+def test_the_serving_container_splits_the_model_over_the_serving_machines_gpus(tmp_path) -> None:
+    """12B bf16 is served on 2 L4s: vLLM must be told, or it loads the model onto one."""
+    rec = register_model(model_uri="/m", info=INFO, project="", location="", display_name="d",
+                         serving_image=VLLM_SERVING_IMAGE, max_model_len=4096,
+                         record_path=str(tmp_path / "r.json"), serving_gpus=2)
+    args = rec["serving"]["serving_container_args"]
+    assert "--tensor-parallel-size=2" in args and "--tensor-parallel-size=1" not in args
 
 
 # --- the compiled pipeline ---------------------------------------------------------------
@@ -156,6 +191,10 @@ def test_deploy_is_opt_in_after_register(spec) -> None:
     assert args["machine_type"]["runtimeValue"]["constant"] == "g2-standard-8"
     assert args["accelerator_type"]["runtimeValue"]["constant"] == "NVIDIA_L4"
     assert args["project"]["runtimeValue"]["constant"] == "{{$.pipeline_google_cloud_project_id}}"
+    # The TTL undeploy run uses the pipeline's own image; 8 hours unless the run says otherwise.
+    assert args["image"]["runtimeValue"]["constant"] == TRAINING_IMAGE
+    assert args["deploy_ttl_hours"] == {"componentInputParameter": "pipelinechannel--deploy_ttl_hours"}
+    assert spec["root"]["inputDefinitions"]["parameters"]["deploy_ttl_hours"]["defaultValue"] == 8
 
 
 # --- the deploy step ---------------------------------------------------------------------
@@ -184,3 +223,21 @@ def test_deploy_step_without_a_project_records_what_it_would_send(registry, tmp_
     assert done["deployed"] is False and registry.calls == []
     methods = [r["method"].rsplit(".", 1)[-1] for r in done["requests"]]
     assert methods == ["CreateEndpoint", "DeployModel"]
+
+
+def test_deploy_step_plans_its_ttl_schedule_in_the_steps_image(registry, tmp_path) -> None:
+    from components.deploy.deploy import run_deploy
+
+    done = run_deploy(registered={"registry": "local"}, project="", location="", endpoint="",
+                      machine_type="g2-standard-8", accelerator_type="NVIDIA_L4",
+                      accelerator_count=1, min_replicas=1, max_replicas=1,
+                      record_path=str(tmp_path / "deployment.json"), ttl_hours=8,
+                      image="img@sha256:" + "e" * 64)
+    methods = [r["method"].rsplit(".", 1)[-1] for r in done["requests"]]
+    assert methods == ["CreateEndpoint", "CreateSchedule", "DeployModel"]
+    schedule = done["requests"][1]["request"]["schedule"]
+    assert schedule["maxRunCount"] == "1"
+    job = schedule["createPipelineJobRequest"]["pipelineJob"]
+    [executor] = job["pipelineSpec"]["deploymentSpec"]["executors"].values()
+    assert executor["container"]["image"] == "img@sha256:" + "e" * 64
+    assert job["runtimeConfig"]["parameterValues"]["delete_endpoint"] is True

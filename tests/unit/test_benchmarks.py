@@ -68,3 +68,12 @@ def test_gate_minimum_benchmark_shows_few_rows_pass_too_often(capsys):
         assert out[2][f"BCa {shape}"] > out[30][f"BCa {shape}"] + 0.05, (shape, out)
     assert out[30]["BCa ms"] > 0 and out[30]["percentile ms"] > 0  # both, side by side
     assert "false passes of the gate" in capsys.readouterr().out
+
+
+def test_prepare_speed_benchmark_runs_small(capsys):
+    from benchmarks import prepare_speed
+
+    best = prepare_speed.main(["--rows", "600", "--rounds", "1"])
+    out = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert out["rows"] == 600 and out["vocabulary"] == 262_144 and best > 0
+    assert out["near_duplicate_rows"] > 0 and set(out["stages"]) >= {"tokenize", "minhashes"}

@@ -86,11 +86,66 @@ def test_max_cost_refuses_in_one_line():
     tokens = cost.Tokens(1, 2_700_000, 750, True, "given")
     est = cost.estimate(parameter_defaults(), "default", "g2-standard-8", "NVIDIA_L4", 1,
                         "STANDARD", tokens=tokens)
-    cost.check_max_cost(est, 1.0)
+    cost.check_max_cost(est, 1.5)
     cost.check_max_cost(est, None)
     with pytest.raises(InputError) as exc:
         cost.check_max_cost(est, 0.01)
     assert "\n" not in str(exc.value) and "above --max-cost $0.01" in str(exc.value)
+
+
+def test_each_gpu_step_gets_a_deadline_and_max_cost_refuses_on_the_worst_case():
+    tokens = cost.Tokens(1, 27_000_000, 750, True, "given")
+    est = cost.estimate(parameter_defaults(), "default", "g2-standard-8", "NVIDIA_L4", 1,
+                        "STANDARD", tokens=tokens)
+    # By hand: fine-tune 27,000,000 / 7,563 = 3,570.0 s; 3 x that + 240 s start-up = 10,950 s,
+    # whole minutes: 10,980 s. evaluate 750 x 2 x 256 / 1,200 = 320 s: 3 x 320 + 240 = 1,200 s,
+    # under the 30 min floor. inference 160 s: the floor.
+    timeouts = {k: v["timeout_seconds"] for k, v in est.steps.items()}
+    assert timeouts == {"fine-tune": 10_980, "evaluate": 1800, "inference": 1800}
+    assert cost.deadlines(est) == {"evaluate": "1800s", "fine-tune": "10980s",
+                                   "inference": "1800s"}
+    assert est.worst_usd == pytest.approx((10_980 + 1800 + 1800) / 3600 * 0.85362)
+    assert est.usd < est.worst_usd
+    text = "\n".join(est.lines())
+    assert "fine-tune: g2-standard-8 (1 x NVIDIA_L4) at $0.8536/h" in text
+    assert "timeout 3.05 h" in text and f"worst case (every GPU step to its timeout): " \
+        f"${est.worst_usd:.2f}" in text
+    cap = (est.usd + est.worst_usd) / 2  # above the expected cost, below the worst case
+    with pytest.raises(InputError) as exc:
+        cost.check_max_cost(est, cap)
+    assert str(exc.value).startswith(f"worst case ${est.worst_usd:.2f} (every GPU step running")
+    # a template's own (shorter) deadlines are what bounds the bill
+    short = est.with_timeouts({"fine-tune": 7200.0})
+    assert short.worst_usd == pytest.approx((7200 + 1800 + 1800) / 3600 * 0.85362)
+
+
+def test_deploy_adds_serving_hours_until_the_ttl_on_the_serving_machine():
+    from planning.machines import G2_MACHINES
+
+    tokens = cost.Tokens(1, 1_000_000, 100, True, "given")
+    params = {**parameter_defaults(), "deploy": True, "deploy_ttl_hours": 8}
+    two = G2_MACHINES["g2-standard-24"]
+    est = cost.estimate(params, "default", "g2-standard-8", "NVIDIA_L4", 1, "STANDARD",
+                        tokens=tokens, serving=two)
+    off = cost.estimate({**params, "deploy": False}, "default", "g2-standard-8", "NVIDIA_L4",
+                        1, "STANDARD", tokens=tokens, serving=two)
+    # g2-standard-24: 24 vCPU x 0.29358 / 8 + 2 L4 x 0.56004 = 2.00082 $/h, for 8 h
+    assert est.serving["usd_per_hour"] == 2.00082 and est.serving["hours"] == 8
+    assert est.usd == pytest.approx(off.usd + 8 * 2.00082)
+    assert est.worst_usd == pytest.approx(off.worst_usd + 8 * 2.00082)
+    assert "serving (deploy=true): g2-standard-24 (2 x NVIDIA_L4) for 8 h" in "\n".join(est.lines())
+
+
+def test_every_price_names_its_source_and_date():
+    from planning.machines import G2_MACHINES
+    from planning.prices import price
+
+    for machine in G2_MACHINES:
+        for capacity in ("STANDARD", "SPOT", "FLEX_START"):
+            p = price(machine, capacity)
+            assert p is not None and p.usd_per_hour > 0
+            assert "read 2026-11-28" in p.source and "searched 2026-12-07" in p.source
+    assert price("a2-highgpu-1g", "STANDARD") is None  # not in the table: refused, not guessed
 
 
 def test_a_changed_profile_is_estimated_by_the_same_arithmetic_or_refused():

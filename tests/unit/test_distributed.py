@@ -143,3 +143,22 @@ def test_fsdp_over_two_processes_trains_the_same_adapter(data, tmp_path):
     gap = relative_gap(weights(tmp_path / "fsdp"), weights(tmp_path / "one"))
     print(json.dumps({"fsdp_adapter_gap_of_movement": gap}))
     assert gap < ADAPTER_REL
+
+
+@pytest.mark.parametrize(("nprocs", "shm", "env", "expected"), [
+    (4, 64 * 2**20, {}, {"NCCL_SHM_DISABLE": "1"}),  # a container's default 64 MB
+    (4, 0, {}, {"NCCL_SHM_DISABLE": "1"}),  # no /dev/shm at all
+    (4, 16 * 2**30, {}, {}),  # Model Garden's 16 GB: NCCL keeps its transport
+    (1, 64 * 2**20, {}, {}),  # one process: no NCCL
+    (4, 64 * 2**20, {"NCCL_SHM_DISABLE": "0"}, {}),  # the user's own setting wins
+])
+def test_a_small_dev_shm_turns_nccl_shared_memory_off(nprocs, shm, env, expected):
+    from components.fine_tune.distributed import nccl_env
+
+    assert nccl_env(nprocs, shm, env) == expected
+
+
+def test_dev_shm_is_measured_here():
+    from components.fine_tune.distributed import shm_bytes
+
+    assert shm_bytes() > 0 and shm_bytes("/no/such/dir") == 0

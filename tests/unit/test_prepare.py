@@ -63,11 +63,17 @@ def test_category_filter_keeps_only_those(tokenizer):
     assert p.stats["filtered_rows"] > 0
 
 
-def test_run_prepare_writes_all_four_files(tmp_path):
+def test_run_prepare_writes_all_four_files_and_the_card(tmp_path):
     outs = {n: str(tmp_path / n) for n in ("train", "validation", "test", "rejected")}
     meta = run_prepare(DataConfig(dataset="embedded://dolly-15k-sample.jsonl",
                                   base_model="embedded://tiny-gemma3", max_seq_len=512,
-                                  wandb_project=""), **outs)
+                                  wandb_project=""), **outs, data_card=str(tmp_path / "card"))
+    card = json.loads((tmp_path / "card").read_text())
+    assert card["format"] == "dolly" and card["rows_read"] == 228
+    assert card["rows_kept"] == meta["data_card"].rows == sum(
+        meta[n].rows for n in ("train", "validation", "test"))
+    assert sum(b["rows"] for b in card["token_lengths"]["histogram"]) == 228 - card[
+        "exact_duplicates"]
     stats = {f"{n}_rows": meta[n].rows for n in outs}
     lines = {n: Path(p).read_text().splitlines() for n, p in outs.items()}
     assert len(lines["train"]) == stats["train_rows"]
@@ -79,7 +85,8 @@ def test_run_prepare_writes_all_four_files(tmp_path):
 # ---- bad input: one clear error, nothing written -------------------------------------------
 
 def _error(tmp_path, tokenizer, path, **kw) -> str:
-    outs = {n: str(tmp_path / "out" / n) for n in ("train", "validation", "test", "rejected")}
+    outs = {n: str(tmp_path / "out" / n) for n in ("train", "validation", "test", "rejected",
+                                                    "data_card")}
     with pytest.raises(InputError) as exc:
         run_prepare(build(DataConfig, {"dataset": str(path), "base_model": "embedded://tiny-gemma3",
                                        "max_seq_len": kw.pop("max_seq_len", 512),
@@ -100,16 +107,18 @@ def test_not_jsonl(tmp_path, tokenizer):
     assert "not JSONL" in _error(tmp_path, tokenizer, p)
 
 
-def test_json_array(tmp_path, tokenizer, dolly_rows):
+def test_json_array_reads_like_jsonl(tmp_path, tokenizer, dolly_rows):
     p = tmp_path / "x.json"
-    p.write_text(json.dumps(dolly_rows[:3]))
-    assert "JSON array, not JSONL" in _error(tmp_path, tokenizer, p)
+    p.write_text(json.dumps(dolly_rows[:30], indent=2))
+    jsonl = write_jsonl(tmp_path / "x.jsonl", dolly_rows[:30])
+    assert prepare(cfg(p), tokenizer).stats["split_hash"] == prepare(
+        cfg(jsonl), tokenizer).stats["split_hash"]
 
 
 def test_bad_rows_above_fraction_list_first_rows(tmp_path, tokenizer, dolly_rows):
     rows = dolly_rows[:20]
     rows[2] = {**rows[2], "response": 5}
-    rows[5] = {k: v for k, v in rows[5].items() if k != "category"}
+    rows[5] = {k: v for k, v in rows[5].items() if k != "instruction"}
     msg = _error(tmp_path, tokenizer, write_jsonl(tmp_path / "d.jsonl", rows))
     assert "2 of 20 rows" in msg and "row 3: non-string response" in msg and "row 6" in msg
     assert "max_bad_row_fraction" in msg
@@ -136,7 +145,7 @@ def test_category_not_in_data(tmp_path, tokenizer, dolly_rows):
 
 
 def test_unknown_category_and_fractions_fail_validation(tmp_path, tokenizer):
-    assert "unknown category bogus" in _error(
+    assert "category bogus match no rows; the data has brainstorming (" in _error(
         tmp_path, tokenizer, "embedded://dolly-15k-sample.jsonl", categories="bogus")
     assert "leaves nothing to train on" in _error(
         tmp_path, tokenizer, "embedded://dolly-15k-sample.jsonl", val_fraction=0.5,
@@ -209,8 +218,17 @@ def test_unknown_categories_are_bad_rows_named_with_the_fix(tmp_path, dolly_rows
 
 
 def test_all_bad_rows_never_suggest_a_fraction_above_one(tmp_path, tokenizer):
-    msg = _error(tmp_path, tokenizer, write_jsonl(tmp_path / "d.jsonl", [{"q": 1}] * 5))
+    msg = _error(tmp_path, tokenizer, write_jsonl(tmp_path / "d.jsonl",
+                                                  [{"instruction": "q", "response": 1}] * 5))
     assert "none of the 5 rows" in msg and "max_bad_row_fraction" not in msg
+    assert "non-string response (int)" in msg
+
+
+def test_rows_in_no_known_format_list_the_formats(tmp_path, tokenizer):
+    msg = _error(tmp_path, tokenizer, write_jsonl(tmp_path / "d.jsonl", [{"q": 1}] * 5))
+    assert "no row is in a known format (row 1 has q)" in msg
+    for fmt in ("messages", "prompt_completion", "alpaca", "dolly"):
+        assert fmt in msg
 
 
 def test_a_file_of_duplicates_says_duplicates(tmp_path, dolly_rows, tokenizer):

@@ -15,7 +15,7 @@ from pipelines.machines import GPU_STEPS, Capacity
 from pipelines.settings import CompileSettings, resolve
 from planning import throughput
 from planning.gemma3 import GEMMA3
-from planning.memory import budget, plan
+from planning.memory import budget, generation_machine, plan
 from planning.prices import hourly_price
 from planning.profiles import GPU_PROFILES as PROFILES
 from planning.throughput import THROUGHPUT
@@ -102,7 +102,7 @@ def test_prices_by_capacity():
     assert hourly_price("g2-standard-8", Capacity.STANDARD) == 0.85362
     assert hourly_price("g2-standard-8", "SPOT") == 0.34057
     assert hourly_price("g2-standard-8", "FLEX_START") == 0.85362  # upper bound
-    assert hourly_price("g2-standard-48", "STANDARD") == 4.00166
+    assert hourly_price("g2-standard-48", "STANDARD") == 4.00164  # 48 x 0.29358 / 8 + 4 x 0.56004
     assert hourly_price("a2-highgpu-1g", "STANDARD") is None
 
 
@@ -149,11 +149,19 @@ def test_every_profile_compiles_to_the_machine_and_parameters_it_claims(compiled
             [pool] = params["worker_pool_specs"]["defaultValue"]
             pools[params["display_name"]["defaultValue"]] = pool
     assert set(pools) == set(GPU_STEPS)
-    for pool in pools.values():
+    gen = generation_machine(resolve(profile=name, env={}).params, p.machine)
+    for step, pool in pools.items():
         assert pool["replica_count"] == 1  # one machine; its GPUs are the processes
-        assert pool["machine_spec"] == {"machine_type": p.machine_type,
-                                        "accelerator_type": p.accelerator_type,
-                                        "accelerator_count": p.accelerator_count}
+        m = p.machine if step == "fine-tune" else gen
+        assert pool["machine_spec"] == m.machine_spec()
+    # every GPU job has its own deadline from the estimate, far below the old 24 h
+    timeouts = {k: float(v.rstrip("s")) for k, v in stamp["settings"]["step_timeouts"].items()}
+    assert set(timeouts) == set(GPU_STEPS) and max(timeouts.values()) < 8 * 3600
+    for comp in spec["components"].values():
+        params = comp.get("inputDefinitions", {}).get("parameters", {})
+        if "worker_pool_specs" in params:
+            step = params["display_name"]["defaultValue"]
+            assert params["timeout"]["defaultValue"] == f"{timeouts[step]:.0f}s"
     defaults = {k: v.get("defaultValue")
                 for k, v in spec["root"]["inputDefinitions"]["parameters"].items()}
     for key, value in p.params.items():
@@ -162,6 +170,53 @@ def test_every_profile_compiles_to_the_machine_and_parameters_it_claims(compiled
     assert stamp["settings"]["profile"] == name
     assert f"profile={name}" in spec["pipelineInfo"]["description"]
     assert json.dumps(stamp["settings"])  # what submit compares against
+
+
+def test_a_4xl4_profile_evaluates_and_infers_on_one_gpu(compiled):
+    spec, _ = compiled["4b-lora-4xl4"]
+    machines = {}
+    for comp in spec["components"].values():
+        params = comp.get("inputDefinitions", {}).get("parameters", {})
+        if "worker_pool_specs" in params:
+            [pool] = params["worker_pool_specs"]["defaultValue"]
+            machines[params["display_name"]["defaultValue"]] = pool["machine_spec"]
+    assert machines["fine-tune"]["accelerator_count"] == 4
+    assert machines["evaluate"] == machines["inference"] == {
+        "machine_type": "g2-standard-8", "accelerator_type": "NVIDIA_L4", "accelerator_count": 1}
+
+
+@pytest.mark.parametrize("name", list(PROFILES))
+def test_export_and_serving_machines_hold_the_model_by_the_arithmetic(compiled, name):
+    from pipelines.machines import export_machine, serving_machine
+    from planning.gemma3 import GEMMA3
+    from planning.memory import GIB, GPU_GIB, OVERHEAD_GIB
+
+    params = resolve(profile=name, env={}).params
+    arch = GEMMA3[params["base_model"]]
+    # export merges in fp32 on CPU: base + merged copy, 4 bytes per parameter each
+    export_gb = int(export_machine(params).memory.rstrip("G"))
+    assert export_gb * 1e9 >= 2 * arch.params * 4 * 1.2
+    # serving: bf16 weights over the endpoint's GPUs, overhead, a quarter left for the KV cache
+    serve = serving_machine(params)
+    per_gpu = arch.params * 2 / GIB / serve.accelerator_count + OVERHEAD_GIB
+    assert per_gpu <= 0.75 * GPU_GIB[serve.accelerator_type]
+    spec, _ = compiled[name]
+    resources = spec["deploymentSpec"]["executors"]["exec-export"]["container"]["resources"]
+    assert resources["resourceMemoryLimit"] == f"{export_gb}G"  # what Vertex gives the step
+    deploy = [c for c in spec["components"].values()
+              if "deploy-model" in c.get("dag", {}).get("tasks", {})]
+    for comp in deploy:
+        inputs = comp["dag"]["tasks"]["deploy-model"]["inputs"]["parameters"]
+        assert inputs["machine_type"]["runtimeValue"]["constant"] == serve.machine_type
+    # vLLM splits the model over exactly the serving machine's GPUs
+    register = [c for c in spec["components"].values()
+                if "register-model" in c.get("dag", {}).get("tasks", {})]
+    assert register
+    for comp in register:
+        inputs = comp["dag"]["tasks"]["register-model"]["inputs"]["parameters"]
+        assert inputs["serving_gpus"]["runtimeValue"]["constant"] == serve.accelerator_count
+    if params["base_model"] == "google/gemma-3-12b-it":  # 24.4 GB of bf16 weights: 2 L4s
+        assert serve.accelerator_count == 2 and export_gb >= 117
 
 
 def test_the_readme_shows_the_profile_table_as_the_tables_are():
@@ -177,7 +232,7 @@ def test_the_readme_shows_the_profile_table_as_the_tables_are():
 def test_each_gpu_machine_is_described_once_and_training_serving_and_prices_read_it():
     from pipelines.machines import SERVING_MACHINE, STEP_MACHINES, TrainingJobSpec
     from planning.machines import G2_MACHINES, G2_STANDARD_8
-    from planning.prices import MACHINE_PRICES
+    from planning.prices import price
     from planning.profiles import PROFILES as ALL_PROFILES
 
     assert SERVING_MACHINE is G2_STANDARD_8 is ALL_PROFILES["default"].machine
@@ -188,7 +243,7 @@ def test_each_gpu_machine_is_described_once_and_training_serving_and_prices_read
     gpu = STEP_MACHINES["fine-tune"]
     assert (gpu.cpu, gpu.memory, gpu.accelerator_type, gpu.accelerator_count) == (
         G2_STANDARD_8.cpu, G2_STANDARD_8.memory, "NVIDIA_L4", 1)
-    assert {machine for machine, _ in MACHINE_PRICES} <= set(G2_MACHINES)
+    assert all(price(machine, "STANDARD") for machine in G2_MACHINES)
     # The one price of the default machine: the table's, which the config's default repeats.
     assert parameter_defaults()["gpu_hourly_usd"] == hourly_price(SERVING_MACHINE.machine_type,
                                                                    "STANDARD")

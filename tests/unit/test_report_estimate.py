@@ -53,3 +53,24 @@ def test_collect_reads_the_cost_estimate_parameter(tmp_path):
     rows = {r["what"]: r for r in data["estimate"]["rows"]}
     assert data["estimate"]["profile"] == "default"
     assert rows["training tokens"]["ratio"] == 1.0
+
+
+def test_what_was_spent_is_each_steps_measured_seconds_at_its_own_machines_price():
+    from components.report.report import step_costs
+
+    est = {**ESTIMATE, "usd": 2.0, "worst_usd": 9.0, "steps": {
+        "fine-tune": {"usd_per_hour": 4.0, "run_seconds": 1500.0, "startup_seconds": 300.0},
+        "evaluate": {"usd_per_hour": 1.0, "run_seconds": 600.0, "startup_seconds": 300.0},
+        "inference": {"usd_per_hour": 1.0, "run_seconds": 300.0, "startup_seconds": 300.0}}}
+    cost = step_costs({"prepare-data": 50.0, "fine-tune": 3600.0, "evaluate": 1800.0,
+                       "inference": 900.0}, {"fine-tune", "evaluate", "inference"}, 0.5,
+                      prices=estimate.step_prices(est))
+    # 1 h x $4 + 0.5 h x $1 + 0.25 h x $1; prepare-data is a CPU step, not counted
+    assert cost["gpu_cost_usd"] == 4.75
+    training = TrainMetrics(train_tokens=2_000_000, tokens_per_second=6000.0, train_seconds=3000)
+    rows = {r["what"]: r for r in estimate.compare(est, training, cost)}
+    assert rows["fine-tune seconds (start-up included)"] == {
+        "what": "fine-tune seconds (start-up included)", "estimated": 1800.0, "actual": 3600.0,
+        "ratio": 2.0}
+    assert rows["cost (USD)"]["actual"] == 4.75 and rows["cost (USD)"]["ratio"] == 2.375
+    assert rows["worst case (USD): every step to its timeout"]["estimated"] == 9.0

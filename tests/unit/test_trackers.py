@@ -291,3 +291,29 @@ def test_a_wandb_run_is_finished_when_the_step_ends(tmp_path, monkeypatch):
     finally:
         if wandb.run is not None:  # today's bug: do not leak the open run into other tests
             wandb.finish()
+
+
+def test_offline_wandb_files_land_under_the_steps_output_prefix(tmp_path, monkeypatch):
+    """On Vertex the output prefix is the /gcs/... mount of the pipeline root: an offline run's
+    files written there outlive the container (for `wandb sync`); here a folder stands in."""
+    import wandb
+
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    monkeypatch.delenv("DOLLY_LORA_TRACKING_DIR", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    output = tmp_path / "gcs" / "bucket" / "dolly-lora-123" / "evaluate" / "generations"
+    try:
+        with tracking_run("evaluate", {"lora_r": 4}, "test-dir", group="grp-dir",
+                          settings=TrackingConfig(trackers="wandb"), output_path=str(output)):
+            pass
+        [path] = (tmp_path / "gcs" / "bucket" / "dolly-lora-123" / "wandb" / "evaluate").rglob(
+            "run-*.wandb")
+        assert path.stat().st_size > 0
+    finally:
+        if wandb.run is not None:
+            wandb.finish()
+    monkeypatch.setenv("WANDB_MODE", "online")  # online: wandb keeps its own folder
+    from components.common.tracking import wandb_dir
+
+    assert wandb_dir("evaluate", str(output)) is None
