@@ -8,6 +8,7 @@ happen inside the commands that need them, so `--help` answers at once.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,11 +56,87 @@ def guard(fn: Callable[[], T], service: str = "Google Cloud") -> T:
         fail(message)
 
 
-def load_dotenv() -> None:
-    """Options and secrets from a git-ignored .env; the environment wins."""
-    from dotenv import load_dotenv as load
+_DOTENV_READ: set[Path] = set()
+# Other names a .env commonly sets for this project (the options' own come from `app`).
+DOTENV_KNOWN = ("WANDB_API_KEY", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_MODE", "HF_TOKEN",
+                "HF_HUB_OFFLINE", "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN",
+                "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST")
 
-    load(Path.cwd() / ".env", override=False)
+
+def load_dotenv() -> None:
+    """Options and secrets from a git-ignored .env; the environment wins. A line that does not
+    parse is named once (file, line, what is wrong; never its value) instead of python-dotenv's
+    own warning, which names neither and comes once per load."""
+    import logging
+
+    from dotenv import dotenv_values
+
+    path = Path.cwd() / ".env"
+    if path in _DOTENV_READ or not path.is_file():
+        return
+    _DOTENV_READ.add(path)
+    for problem in dotenv_problems(path):
+        note(f"warning: {problem}")
+    quiet = logging.getLogger("dotenv.main")
+    level, quiet.level = quiet.level, logging.CRITICAL
+    try:
+        values = dotenv_values(path, interpolate=True)
+    finally:
+        quiet.setLevel(level)
+    for key, value in values.items():
+        if value is not None and key.isidentifier():
+            os.environ.setdefault(key, value)
+
+
+def known_env_names() -> set[str]:
+    """Every environment variable a `submit` option or a setting reads."""
+    from typing import get_args
+
+    from pipelines.settings import ENV_IMAGE, ENV_PROFILE, ENV_TRAINING
+
+    names = {*DOTENV_KNOWN, ENV_IMAGE, ENV_PROFILE, *ENV_TRAINING}
+    for value in globals().values():
+        for meta in get_args(value)[1:] if get_args(value) else ():
+            env = getattr(meta, "envvar", None)
+            names.update([env] if isinstance(env, str) else env or [])
+    return names
+
+
+def dotenv_problems(path: Path) -> list[str]:
+    """One sentence per line of `path` that python-dotenv drops or reads under another name."""
+    import difflib
+    import re
+
+    from dotenv.parser import parse_stream
+
+    out, known = [], known_env_names()
+    with path.open(encoding="utf-8-sig", errors="replace") as f:
+        bindings = list(parse_stream(f))
+    for b in bindings:
+        first = b.original.string.splitlines()[0] if b.original.string else ""
+        where = f"{path} line {b.original.line}"
+        m = re.match(r"\s*(?:export\s+)?([^=\s]+)\s*=\s*(.*)", first)
+        if b.error:
+            key = m.group(1) if m else ""
+            spans = b.original.string.count("\n")
+            if m and m.group(2)[:1] in "'\"" and m.group(2)[:1]:
+                n = b.original.line
+                what = (f"the value of {key} opens a {m.group(2)[0]} quote that is never closed"
+                        + (f" (line {n + 1} went into it)" if spans == 2 else
+                           f" (lines {n + 1}-{n + spans - 1} went into it)" if spans > 2 else ""))
+            else:
+                what = "not KEY=VALUE" + (f" (key {key})" if key else "")
+            out.append(f"{where}: {what}; the line is ignored")
+        elif b.key and not b.key.isidentifier():
+            bare = b.key.strip("\"'")
+            out.append(f"{where}: the key {b.key} is quoted or not a name; write {bare}=... "
+                       "(the line is ignored)")
+        elif b.key and b.key not in known:
+            near = difflib.get_close_matches(b.key, sorted(known), n=1, cutoff=0.8)
+            if near or b.key.startswith("DOLLY_LORA_"):
+                hint = f"; did you mean {near[0]}?" if near else ""
+                out.append(f"{where}: {b.key} is not a setting this project reads{hint}")
+    return out
 
 
 # The top-level options, declared once. Every Vertex option also comes from an environment
@@ -146,7 +223,8 @@ ProfileOpt = Annotated[str | None, typer.Option(
     envvar="DOLLY_LORA_PROFILE")]
 ResumeOpt = Annotated[str | None, typer.Option(
     "--resume", help="Continue this earlier run from its checkpoints: on Vertex a pipeline job "
-    "id (the new job takes its run name and checkpoint folder); with --local a run id.")]
+    "id (the new job takes its run name and checkpoint folder); with --local a run id in "
+    "--output-dir (its own parameters; finished steps are skipped).")]
 MaxCostOpt = Annotated[float | None, typer.Option(
     "--max-cost", min=0.0, help="Refuse (exit 2, nothing sent) when the estimated cost in "
     "USD is above this.", envvar="DOLLY_LORA_MAX_COST")]

@@ -12,17 +12,21 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import typer
+
+from cli import local_resume as resume_
+from cli.local_checks import check_disk, preflight
+from cli.local_checks import checked as _checked
 from cli.report_outputs import add_evaluation, publish_reports
 from cli.run_folder import RunFolder
 from cli.run_output import (
     ANSI,
-    StepLog,
-    StepTimer,
     results_table,
     runner_output_to,
     step_peak,
@@ -31,34 +35,26 @@ from cli.run_output import (
 from cli.tracking_outputs import tracking_lines, tracking_summary
 
 
-def preflight(params: dict[str, Any]) -> dict[str, Any]:
-    """Run every check the steps would, without writing anything. Returns the data stats.
-
-    Cheapest first: settings, names and small files, then the data file's format and rows
-    (before any tokenizer or torch import, so a bad file is refused in about a second), then
-    what needs the model's config. Each step's public `check` does its part."""
-    from components.common.config import DataConfig, InferenceConfig, TrainConfig, build
-    from components.common.modeling import check_target_modules
-    from components.fine_tune.train import check as check_fine_tune
-    from components.inference.infer import check as check_inference
-    from components.prepare_data.prepare import check as check_data
-
-    data_cfg = build(DataConfig, params)
-    train_cfg = build(TrainConfig, params)
-    check_fine_tune(train_cfg)  # the steps run on this machine: its bf16, the checkpoint bucket
-    check_inference(build(InferenceConfig, params))  # read two minutes in: check it now
-    stats = check_data(data_cfg).stats
-    check_target_modules(train_cfg.base_model, train_cfg.target_module_list)
-    return stats
-
-
 def _read_executor_output(task_dir: Path) -> dict[str, Any]:
     path = task_dir / "executor_output.json"
     return json.loads(path.read_text()) if path.exists() else {}
 
 
 def collect_outputs(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """{task: {output: {"path": ..., "metadata": {...}}}} from the local run's folder."""
+    """{task: {output: {"path": ..., "metadata": {...}}}} from the local run's folder, and the
+    steps a resumed run took from earlier pipeline runs of the same run folder (kfp.local's
+    cache: finished there, skipped here)."""
+    earlier = sorted(p for p in run_dir.parent.iterdir()
+                     if p.is_dir() and p.name < run_dir.name and not p.name.startswith("."))
+    tasks: dict[str, dict[str, Any]] = {}
+    for folder in earlier:
+        for name, outs in _task_outputs(folder).items():
+            if (folder / name / "executor_output.json").exists():
+                tasks[name] = outs
+    return {**tasks, **_task_outputs(run_dir)}
+
+
+def _task_outputs(run_dir: Path) -> dict[str, dict[str, Any]]:
     tasks: dict[str, dict[str, Any]] = {}
     for task_dir in sorted(p for p in run_dir.iterdir() if p.is_dir()):
         executor = _read_executor_output(task_dir)
@@ -139,64 +135,45 @@ def build_summary(
     return summary
 
 
-def _checked(params: dict[str, Any], stats: dict[str, Any], defaults: dict[str, Any]) -> None:
-    """What the checks found, printed only once they all passed (bad input: one line only)."""
-    console = terminal_console()
-    if defaults:
-        console.print(
-            f"[yellow]base_model {params['base_model']} is not the embedded tiny model: using "
-            "the real defaults " + ", ".join(f"{k}={v}" for k, v in defaults.items())
-            + " (the embedded values suit the tiny model only); --param overrides any of them[/]"
-        )
-    revision = f" at {stats['dataset_revision'][:12]}" if stats.get("dataset_revision") else ""
-    console.print(
-        f"[bold]Checked parameters and data[/] ({params['dataset']}{revision}): format: "
-        f"{stats['data_format']}, {stats['source_rows']:,} rows, {stats['kept_rows']:,} kept "
-        f"({stats['rejected_rows']:,} rejected), split {stats['split_hash']}"
-    )
-    if stats.get("test_overlap_rows"):
-        console.print(f"  {stats['test_overlap_rows']} test rows copy a training row; "
-                      + (f"{stats['test_overlap_dropped']} dropped from the test split"
-                         if stats["test_overlap_dropped"] else "kept (drop_test_overlap=false)"))
-    if stats.get("categories_without_test_rows"):
-        console.print("  [yellow]no test rows for categor"
-                      f"{'y' if len(stats['categories_without_test_rows']) == 1 else 'ies'} "
-                      f"{', '.join(stats['categories_without_test_rows'])}[/]")
-    if stats.get("renamed_categories"):
-        console.print("  category names normalised: " + ", ".join(
-            f"{k} ({v} rows)" for k, v in stats["renamed_categories"].items()))
-
-
 def run_local(
     params: dict[str, Any], output_dir: Path, run_id: str, verbose: bool = False,
-    dry_run: bool = False, defaults: dict[str, Any] | None = None,
+    dry_run: bool = False, defaults: dict[str, Any] | None = None, resume: bool = False,
 ) -> Path | None:
-    """Run the pipeline locally; returns the path of summary.json (written even on failure).
+    """Run the pipeline locally; returns the path of summary.json (written even on failure
+    or interruption).
 
     The run folder is claimed first, then every check runs; bad input leaves nothing behind.
-    With `dry_run`, only the checks run and nothing is written (returns None)."""
+    Fine-tune checkpoints go into the run folder unless `checkpoint_uri` names another place;
+    `resume` continues the run in that folder. With `dry_run`, only the checks run and nothing
+    is written (returns None)."""
     console = terminal_console()
     run_root = (output_dir / run_id).resolve()
+    if not params.get("checkpoint_uri"):
+        params = {**params, "checkpoint_uri": resume_.checkpoint_uri(run_root)}
     if dry_run:
         RunFolder.check_location(run_root)
+        check_disk(params, run_root)
         _checked(params, preflight(params), defaults or {})
         console.print(f"dry run: every check passed; nothing written (the run would go to "
                       f"{run_root})")
         return None
-    folder = RunFolder(run_root, resume=bool(params.get("checkpoint_uri")))
-    folder.claim()
-    try:
-        stats = preflight(params)
-    except BaseException:
-        folder.abandon()
-        raise
-    _checked(params, stats, defaults or {})
-    if note := _go_offline_if_unreachable():
-        console.print(f"[yellow]{note}[/]")
-    try:
-        return _run_claimed(params, run_root, run_id, verbose, defaults or {})
-    finally:
-        folder.release()
+    with resume_.Interrupts() as interrupts:
+        folder = RunFolder(run_root, resume=resume or params["checkpoint_uri"].startswith("gs://"))
+        folder.claim()
+        try:
+            check_disk(params, run_root)
+            stats = preflight(params)
+        except BaseException:
+            folder.abandon()
+            raise
+        _checked(params, stats, defaults or {})
+        if note := _go_offline_if_unreachable():
+            console.print(f"[yellow]{note}[/]")
+        try:
+            return _run_claimed(params, run_root, run_id, verbose, defaults or {}, interrupts,
+                                output_dir)
+        finally:
+            folder.release()
 
 
 def _go_offline_if_unreachable() -> str | None:
@@ -206,9 +183,11 @@ def _go_offline_if_unreachable() -> str | None:
 
 
 def _run_claimed(
-    params: dict[str, Any], run_root: Path, run_id: str, verbose: bool, defaults: dict[str, Any]
+    params: dict[str, Any], run_root: Path, run_id: str, verbose: bool, defaults: dict[str, Any],
+    interrupts: resume_.Interrupts, output_dir: Path,
 ) -> Path:
     console = terminal_console()
+    resume_.save_spec(run_root, params, defaults)
     os.environ.setdefault("WANDB_DIR", str(run_root))
     from components.common.tracking import ENV_TRACKING_DIR
 
@@ -219,30 +198,50 @@ def _run_claimed(
     from pipelines.lora_pipeline import lora_pipeline
 
     pipeline_root = run_root / "pipeline"
+    resume_.drop_unfinished_steps(pipeline_root)  # an earlier attempt's, killed mid-step
+    # Caching on, within this run folder only: a resumed run skips the steps that finished.
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=str(pipeline_root),
         raise_on_error=True,
+        enable_caching=True,
     )
-    log = StepLog(run_root / "steps.log", echo=sys.stdout if verbose else None)
+    log = resume_.SafeStepLog(run_root / "steps.log", echo=sys.stdout if verbose else None)
     console.print(f"Running the pipeline; every step's output: {log.path}")
-    timer = StepTimer(console, pipeline_root, log)
+    timer = resume_.ResumableTimer(console, pipeline_root, log, interrupts=interrupts)
     root = logging.getLogger()
     root.addFilter(timer)
+    level = root.level
+    root.setLevel(logging.INFO)  # kfp.local's "cache hit" record comes outside its own logger
     start = time.perf_counter()
     status = "SUCCESS"
     error: str | None = None
+    interrupts.deferred = True
     try:
         with runner_output_to(log):
             lora_pipeline(**params)
     except RuntimeError as exc:
         status, error = "FAILURE", ANSI.sub("", str(exc))
+    except resume_.Interrupted:
+        status = "FAILURE"
     finally:
+        interrupts.deferred = False
         root.removeFilter(timer)
+        root.setLevel(level)
         timer.close_running()
         log.close()
     if timer.failure:  # "evaluate: out of memory (...)" says more than kfp's "Inner task failed"
         error = timer.failure
+    if timer.disk_full or log.full:
+        from cli.local_checks import _folder_bytes, write_estimate
+
+        need = sum(write_estimate(params).values()) - _folder_bytes(run_root)
+        failed = [n for n, v in timer.steps.items() if v["status"] != "SUCCESS"]
+        step = timer.disk_full or (failed[-1] if failed else "the run")
+        error = resume_.disk_full_line(step, run_root, need)
+    if status != "SUCCESS" and interrupts.signum is not None:
+        status = resume_.INTERRUPTED
+        resume_.drop_unfinished_steps(pipeline_root)
     wall = time.perf_counter() - start
     run_dirs = sorted(pipeline_root.glob("*/")) if pipeline_root.exists() else []
     summary = build_summary(
@@ -252,10 +251,19 @@ def _run_claimed(
         summary["error"] = error
     if defaults:
         summary["real_defaults_used"] = defaults
-    summary["report"] = publish_reports(summary, run_root)
-    path = run_root / "summary.json"
-    path.write_text(json.dumps(summary, indent=2, default=str))
-    if status != "SUCCESS":
+    if status == resume_.INTERRUPTED:
+        summary["error"] = resume_.interrupted_line(summary, run_id, output_dir)
+        summary["signal"] = signal.Signals(interrupts.signum or 0).name
+    path, written = run_root / "summary.json", ""
+    try:
+        summary["report"] = publish_reports(summary, run_root)
+        path.write_text(json.dumps(summary, indent=2, default=str))
+    except OSError as exc:  # a full disk: the line below still says what happened
+        summary["report"], written = {}, exc.strerror
+        path.unlink(missing_ok=True)  # never an earlier attempt's summary taken for this one
+    if status == resume_.INTERRUPTED:
+        console.print(f"[bold yellow]{summary['error']}[/]", soft_wrap=True, highlight=False)
+    elif status != "SUCCESS":
         console.print(f"[bold red]Pipeline failed:[/] {error}", soft_wrap=True)
         console.print(f"Every step's output: {log.path}")
     else:
@@ -266,4 +274,7 @@ def _run_claimed(
             console.print(f"Serve it: [bold]uv run submit serve {run_root}[/]")
     for line in tracking_lines(summary["tracking"]):
         console.print(f"  {line}", markup=False, highlight=False)
+    if written:
+        console.print(f"[red]could not write {path} ({written})[/]")
+        raise typer.Exit(1)
     return path

@@ -35,9 +35,24 @@ def find_merged_model(run_dir: Path) -> Path:
     found = sorted(run_dir.glob("pipeline/*/export/merged/config.json"))
     if found:
         return found[-1].parent
+    flag = "" if run_dir.parent == Path("runs") else f" --output-dir {run_dir.parent}"
+    resume = f"`uv run submit --local{flag} --resume {run_dir.name}`"
+    if not summary.is_file():
+        raise InputError(f"no merged model in {run_dir}: the run has no summary.json (it is "
+                         f"still running, or was killed before it ended); resume it with {resume}")
+    done = json.loads(summary.read_text())
+    if done.get("status") == "interrupted":
+        raise InputError(f"no merged model in {run_dir}: the run was interrupted before export; "
+                         f"resume it with {resume}")
+    if done.get("status") != "SUCCESS":
+        failed = [k for k, v in done.get("steps", {}).items() if v.get("status") != "SUCCESS"]
+        raise InputError(f"no merged model in {run_dir}: the run failed"
+                         + (f" in {failed[0]}" if failed else "")
+                         + f" ({done.get('error') or 'see steps.log'}); see {run_dir / 'steps.log'}")
     raise InputError(
         f"no merged model in {run_dir}: the export step runs only when the tuned model passes "
-        "the gate; see summary.json (steps, eval), or give a model folder"
+        f"the gate ({done.get('eval', {}).get('verdict') or 'see eval in ' + str(summary)}); "
+        "or give a model folder"
     )
 
 

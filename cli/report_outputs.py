@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from components.common.results import Evaluation
+from components.common.results import Evaluation, gate_sentence
 
 
 def add_evaluation(summary: dict[str, Any]) -> None:
@@ -26,7 +26,8 @@ def add_evaluation(summary: dict[str, Any]) -> None:
     for name in ("base", "tuned"):
         ev[name] = {**ev.get(name, {}), **getattr(results, name).to_dict()}
     ev["categories"] = {cat: c.to_dict() for cat, c in results.categories.items()}
-    ev["interval"] = results.headline.to_dict()
+    ev["interval"] = h = results.headline.to_dict()
+    ev["verdict"] = gate_sentence(h["enough_rows"], h["tuned_better"], h["rows"], h["min_rows"])
 
 
 def publish_reports(summary: dict[str, Any], run_root: Path) -> dict[str, str]:

@@ -14,7 +14,10 @@ and from Secret Manager on Vertex (by resource name).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -74,21 +77,43 @@ def run(opts: Options) -> None:
     elif not opts.local:
         guard(lambda: submission.run_vertex(opts), "Vertex AI")
     else:
-        summary = guard(lambda: run_local_job(opts), "GCS")
+        from cli.local_resume import Interrupted
+
+        try:
+            summary = guard(lambda: run_local_job(opts), "GCS")
+        except Interrupted as exc:  # before the pipeline started: nothing was written
+            a.fail(f"interrupted ({exc}) before the run started; nothing written", exc.code)
         if summary is None:  # --dry-run: checked, nothing written
             return
-        print(summary)
-        if json.loads(summary.read_text())["status"] != "SUCCESS":
+        result = json.loads(summary.read_text())
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            print(summary)
+        if result["status"] == "interrupted":
+            raise typer.Exit(128 + signal.Signals[result["signal"]].value)
+        if result["status"] != "SUCCESS":
             raise typer.Exit(1)
 
 
 def run_local_job(opts: Options) -> Path | None:
     from cli.local_run import run_local
     from cli.submission import resolved
+    from components.common.errors import InputError
     from pipelines.compiler import default_run_id
     from planning.profiles import DEFAULT_PROFILE, LOCAL_PROFILE
 
+    if opts.resume:
+        from cli.local_resume import load_spec
+
+        if opts.params or opts.run_id:
+            raise InputError("--resume continues a run with its own parameters and run id; "
+                             "drop --param and --run-id (or start a new run without --resume)")
+        params, defaults = load_spec(opts.output_dir, opts.resume)
+        return run_local(params, opts.output_dir, opts.resume, verbose=opts.verbose,
+                         dry_run=opts.dry_run, defaults=defaults, resume=True)
     run_id = opts.run_id or default_run_id()
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", run_id) or run_id in (".", ".."):
+        raise InputError(f"--run-id {run_id!r} cannot name a run folder; use letters, digits, "
+                         ". _ - (e.g. --run-id trial-2)")
     # The run id names the checkpoint folder, so the same --run-id finds it again. A --profile
     # runs that profile's real model (it needs the hub, like --real-defaults).
     r = resolved(opts, "local", run_name=run_id,

@@ -34,6 +34,11 @@ class RunFolder:
             if p.exists() and not p.is_dir():
                 raise InputError(f"{flag} {root.parent}: {p} is a file, not a folder; give a "
                                  "folder path (it is created if missing)")
+            if p.exists():  # the nearest existing folder: the run creates its files there
+                if not os.access(p, os.W_OK | os.X_OK):
+                    raise InputError(f"{flag} {root.parent}: {p} is read-only for this user; "
+                                     "give an --output-dir you can write to")
+                break
 
     def claim(self) -> None:
         import fcntl
@@ -61,9 +66,13 @@ class RunFolder:
                 self.abandon()
                 raise InputError(
                     f"{self.root} already exists (a finished run, or one still running with "
-                    "this --run-id); pick another --run-id, remove it, or give --checkpoint-uri "
-                    "to resume that run from its checkpoints"
+                    "this --run-id); pick another --run-id or remove it (to continue an "
+                    f"interrupted one: submit --local --resume {self.root.name})"
                 ) from None
+        except OSError as exc:  # read-only (EROFS), no permission, a full disk
+            self.abandon()
+            raise InputError(f"cannot create {self.root} ({exc.strerror}); give an "
+                             "--output-dir you can write to") from None
         lock = (self.root / self.LOCK).open("a")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

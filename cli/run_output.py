@@ -36,6 +36,7 @@ from components.common.results import (
     Predictions,
     PreparedData,
     Registration,
+    gate_sentence,
 )
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -148,9 +149,8 @@ def _evaluate(outs: dict[str, dict[str, Any]], task_dir: Path) -> str:
 def _gate(outs: dict[str, dict[str, Any]], task_dir: Path) -> str:
     if "tuned_better" not in outs.get("metrics", {}):
         return ""
-    passed = GateVerdict.read(outs["metrics"]).tuned_better
-    return ("tuned beats base beyond noise: register" if passed
-            else "tuned does not beat base beyond noise: not registered")
+    v = GateVerdict.read(outs["metrics"])
+    return gate_sentence(v.enough_rows, v.tuned_better, v.rows, v.min_rows)
 
 
 def _inference(outs: dict[str, dict[str, Any]], task_dir: Path) -> str:
@@ -280,8 +280,9 @@ def results_table(summary: dict[str, Any]) -> RenderableType:
     """Base vs tuned on the test split, and the headline interval the gate read."""
     ev = summary.get("eval", {})
     base, tuned = ev.get("base", {}), ev.get("tuned", {})
-    table = Table(box=box.SIMPLE, title=f"test split, {summary.get('test_rows')} rows",
-                  title_justify="left")
+    scored, split = ev.get("interval", {}).get("rows"), summary.get("test_rows")
+    rows = f"{scored} of {split}" if scored not in (None, split) else split  # eval_max_rows
+    table = Table(box=box.SIMPLE, title=f"test split, {rows} rows scored", title_justify="left")
     for col in ("", "base", "tuned", "change"):
         table.add_column(col, justify="left" if not col else "right")
     for label, key, fmt in (("loss", "loss", ".3f"), ("perplexity", "perplexity", ".1f"),
@@ -292,10 +293,11 @@ def results_table(summary: dict[str, Any]) -> RenderableType:
     if not ev.get("interval"):
         return table
     iv = Interval.read(ev["interval"])
-    verdict = "passes the gate" if iv.tuned_better else "does not pass the gate"
+    verdict = (gate_sentence(False, False, iv.rows, iv.min_rows) if not iv.enough_rows else
+               "tuned passes the gate" if iv.tuned_better else "tuned does not pass the gate")
     return Group(table, Text(f"{iv.metric} improvement (tuned over base), 95% interval "
                              f"{_num(iv.improvement_low, '+.3f')} to "
-                             f"{_num(iv.improvement_high, '+.3f')}: tuned {verdict}"))
+                             f"{_num(iv.improvement_high, '+.3f')}: {verdict}"))
 
 
 def terminal_console() -> Console:

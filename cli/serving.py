@@ -230,6 +230,9 @@ def ask_local(url: str, prompt: str, max_tokens: int, temperature: float = 0.0,
     from components.common.errors import InputError
     from components.common.serving import chat_answer, chat_messages, openai_chat_request
 
+    if not url.startswith(("http://", "https://")):
+        raise InputError(f"{url} is not an http:// or https:// URL; write e.g. "
+                         f"http://{url.removeprefix('//')}")
     body = openai_chat_request(chat_messages(prompt, system_prompt), max_tokens, temperature)
     target = url.rstrip("/") + "/v1/chat/completions"
     try:

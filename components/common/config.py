@@ -226,6 +226,14 @@ class DataConfig(CommonConfig, SystemPromptField, TrackingConfig):
         0.8, gt=0.0, le=1.0, description="MinHash Jaccard similarity at which rows count as near copies."
     )
 
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("empty; give a JSONL file, a gs:// URI, a Hugging Face "
+                             "dataset id or embedded://dolly-15k-sample.jsonl")
+        return v
+
     @field_validator("categories")
     @classmethod
     def _dolly_spelling(cls, v: str) -> str:
@@ -347,8 +355,9 @@ class TrainConfig(CommonConfig, RunNameField, TrackingConfig):
     @classmethod
     def _checkpoint_uri(cls, v: str) -> str:
         v = v.strip().rstrip("/")
-        if v and (not v.startswith("gs://") or len(v) <= len("gs://")):
-            raise ValueError(f"checkpoint_uri must be a gs://BUCKET/PREFIX URI or empty, got {v!r}")
+        if v and not (v.startswith("/") or v.startswith("gs://") and len(v) > len("gs://")):
+            raise ValueError(f"checkpoint_uri must be a gs://BUCKET/PREFIX URI, an absolute local "
+                             f"folder (local runs) or empty, got {v!r}")
         return v
 
     @property

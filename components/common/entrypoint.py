@@ -30,9 +30,18 @@ LOWER_IT = {
 }
 
 
+_stopping = False
+
+
 def terminate(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM -> SystemExit(143), the exit status of a process ended by SIGTERM."""
-    print("SIGTERM: stopping the step", file=sys.stderr, flush=True)
+    """SIGTERM/SIGHUP -> SystemExit(128 + signum), the exit status of a process ended by it. A
+    terminal's SIGHUP reaches the step twice (from the terminal and from its supervisor): the
+    second one must not interrupt the clean-up the first one started."""
+    global _stopping
+    if _stopping:
+        return
+    _stopping = True
+    print(f"{signal.Signals(signum).name}: stopping the step", file=sys.stderr, flush=True)
     raise SystemExit(128 + signum)
 
 
@@ -105,6 +114,20 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return False
 
 
+def disk_full(exc: BaseException) -> OSError | None:
+    """The ENOSPC error anywhere in the exception's chain, if there is one."""
+    import errno
+
+    e: BaseException | None = exc
+    for _ in range(20):
+        if e is None:
+            return None
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def end_with_parent(parent: int) -> None:
     """SIGTERM to this process when its parent dies (Linux `PR_SET_PDEATHSIG`): the step never
     outlives the process that reports on it."""
@@ -122,11 +145,20 @@ def run_step(parent: int, argv: list[str]) -> None:
     """The child: kfp's executor in this process, SIGTERM as SystemExit, and the one line on
     an out-of-memory error (after its traceback, which stays in the log)."""
     signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGHUP, terminate)
     end_with_parent(parent)
     module, sys.argv = argv[0], [argv[0], *argv[1:]]
     try:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
     except BaseException as exc:
+        if (full := disk_full(exc)) is not None:
+            import traceback
+
+            traceback.print_exc()
+            where = f" writing {full.filename}" if full.filename else ""
+            print(f"{step_of(argv).replace('_', '-') or 'the step'}: disk full{where}",
+                  file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
         if not is_out_of_memory(exc):
             raise
         import traceback

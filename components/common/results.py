@@ -256,6 +256,16 @@ class Interval(Output):
     rows: int | None = None
 
 
+def gate_sentence(enough_rows: bool, tuned_better: bool, rows: int | None,
+                  min_rows: int | None) -> str:
+    """The gate's decision and why, in the words the terminal, summary and report share."""
+    if not enough_rows:
+        return (f"too few test rows to decide ({rows} scored, `gate_min_rows` is {min_rows}): "
+                "not registered")
+    return ("tuned beats base beyond noise: register" if tuned_better
+            else "tuned does not beat base beyond noise: not registered")
+
+
 @dataclass(kw_only=True)
 class Scores(Output):
     """One model's numbers on a set of test rows (exact match where a category scores it)."""

@@ -103,8 +103,85 @@ def gcs_errors(uri: str, action: str) -> Iterator[None]:
         ) from exc
 
 
+class LocalBlob:
+    """A file standing in for a GCS object (a local run's checkpoints live in its run folder):
+    the attributes and methods of `google.cloud.storage.Blob` the checkpoint store uses."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = str(path)
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+    @property
+    def crc32c(self) -> str:
+        import zlib
+
+        crc = 0
+        with self.path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                crc = zlib.crc32(chunk, crc)
+        return f"{crc:08x}"
+
+    def download_as_bytes(self, retry: Any = None) -> bytes:
+        return self.path.read_bytes()
+
+    def download_to_filename(self, filename: str, retry: Any = None) -> None:
+        import shutil
+
+        shutil.copyfile(self.path, filename)
+
+    def delete(self, retry: Any = None) -> None:
+        self.path.unlink(missing_ok=True)
+        with suppress(OSError):  # the emptied folder too: a local store leaves no husks
+            self.path.parent.rmdir()
+
+
+def object_name(uri: str) -> str:
+    """What `list_blobs(uri)` names its objects by: the path inside the bucket, or the local
+    path itself."""
+    return split_gcs(uri)[1] if is_gcs(uri) else uri
+
+
+def _write_local(target: Path, write: Any, exclusive: bool = False) -> LocalBlob:
+    """Write a temporary file beside `target`, then rename (or, `exclusive`, link) it into
+    place: a kill or a full disk never leaves a half-written file under the real name."""
+    import tempfile
+
+    from google.api_core import exceptions
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        if exclusive:
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                raise exceptions.PreconditionFailed(f"{target} exists") from None
+        else:
+            os.replace(tmp, target)
+    finally:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return LocalBlob(target)
+
+
 def upload_file(local: Path, uri: str, if_generation_match: int | None = None) -> Any:
     """Upload one file with retries; returns the blob (its generation, size and crc32c set)."""
+    if not is_gcs(uri):
+        import shutil
+
+        def copy(f: Any) -> None:
+            with local.open("rb") as src:
+                shutil.copyfileobj(src, f)
+
+        return _write_local(Path(uri), copy, exclusive=if_generation_match == 0)
     bucket, name = split_gcs(uri)
     blob = client().bucket(bucket).blob(name)
     blob.upload_from_filename(
@@ -114,6 +191,8 @@ def upload_file(local: Path, uri: str, if_generation_match: int | None = None) -
 
 
 def upload_bytes(data: bytes, uri: str, if_generation_match: int | None = None) -> Any:
+    if not is_gcs(uri):
+        return _write_local(Path(uri), lambda f: f.write(data), exclusive=if_generation_match == 0)
     bucket, name = split_gcs(uri)
     blob = client().bucket(bucket).blob(name)
     blob.upload_from_string(data, if_generation_match=if_generation_match, retry=retry_policy())
@@ -130,7 +209,14 @@ def upload_folder(local_dir: Path, uri: str) -> list[Any]:
 
 
 def list_blobs(uri: str) -> list[Any]:
-    """Every object under a gs:// prefix (name, size, crc32c, generation)."""
+    """Every object under a gs:// prefix (name, size, crc32c, generation), or every file under
+    a local one (temporary files of an interrupted write left out)."""
+    if not is_gcs(uri):
+        root = Path(uri.rstrip("/"))
+        if not root.is_dir():
+            return []
+        return [LocalBlob(p) for p in sorted(root.rglob("*"))
+                if p.is_file() and not (p.name.startswith(".") and p.name.endswith(".tmp"))]
     bucket, prefix = split_gcs(uri)
     return list(client().list_blobs(bucket, prefix=prefix, retry=retry_policy()))
 

@@ -39,6 +39,7 @@ from components.common import storage
 from components.common.config import TrackingConfig, TrainConfig
 from components.common.errors import InputError
 
+__all__ = ["newest_complete"]  # what the CLI may use; the step uses the rest
 log = logging.getLogger(__name__)
 
 MARKER = "COMPLETE.json"
@@ -108,6 +109,9 @@ class CheckpointStore:
     def check_access(self) -> None:
         """List, write and delete a probe object: every permission the step needs, checked
         before any training. Raises InputError naming the fix."""
+        if not storage.is_gcs(self.prefix):  # a local folder: checked without writing
+            local_folder_writable(Path(self.prefix), "checkpoint_uri")
+            return
         probe = f"{self.prefix}/.access-probe-{self.attempt}"
         with storage.gcs_errors(self.prefix, "use the checkpoint location"):
             storage.list_blobs(self.checkpoints_uri + "/")
@@ -118,7 +122,7 @@ class CheckpointStore:
     def scan(self) -> list[StoredCheckpoint]:
         """Every step folder under the prefix, complete or not, oldest first."""
         root = self.checkpoints_uri + "/"
-        _, root_name = storage.split_gcs(root)
+        root_name = storage.object_name(root)
         found: dict[int, StoredCheckpoint] = {}
         with storage.gcs_errors(root, "list checkpoints in"):
             blobs = storage.list_blobs(root)
@@ -246,14 +250,27 @@ class CheckpointStore:
             log.warning("could not upload the step log: %s", exc)
 
     def upload_outputs(self, local_dir: Path) -> str:
+        if not storage.is_gcs(self.prefix):  # a local store: the Model artifact is on this disk
+            return str(local_dir)
         uri = f"{self.prefix}/model"
         with storage.gcs_errors(uri, "upload the trained adapter to"):
             storage.upload_folder(local_dir, uri)
         return uri
 
 
+def local_folder_writable(folder: Path, what: str) -> None:
+    """The nearest existing folder of `folder` is one this process may create files in."""
+    q = folder
+    while not q.exists():
+        q = q.parent
+    if not q.is_dir() or not os.access(q, os.W_OK | os.X_OK):
+        raise InputError(f"{what} {folder}: {q} is not a folder this user can write to; give "
+                         "a writable folder")
+
+
 class Preempted(RuntimeError):
-    """Training stopped early on SIGTERM after saving a complete checkpoint."""
+    """Training stopped early on a signal (SIGTERM, SIGINT, SIGHUP) after saving a complete
+    checkpoint."""
 
 
 @dataclass
@@ -284,7 +301,8 @@ def make_callback(store: CheckpointStore, cfg: TrainConfig, fp: str, log_path: P
             self.records: list[SaveRecord] = []
             self.last_save = time.monotonic()
             self.mark = time.monotonic()
-            self.preempted_at: int | None = None  # set by Session's SIGTERM handler
+            self.preempted_at: int | None = None  # set by Session's signal handler
+            self.max_steps: int | None = None
             self.sigterm = False
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
@@ -301,7 +319,7 @@ def make_callback(store: CheckpointStore, cfg: TrainConfig, fp: str, log_path: P
                 control.should_save = True
             if self.sigterm and self.preempted_at is None:
                 # Preemption notice (Spot gives ~30 s): save this step now, then stop.
-                self.preempted_at = state.global_step
+                self.preempted_at, self.max_steps = state.global_step, state.max_steps
                 control.should_save = True
                 control.should_training_stop = True
             self.mark = now
@@ -369,6 +387,18 @@ def step_log(path: Path) -> Iterator[None]:
             h.close()
 
 
+def newest_complete(checkpoint_uri: str, run_name: str) -> tuple[int, int | None] | None:
+    """(step, max_steps) of the run's newest complete checkpoint in a local folder, if any."""
+    if not checkpoint_uri or storage.is_gcs(checkpoint_uri):
+        return None
+    for ckpt in reversed(CheckpointStore(task_prefix(checkpoint_uri, run_name)).scan()):
+        if ckpt.complete:
+            state = Path(ckpt.uri) / "trainer_state.json"
+            total = json.loads(state.read_text()).get("max_steps") if state.exists() else None
+            return ckpt.step, total
+    return None
+
+
 def open_store(cfg: TrainConfig, run_name: str, check: bool = True) -> CheckpointStore | None:
     """The run's checkpoint store with its permissions checked, or None without checkpoint_uri.
     Called before the model loads, so a wrong bucket costs seconds, not a GPU start (with
@@ -391,6 +421,7 @@ class Session:
         self.log_path = work / "fine-tune.log"
         self.callback = make_callback(store, cfg, self.fingerprint, self.log_path)
         self.resumed_from_step: int | None = None
+        self.signal_name = "SIGTERM"
 
     def training_args(self, args: Any) -> Any:
         """The Trainer saves every `save_steps` (and at the last step); the callback adds the
@@ -408,8 +439,9 @@ class Session:
         at every checkpoint, at the end, and when training fails.
 
         While training, SIGTERM (the notice Vertex/Compute Engine sends before a Spot
-        preemption or a shutdown) makes the current step end with a complete checkpoint, then
-        the step fails with `Preempted`, so the restarted job resumes from exactly that step.
+        preemption or a shutdown), SIGINT (Ctrl-C) and SIGHUP (a dropped SSH session) make the
+        current step end with a complete checkpoint, then the step fails with `Preempted`, so
+        the rerun resumes from exactly that step.
         """
         from components.fine_tune import distributed
 
@@ -427,8 +459,9 @@ class Session:
                 yield str(found[1]) if found else None
                 if self.callback.preempted_at is not None:
                     raise Preempted(
-                        f"stopped by SIGTERM after step {self.callback.preempted_at}; its "
-                        f"checkpoint is in {self.store.checkpoints_uri}: rerun to resume"
+                        f"stopped by {self.signal_name} after step {self.callback.preempted_at}"
+                        f"/{self.callback.max_steps}; its checkpoint is in "
+                        f"{self.store.checkpoints_uri}: rerun to resume"
                     )
             except BaseException as exc:
                 log.error("training failed: %s", exc)
@@ -439,7 +472,9 @@ class Session:
 
     @contextmanager
     def _sigterm_saves(self) -> Iterator[None]:
-        """Route SIGTERM to the callback while training (main thread only, as signal requires)."""
+        """Route SIGTERM, SIGINT and SIGHUP to the callback while training (main thread only, as
+        signal requires). A terminal sends SIGINT and SIGHUP to the whole process group, so the
+        step may get one twice (directly and from its supervisor): the first one counts."""
         import signal
         import threading
 
@@ -447,15 +482,20 @@ class Session:
             yield
             return
 
-        def on_sigterm(signum: int, frame: Any) -> None:
-            log.warning("SIGTERM: saving a checkpoint at the end of this step, then stopping")
+        def on_signal(signum: int, frame: Any) -> None:
+            if not self.callback.sigterm:
+                self.signal_name = signal.Signals(signum).name
+                log.warning("%s: saving a checkpoint at the end of this step, then stopping",
+                            self.signal_name)
             self.callback.sigterm = True
 
-        previous = signal.signal(signal.SIGTERM, on_sigterm)
+        caught = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        previous = {s: signal.signal(s, on_signal) for s in caught}
         try:
             yield
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
     def summary(self, train_seconds: float) -> dict[str, Any]:
         """What checkpointing cost this attempt, and where it resumed from."""

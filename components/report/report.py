@@ -393,7 +393,8 @@ def verdict(headline: Interval | None) -> str:
     span = (f"{_fmt(headline.improvement)} {unit} (95% interval {_fmt(headline.improvement_low)} "
             f"to {_fmt(headline.improvement_high)}, {headline.rows} test rows)")
     if not headline.enough_rows:
-        return (f"Not enough test rows to decide: {headline.rows} test rows, and the gate needs "
+        return (f"Too few test rows to decide ({headline.rows} scored, `gate_min_rows` is "
+                f"{headline.min_rows}): the gate needs "
                 f"at least {headline.min_rows} (gate_min_rows). The {m} improvement would be "
                 f"{span}, but an interval from so few rows is too narrow to trust, so the gate "
                 "stays closed and nothing is registered. Use more data or a larger test_fraction.")

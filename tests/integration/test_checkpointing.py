@@ -123,7 +123,8 @@ def test_permission_denied_is_a_clear_error(gcs, monkeypatch):
 
 def test_bad_checkpoint_uri_and_run_name_are_rejected():
     with pytest.raises(ValueError, match="gs://BUCKET/PREFIX"):
-        TrainConfig(checkpoint_uri="/tmp/ckpt")
+        TrainConfig(checkpoint_uri="relative/ckpt")  # a local run's folder is absolute
+    assert TrainConfig(checkpoint_uri="/tmp/ckpt/").checkpoint_uri == "/tmp/ckpt"
     with pytest.raises(InputError, match="cannot name a checkpoint folder"):
         checkpointing.task_prefix("gs://b/p", "a/b")
 

@@ -96,7 +96,7 @@ def test_sigterm_to_pid1_ends_training_with_a_complete_checkpoint(gcs, tmp_path:
     assert "SIGTERM: saving a checkpoint at the end of this step" in log, log[-3000:]
     stopped = [line for line in lines if "stopped by SIGTERM after step" in line]
     assert stopped, log[-3000:]
-    step = int(stopped[0].split("after step ")[1].split(";")[0])
+    step = int(stopped[0].split("after step ")[1].split("/")[0])
 
     blobs = {b.name: b for b in gcs.client().list_blobs("ckpt", prefix="runs/pid1/fine-tune/")}
     marker = f"runs/pid1/fine-tune/checkpoints/step-{step:06d}/COMPLETE.json"

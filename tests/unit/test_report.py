@@ -248,7 +248,7 @@ def test_two_test_rows_never_pass_the_gate(tmp_path):
     assert decision.tuned_better is False and decision.enough_rows is False
     assert decision.scalars["tuned_better"] == 0.0
     text = verdict(h)
-    assert text.startswith("Not enough test rows to decide: 2 test rows")
+    assert text.startswith("Too few test rows to decide (2 scored, `gate_min_rows` is 30)")
     assert "at least 30 (gate_min_rows)" in text and "nothing is registered" in text
     assert "passes the gate" not in text
     small = EvalConfig(bootstrap_samples=200, gate_min_rows=2)
