@@ -83,11 +83,13 @@ def test_terminal_output_fits_one_screen_and_steps_log_has_the_rest(run, run_out
 
 def test_every_step_succeeded_and_was_timed(summary):
     assert summary["status"] == "SUCCESS"
-    assert set(summary["steps"]) == {"fetch-base-model", "prepare-data", "fine-tune",
+    assert set(summary["steps"]) == {"fetch-base-model", "data-key", "prepare-data", "fine-tune",
                                      "evaluate", "gate", "inference", "export", "register-model",
                                      "report"}
-    for step in summary["steps"].values():
+    for name, step in summary["steps"].items():
         assert step["status"] == "SUCCESS" and step["seconds"] > 0
+        if name == "data-key":  # returns one string, no artifact to carry its peak
+            continue
         assert step["peak_rss_mb"] > 20  # every step's own peak: at least the Python it runs
     assert summary["steps"]["fine-tune"]["peak_rss_mb"] > summary["steps"]["gate"]["peak_rss_mb"]
 
@@ -169,7 +171,9 @@ def test_report_next_to_summary_opens_in_chromium(summary, run_out, tmp_path):
 
     html = run_out / "e2e" / "report.html"
     md = run_out / "e2e" / "summary.md"
-    assert summary["report"] == {"html": str(html), "markdown": str(md)}
+    card = run_out / "e2e" / "data_card.json"
+    assert summary["report"] == {"html": str(html), "markdown": str(md), "data_card": str(card)}
+    assert json.loads(card.read_text())["format"] == "dolly"  # the sample, detected
     assert "passes the gate" in md.read_text()
     text = html.read_text()
     assert all(c in text for c in summary["eval"]["categories"])
