@@ -5,10 +5,11 @@ above `gate_threshold` (0). With no real effect it should pass 2.5% of the time.
 bootstrap is too narrow on few rows (it cannot see more spread than the rows it has, and it
 ignores the t-distribution's heavier tails), so on small tests it passes far more often. This
 simulates the gate with the project's own `paired_bootstrap` (`scipy.stats.bootstrap`: the
-percentile interval the gate uses beside BCa, on the same draws) on per-row loss differences with
-NO real effect, drawn from three shapes (normal; heavy-tailed, Student t with 3 degrees of
-freedom; skewed, a centred exponential) with token-count weights like Dolly responses
-(lognormal, median 60 tokens), and prints, side by side per test size N:
+studentized interval the gate uses beside the percentile and BCa intervals, on the same draws)
+on per-row loss differences with NO real effect, drawn from three shapes (normal; heavy-tailed,
+Student t with 3 degrees of freedom; skewed, a centred exponential) with token-count weights like
+Dolly responses (lognormal, median 60 tokens), and the skewed draws once more with equal weights
+(as ROUGE-L weighs rows), and prints, side by side per test size N:
 
 - the false-pass rate of the gate (should be 2.5%) for each shape and interval method,
 - the interval's mean width in units of the per-row standard deviation of the difference
@@ -35,13 +36,16 @@ def draw(shape: str, n: int, rng: np.random.Generator) -> np.ndarray:
     """Per-row differences with mean 0 and standard deviation 1."""
     if shape == "normal":
         return rng.standard_normal(n)
+    if shape.startswith("skewed"):
+        return rng.exponential(1.0, n) - 1.0  # skewed: mean 0, sd 1
     if shape == "t3":
         return rng.standard_t(3, n) / np.sqrt(3.0)  # variance of t3 is 3
     return rng.exponential(1.0, n) - 1.0  # skewed: mean 0, sd 1
 
 
-METHODS = ("percentile", "BCa")
-SHAPES = ("normal", "t3", "skewed")
+METHODS = ("percentile", "BCa", "studentized")
+# "skewed-1": the skewed draws with every weight 1 (ROUGE-L and exact match weigh rows equally)
+SHAPES = ("normal", "t3", "skewed", "skewed-1")
 
 
 def simulate(n: int, shape: str, trials: int, samples: int, seed: int,
@@ -53,6 +57,8 @@ def simulate(n: int, shape: str, trials: int, samples: int, seed: int,
     for t in range(trials):
         diff = draw(shape, n, rng)
         weights = np.maximum(1.0, rng.lognormal(np.log(60), 0.8, n))
+        if shape == "skewed-1":
+            weights = np.ones(n)
         base = rng.uniform(2.0, 4.0, n)
         start = time.perf_counter()
         iv = paired_bootstrap(base, base + diff, weights=weights, samples=samples, seed=t,

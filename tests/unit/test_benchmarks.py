@@ -66,7 +66,8 @@ def test_gate_minimum_benchmark_shows_few_rows_pass_too_often(capsys):
     assert set(out) == {2, 30}
     for shape in ("normal", "t3", "skewed"):
         assert out[2][f"BCa {shape}"] > out[30][f"BCa {shape}"] + 0.05, (shape, out)
-    assert out[30]["BCa ms"] > 0 and out[30]["percentile ms"] > 0  # both, side by side
+    assert all(out[30][f"{m} ms"] > 0 for m in ("BCa", "percentile", "studentized"))  # side by side
+    assert 0 <= out[30]["studentized skewed-1"] <= 1
     assert "false passes of the gate" in capsys.readouterr().out
 
 
