@@ -62,6 +62,11 @@ _OLD_PROFILE_NAMES = {
 }
 
 
+# The one GPU timeout that templates compiled before per-step deadlines (2026-12-07) carry in
+# their stamp as if asked for: dropped too, so their recompile gets each step's own deadline.
+_OLD_DEFAULT_TIMEOUT = "86400s"
+
+
 class CompileSettings(BaseModel):
     """Everything that shapes the compiled YAML besides the pipeline parameters."""
 
@@ -198,6 +203,8 @@ def resolve(
         base = {k: v for k, v in base.items() if k == "image"}
     if name in _OLD_PROFILE_NAMES and base.get("model_display_name") == _OLD_PROFILE_NAMES[name]:
         del base["model_display_name"]
+    if base.get("timeout") == _OLD_DEFAULT_TIMEOUT and "step_timeouts" not in base:
+        del base["timeout"]
     merged = {**row.settings, **base, **from_env, **asked_flags, "profile": name}
     training = {k: v for k, v in merged.items() if k in TrainingJobSpec.model_fields}
     top = {k: v for k, v in merged.items() if k not in TrainingJobSpec.model_fields}

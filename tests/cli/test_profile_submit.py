@@ -167,6 +167,29 @@ def test_a_template_stamped_with_the_old_profile_name_is_recompiled_without_it(
     assert json.loads(r.stdout)["registry_model"] == "dolly-lora-gemma-3-4b-it"
 
 
+def test_a_template_stamped_with_the_old_24_hour_timeout_gets_each_steps_deadline(
+        vertex: Captured) -> None:
+    """Templates compiled before per-step deadlines carry the then default timeout (86400 s) in
+    their stamp as if asked for. Kept, it would make the recompile, the dry-run's worst case and
+    every GPU job 24 h again; the stale default template's recompile drops it."""
+    from pipelines.settings import CompileSettings
+
+    old = compiler.compile_pipeline(Path("build/dolly-lora.yaml"), CompileSettings(image=IMAGE))
+    first, rest = old.read_text().split("\n", 1)
+    stamp = json.loads(first.removeprefix(compiler.STAMP_PREFIX))
+    stamp["source"] = "older-code"
+    stamp["settings"].pop("step_timeouts", None)
+    stamp["settings"]["timeout"] = "86400s"
+    old.write_text(compiler.STAMP_PREFIX + json.dumps(stamp) + "\n" + rest)
+    r = invoke(*WHERE, "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "compiled build/dolly-lora.yaml" in r.stderr
+    assert "worst case (every GPU step to its timeout): $1.28" in r.stderr
+    assert "timeout 24.00 h" not in r.stderr
+    new = json.loads(old.read_text().split("\n", 1)[0].removeprefix(compiler.STAMP_PREFIX))
+    assert new["settings"]["timeout"] == "" and new["settings"]["step_timeouts"]
+
+
 def test_max_cost_refuses_a_run_whose_worst_case_is_above_it(vertex: Captured) -> None:
     """Expected $0.37, but three GPU jobs of 30 min each could bill $1.28: a $1 cap refuses."""
     r = invoke(*WHERE, "--max-cost", "1.00")
