@@ -174,8 +174,12 @@ def check_hub(params: dict[str, Any], timeout: float = 3.0) -> str | None:
             raise InputError(f"{name} {ref} is not in the local Hugging Face cache and "
                              "HF_HUB_OFFLINE is set; unset it (with a network) to download it "
                              "once, or give a local path")
-        local = " is not a file here, and" if name == "dataset" else ""
-        raise InputError(f"{name} {ref}{local} cannot be fetched: the Hugging Face hub does "
+        if name == "dataset":  # the same words as the data check's, which runs later
+            raise InputError(f"dataset {ref!r} is not a file here ({Path.cwd()}) and reading "
+                             "it as a Hugging Face dataset id needs network access to the hub, "
+                             f"which does not answer ({why}); check the network (HTTPS_PROXY), "
+                             f"or give the path of a data file (e.g. ./{ref}.jsonl)")
+        raise InputError(f"{name} {ref} cannot be fetched: the Hugging Face hub does "
                          f"not answer ({why}); check the network (HTTPS_PROXY), or give a "
                          "local path")
     if offline:

@@ -82,7 +82,7 @@ class ResumableTimer(StepTimer):
             self.interrupts.check()
         return super().filter(record)
 
-    def _finish(self, name: str, status: str) -> None:
+    def finish_step(self, name: str, status: str) -> None:
         if status != "SUCCESS" and self.log is not None and any(
                 line.startswith(f"{name}: disk full") for line in self.log.tail_since(
                     self.offsets.get(name, 0))):
@@ -91,7 +91,7 @@ class ResumableTimer(StepTimer):
             self.steps[name] = {"status": "FAILURE", "seconds": None}
             return
         if self.interrupts.signum is None or status == "SUCCESS":
-            super()._finish(name, status)
+            super().finish_step(name, status)
             return
         now = self.clock()
         seconds = round(now - self.started.get(name, now), 2)

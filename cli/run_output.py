@@ -230,7 +230,7 @@ class StepTimer(logging.Filter):
         if m := re.match(r"Executing task '([^']+)'", msg):
             self._start(m.group(1))
         elif m := re.match(r"Task '([^']+)' finished with status (\w+)", msg):
-            self._finish(m.group(1), m.group(2))
+            self.finish_step(m.group(1), m.group(2))
         return True
 
     def _line(self, mark: str, name: str, rest: str = "") -> None:
@@ -249,7 +249,7 @@ class StepTimer(logging.Filter):
         found = [p.parent for p in self.pipeline_root.glob(f"*/{name}/executor_output.json")]
         return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
-    def _finish(self, name: str, status: str) -> None:
+    def finish_step(self, name: str, status: str) -> None:
         now = self.clock()
         seconds = round(now - self.started.get(name, now), 2)
         self.steps[name] = {"status": status, "seconds": seconds}
@@ -273,7 +273,7 @@ class StepTimer(logging.Filter):
     def close_running(self) -> None:
         for name, info in list(self.steps.items()):
             if info["status"] == "RUNNING":
-                self._finish(name, "FAILURE")
+                self.finish_step(name, "FAILURE")
 
 
 def results_table(summary: dict[str, Any]) -> RenderableType:
