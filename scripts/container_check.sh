@@ -180,7 +180,13 @@ out = json.loads(out_file.read_text())
 for key, arts in sorted(out.get("artifacts", {}).items()):
     path = task_dir / key
     meta = arts["artifacts"][0].get("metadata", {})
-    if "rows" in meta or key in ("train", "validation", "test"):
+    if key == "data_card":  # one JSON document about the splits, not rows
+        card = json.loads(path.read_text()) if path.is_file() else {}
+        if not card.get("format") or card.get("rows_kept") != meta.get("rows"):
+            sys.exit(f"{task}: data card {path}: format {card.get('format')!r}, rows_kept "
+                     f"{card.get('rows_kept')} vs metadata rows={meta.get('rows')}")
+        print(f"  {key}: format {card['format']}, {card['rows_kept']} rows kept")
+    elif "rows" in meta or key in ("train", "validation", "test"):
         lines = path.read_text().splitlines() if path.is_file() else []
         if not lines or meta.get("rows") != len(lines):
             sys.exit(f"{task}: dataset {key}: {len(lines)} rows in {path}, metadata rows={meta.get('rows')}")
