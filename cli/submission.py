@@ -289,7 +289,7 @@ def check_model_access(base_model: str, hf_token_secret: str, public_model: bool
 
 def check_remote_inputs(values: dict[str, Any]) -> None:
     """A local file given as dataset, prompts_uri or base_model cannot be read by a step running
-    on Vertex or a KFP cluster: say so now, with the upload that fixes it."""
+    on Vertex or a KFP cluster, nor a local checkpoint folder written: say so now, with the fix."""
     for name in ("dataset", "prompts_uri", "base_model"):
         value = str(values.get(name) or "")
         if value and "://" not in value and Path(value).expanduser().exists():
@@ -298,3 +298,9 @@ def check_remote_inputs(values: dict[str, Any]) -> None:
                 f"read; upload it (gcloud storage cp -r {value} gs://BUCKET/PATH) and pass "
                 "its gs:// URI"
             )
+    checkpoints = str(values.get("checkpoint_uri") or "")
+    if checkpoints and not checkpoints.startswith("gs://"):
+        raise InputError(
+            f"checkpoint_uri={checkpoints} is a folder on this machine, which a step on Vertex "
+            "or a KFP cluster cannot write (nothing would resume); pass gs://BUCKET/PREFIX"
+        )

@@ -157,6 +157,8 @@ CASES = [
          "max_steps=0 would train nothing"),
     Case("vertex-local-dataset", [*VERTEX, "--public-model", "-p", "dataset=csv.jsonl"],
          "is a file on this machine", ["csv.jsonl"]),
+    Case("vertex-local-checkpoints", [*VERTEX, "--public-model", "--checkpoint-uri", "/tmp/ck"],
+         "checkpoint_uri=/tmp/ck is a folder on this machine"),
     Case("vertex-no-credentials", [*VERTEX, "--public-model"],
          "no Google credentials for Vertex AI", setup="no_credentials"),
     Case("kfp-host-not-url", ["--kfp-host", "kfp.example.com", "--public-model"],
