@@ -228,6 +228,14 @@ ResumeOpt = Annotated[str | None, typer.Option(
 MaxCostOpt = Annotated[float | None, typer.Option(
     "--max-cost", min=0.0, help="Refuse (exit 2, nothing sent) when the estimated cost in "
     "USD is above this.", envvar="DOLLY_LORA_MAX_COST")]
+SweepOpt = Annotated[list[str] | None, typer.Option(
+    "--sweep", help="A training setting's values, field=v1,v2 (repeat: the grid of all "
+    "combinations, one fine-tune each; the winner is chosen on the validation split).")]
+SweepParallelismOpt = Annotated[int, typer.Option(
+    "--sweep-parallelism", min=0, help="Sweep trials that run at once (0 = all; locally they "
+    "run one after another).")]
+SweepMaxTrialsOpt = Annotated[int, typer.Option(
+    "--sweep-max-trials", min=1, help="Refuse a sweep grid of more trials than this.")]
 
 
 @dataclass
@@ -263,9 +271,13 @@ class Options:
     profile: str | None = None
     max_cost: float | None = None
     resume: str | None = None
+    sweep: list[str] = field(default_factory=list)
+    sweep_parallelism: int = 0
+    sweep_max_trials: int = 32
 
     def __post_init__(self) -> None:
         self.params, self.labels = list(self.params or []), list(self.labels or [])
+        self.sweep = list(self.sweep or [])
 
     @property
     def secrets(self) -> dict[str, str]:

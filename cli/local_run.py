@@ -138,6 +138,7 @@ def build_summary(
 def run_local(
     params: dict[str, Any], output_dir: Path, run_id: str, verbose: bool = False,
     dry_run: bool = False, defaults: dict[str, Any] | None = None, resume: bool = False,
+    sweep: tuple[str, ...] = (), sweep_parallelism: int = 0,
 ) -> Path | None:
     """Run the pipeline locally; returns the path of summary.json (written even on failure
     or interruption).
@@ -171,7 +172,7 @@ def run_local(
             console.print(f"[yellow]{note}[/]")
         try:
             return _run_claimed(params, run_root, run_id, verbose, defaults or {}, interrupts,
-                                output_dir)
+                                output_dir, sweep, sweep_parallelism)
         finally:
             folder.release()
 
@@ -184,7 +185,8 @@ def _go_offline_if_unreachable() -> str | None:
 
 def _run_claimed(
     params: dict[str, Any], run_root: Path, run_id: str, verbose: bool, defaults: dict[str, Any],
-    interrupts: resume_.Interrupts, output_dir: Path,
+    interrupts: resume_.Interrupts, output_dir: Path, sweep: tuple[str, ...] = (),
+    sweep_parallelism: int = 0,
 ) -> Path:
     console = terminal_console()
     resume_.save_spec(run_root, params, defaults)
@@ -195,7 +197,12 @@ def _run_claimed(
 
     from kfp import local
 
-    from pipelines.lora_pipeline import lora_pipeline
+    from pipelines.lora_pipeline import build_pipeline, lora_pipeline
+    from pipelines.settings import CompileSettings
+
+    pipeline = build_pipeline(CompileSettings(
+        target="local", sweep=sweep, sweep_parallelism=sweep_parallelism)) if sweep \
+        else lora_pipeline
 
     pipeline_root = run_root / "pipeline"
     resume_.drop_unfinished_steps(pipeline_root)  # an earlier attempt's, killed mid-step
@@ -219,7 +226,7 @@ def _run_claimed(
     interrupts.deferred = True
     try:
         with runner_output_to(log):
-            lora_pipeline(**params)
+            pipeline(**params)
     except RuntimeError as exc:
         status, error = "FAILURE", ANSI.sub("", str(exc))
     except resume_.Interrupted:

@@ -59,6 +59,9 @@ def submit(
     profile: a.ProfileOpt = None,
     max_cost: a.MaxCostOpt = None,
     resume: a.ResumeOpt = None,
+    sweep: a.SweepOpt = None,
+    sweep_parallelism: a.SweepParallelismOpt = 0,
+    sweep_max_trials: a.SweepMaxTrialsOpt = 32,
 ) -> None:
     flags = dict(locals())
     del flags["ctx"]
@@ -118,8 +121,25 @@ def run_local_job(opts: Options) -> Path | None:
     # runs that profile's real model (it needs the hub, like --real-defaults).
     r = resolved(opts, "local", run_name=run_id,
                  default_profile=DEFAULT_PROFILE if opts.real_defaults else LOCAL_PROFILE)
+    trials = sweep_items(opts, r.params)
     return run_local(r.params, opts.output_dir, run_id, verbose=opts.verbose, dry_run=opts.dry_run,
-                     defaults=r.real_defaults_used)
+                     defaults=r.real_defaults_used, sweep=trials,
+                     sweep_parallelism=opts.sweep_parallelism)
+
+
+def sweep_items(opts: Options, params: dict) -> tuple[str, ...]:
+    """The sweep's trials (pipelines/sweep.py), checked before anything runs; said once."""
+    if not opts.sweep:
+        return ()
+    from pipelines.settings import parse_pairs
+    from pipelines.sweep import build_grid, trial_items
+
+    grid = build_grid(opts.sweep, params, parse_pairs(opts.params), opts.sweep_max_trials)
+    at_once = opts.sweep_parallelism or len(grid)
+    note(f"sweep: {len(grid)} trials, {at_once} at a time"
+         + (" (locally: one after another)" if opts.local else "") + ": "
+         + "; ".join(", ".join(f"{k}={v}" for k, v in t.items()) for t in grid))
+    return trial_items(grid)
 
 
 @app.command("upload")

@@ -25,6 +25,7 @@ from components.inference import component as inference
 from components.prepare_data import component as prepare_data
 from components.register import component as register
 from components.report import component as report
+from components.select_trial import component as select_trial
 from pipelines import signature
 from pipelines.generate import refresh
 from pipelines.machines import (
@@ -55,7 +56,7 @@ def step_components() -> dict[str, Any]:
         "evaluate": evaluation.evaluate, "gate": evaluation.gate,
         "inference": inference.inference, "export": export.export,
         "register-model": register.register_model, "deploy-model": deploy.deploy_model,
-        "report": report.report,
+        "report": report.report, "select-trial": select_trial.select_trial,
     }
 
 
@@ -130,6 +131,16 @@ def build_pipeline(settings: CompileSettings) -> Any:
     # A GPU step refuses to start without the accelerator it was compiled for.
     gpu = {"required_accelerator": settings.required_accelerator}
 
+    def sweep_trials(task: Callable[..., Any], base: Any, splits: Mapping[str, Any]) -> Any:
+        """One fine-tune per trial (`trial`: the trial's settings alone, so its cache key is
+        the single run's plus those), the winner chosen by select-trial on validation."""
+        with dsl.ParallelFor(list(settings.sweep), parallelism=settings.sweep_parallelism,
+                             name="sweep-trials") as trial:
+            one = task("fine-tune", base=base, train=splits["train"],
+                       validation=splits["validation"], trial=trial, **gpu)
+        return task("select-trial", models=dsl.Collected(one.outputs["model"])
+                    ).outputs["winner"]
+
     def wire(p: Mapping[str, Any]) -> None:
         """The DAG: which artifacts flow where. Parameters reach each step by name."""
         tasks: dict[str, Any] = {}
@@ -147,8 +158,11 @@ def build_pipeline(settings: CompileSettings) -> Any:
         key.set_caching_options(False)
         prep = task("prepare-data", base=base, data_key=key.output)
         splits = {k: prep.outputs[k] for k in ("train", "validation", "test", "rejected")}
-        tuned = task("fine-tune", base=base, train=splits["train"],
-                     validation=splits["validation"], **gpu).outputs["model"]
+        if settings.sweep:
+            tuned = sweep_trials(task, base, splits)
+        else:
+            tuned = task("fine-tune", base=base, train=splits["train"],
+                         validation=splits["validation"], **gpu).outputs["model"]
         ev = task("evaluate", base=base, test=splits["test"], model=tuned, **gpu)
         decide = task("gate", generations=ev.outputs["generations"])
         inf = task("inference", base=base, test=splits["test"], model=tuned, **gpu)

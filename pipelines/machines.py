@@ -58,6 +58,7 @@ STEP_MACHINES: dict[str, MachineSpec] = {
     "data-key": MachineSpec(cpu="1", memory="2G"),  # reads one object's metadata
     "prepare-data": SMALL_CPU,
     "gate": SMALL_CPU,
+    "select-trial": SMALL_CPU,  # reads the trials' scores, copies the winner's adapter
     "register-model": SMALL_CPU,
     "report": SMALL_CPU,
     # Merging in fp32 holds the base twice over for a moment (Gemma 3 1B: ~4 GB each).

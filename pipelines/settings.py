@@ -89,6 +89,12 @@ class CompileSettings(BaseModel):
         description="Vertex Model Registry model that gets new versions ('' = named at run time "
         "after the run's base model, e.g. dolly-lora-gemma-3-1b-it).",
     )
+    sweep: tuple[str, ...] = Field(
+        (), description="Sweep trials, each a JSON object of training settings (pipelines/"
+        "sweep.py builds the grid); empty = one fine-tune, no ParallelFor.",
+    )
+    sweep_parallelism: int = Field(
+        0, ge=0, description="Trials that run at once (0 = all of them).")
 
     @field_validator("profile")
     @classmethod

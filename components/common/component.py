@@ -44,6 +44,9 @@ class StepSpec:
     constants: Mapping[str, tuple[type, Any]] = field(default_factory=dict)
     returns: type | None = None
     summary: str = ""
+    # Inputs that take a list of artifacts (`dsl.Collected` of a ParallelFor): the run function
+    # receives a list of paths.
+    collected: tuple[str, ...] = ()
 
     def parameters(self) -> dict[str, Any]:
         """The section's fields that are component parameters (name -> pydantic field)."""
@@ -107,7 +110,8 @@ def component_source(spec: StepSpec) -> str:
     spec.check()
     fields = spec.parameters()
     constants = spec.constants
-    required = [f"{a}: Input[{t.__name__}]" for a, t in spec.inputs.items()]
+    required = [f"{a}: Input[list[{t.__name__}]]" if a in spec.collected
+                else f"{a}: Input[{t.__name__}]" for a, t in spec.inputs.items()]
     required += [f"{k}: {annotation_source(f.annotation)}" for k, f in fields.items()]
     required += [f"{c}: {t.__name__}" for c, (t, d) in constants.items() if d is REQUIRED]
     required += [f"{o}: Output[{t.__name__}]" for o, t in spec.outputs.items()]

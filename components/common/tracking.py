@@ -387,7 +387,9 @@ class VertexExperimentRun(DummyRun):
         self._step = step
         where = {"project": project, "location": location, "credentials": credentials}
         aiplatform.Experiment.get_or_create(experiment, **where)
-        run_name = vertex_run_name(group, experiment)
+        # A sweep trial (`fine-tune-<trial>`) is a run of its own; the rest share the group's.
+        trial = step.removeprefix("fine-tune-") if step.startswith("fine-tune-") else ""
+        run_name = vertex_run_name(f"{group or 'run'}-{trial}" if trial else group, experiment)
         try:
             self._run = aiplatform.ExperimentRun(run_name, experiment=experiment, **where)
         except exceptions.NotFound:
@@ -508,7 +510,7 @@ def chosen_trackers(settings: TrackingConfig | None, step: str) -> list[str]:
     none without settings (a step whose section has no tracking fields, such as
     fetch-base-model)."""
     names = settings.tracker_list if settings is not None else []
-    return [n for n in names if n != "vertex" or step in VERTEX_STEPS]
+    return [n for n in names if n != "vertex" or step.startswith(VERTEX_STEPS)]
 
 
 def open_backend(name: str, step: str, config: dict[str, Any], project: str, group: str | None,

@@ -13,7 +13,7 @@ SPEC = StepSpec(
     outputs={"model": Model},
     config_from_inputs={"base_model": "base"},
     run_id_from="model",
-    constants={"required_accelerator": (str, REQUIRED)},
+    constants={"required_accelerator": (str, REQUIRED), "trial": (str, "")},
     summary="Train a LoRA adapter on the train split; validation loss during training. With "
     "checkpoint_uri, checkpoints stream to <checkpoint_uri>/<run_name or pipeline job>/fine-tune/ "
     "and a restarted task resumes from the newest complete one.",
@@ -63,6 +63,7 @@ def fine_tune(
     save_total_limit: int,
     required_accelerator: str,
     model: Output[Model],
+    trial: str = '',
 ):
     """Train a LoRA adapter on the train split; validation loss during training. With
     checkpoint_uri, checkpoints stream to <checkpoint_uri>/<run_name or pipeline job>/fine-tune/

@@ -538,7 +538,7 @@ def check(cfg: TrainConfig) -> None:
 
 def run_fine_tune(
     cfg: TrainConfig, *, train: str, validation: str, model: str, run_id: str = "",
-    required_accelerator: str = "",
+    required_accelerator: str = "", trial: str = "",
 ) -> dict[str, AdapterModel]:
     """Train on the `train` split (validation loss during training) into the folder `model`.
 
@@ -549,8 +549,15 @@ def run_fine_tune(
 
     With several GPUs (or `num_processes` > 1) it starts one training process per GPU with
     torchrun's launcher (`distributed.py`) and returns what rank 0 returned; everything a user
-    can get wrong is checked here first, before any process starts."""
+    can get wrong is checked here first, before any process starts.
+
+    `trial` (a sweep's JSON of settings) overrides the config for this trial and adds its
+    validation scores to the model folder (`trial.py`)."""
     from components.fine_tune import distributed, permanent
+    from components.fine_tune.trial import apply_trial, trial_settings
+
+    settings = trial_settings(trial)
+    cfg = apply_trial(cfg, settings, run_id)
 
     # A permanent error of an earlier attempt of this job: refused at once (permanent.py).
     prefix = (checkpointing.task_prefix(cfg.checkpoint_uri, cfg.run_name or run_id)
@@ -558,23 +565,35 @@ def run_fine_tune(
     if prefix:
         permanent.refuse_if_recorded(prefix, run_id)
     try:
-        return _fine_tune(cfg, train, validation, model, run_id, required_accelerator)
+        result = _fine_tune(cfg, train, validation, model, run_id, required_accelerator,
+                            settings)
     except BaseException as exc:
         if prefix and permanent.is_permanent(exc):
             permanent.record(prefix, run_id, exc)
         raise
+    if settings and result:
+        from components.common.jsonl import read_rows
+        from components.fine_tune.trial import write_validation_scores
+
+        write_validation_scores(cfg, model, read_rows(validation), settings,
+                                batch_size=cfg.per_device_train_batch_size)
+    return result
 
 
 def _fine_tune(cfg: TrainConfig, train: str, validation: str, model: str, run_id: str,
-               required_accelerator: str) -> dict[str, AdapterModel]:
+               required_accelerator: str, settings: dict[str, Any] | None = None,
+               ) -> dict[str, AdapterModel]:
     from components.fine_tune import distributed
+    from components.fine_tune.trial import trial_label
 
+    # Each trial its own tracker run (W&B run, TensorBoard folder, Vertex Experiments run).
+    step = f"fine-tune-{trial_label(settings)}" if settings else "fine-tune"
     started = time.time()
     require_accelerator(required_accelerator, "fine-tune")  # seconds, not hours
     bf16_enabled(cfg.bf16)  # bf16=true on a machine without bf16: refused before any data loads
     world = distributed.world_size_for(cfg)
     if world == 1 or distributed.in_worker():
-        return fine_tune_process(cfg, train, validation, model, run_id, "", started)
+        return fine_tune_process(cfg, train, validation, model, run_id, "", started, step)
     gpus = distributed.visible_gpus()
     if gpus and world > gpus:
         raise InputError(f"num_processes={world} but this machine has {gpus} GPU(s); use at "
@@ -584,14 +603,14 @@ def _fine_tune(cfg: TrainConfig, train: str, validation: str, model: str, run_id
     work = tempfile.mkdtemp(prefix="fine-tune-")  # shared by the ranks: checkpoints land here
     try:
         return distributed.launch(world, fine_tune_process, cfg, train, validation, model,
-                                  run_id, work, started)
+                                  run_id, work, started, step)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 def fine_tune_process(
     cfg: TrainConfig, train_path: str, val_path: str, model_dir: str, run_id: str,
-    work_dir: str, started: float,
+    work_dir: str, started: float, step: str = "fine-tune",
 ) -> dict[str, AdapterModel]:
     """One training process: rank 0 (or the only process) tracks and publishes; other ranks
     train their share and return {}."""
@@ -604,9 +623,9 @@ def fine_tune_process(
         train(cfg, read_rows(train_path), read_rows(val_path), Path(model_dir), DummyRun(),
               run_name=run_name, work_dir=work_dir)
         return {}
-    with step_run("fine-tune", cfg, run_id, output_path=model_dir) as step:
+    with step_run(step, cfg, run_id, output_path=model_dir) as ctx:
         result = train(cfg, read_rows(train_path), read_rows(val_path), Path(model_dir),
-                       step.tracker, run_name=run_name, work_dir=work_dir, started=started)
+                       ctx.tracker, run_name=run_name, work_dir=work_dir, started=started)
         return {"model": AdapterModel(
             **result.metrics.to_dict(), lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
             target_modules=cfg.target_modules)}
