@@ -32,6 +32,7 @@ from cli.run_output import (
     step_peak,
     terminal_console,
 )
+from cli.sweep_output import add_sweep
 from cli.tracking_outputs import tracking_lines, tracking_summary
 
 
@@ -131,6 +132,7 @@ def build_summary(
         "pipeline_root": str(run_dir.parent) if run_dir else None,
     }
     add_evaluation(summary)
+    add_sweep(summary)
     summary["tracking"] = tracking_summary(meta, params, run_root) if run_root else {}
     return summary
 
