@@ -25,6 +25,7 @@ import typer
 
 from cli import app as a
 from cli.app import Options, app, guard, location, note
+from cli.sweep_submit import sweep_items
 
 
 @app.callback(invoke_without_command=True)
@@ -126,20 +127,6 @@ def run_local_job(opts: Options) -> Path | None:
                      defaults=r.real_defaults_used, sweep=trials,
                      sweep_parallelism=opts.sweep_parallelism)
 
-
-def sweep_items(opts: Options, params: dict) -> tuple[str, ...]:
-    """The sweep's trials (pipelines/sweep.py), checked before anything runs; said once."""
-    if not opts.sweep:
-        return ()
-    from pipelines.settings import parse_pairs
-    from pipelines.sweep import build_grid, trial_items
-
-    grid = build_grid(opts.sweep, params, parse_pairs(opts.params), opts.sweep_max_trials)
-    at_once = opts.sweep_parallelism or len(grid)
-    note(f"sweep: {len(grid)} trials, {at_once} at a time"
-         + (" (locally: one after another)" if opts.local else "") + ": "
-         + "; ".join(", ".join(f"{k}={v}" for k, v in t.items()) for t in grid))
-    return trial_items(grid)
 
 
 @app.command("upload")

@@ -13,6 +13,7 @@ import typer
 
 from cli import kfp, templates
 from cli.app import Options, fail, note
+from cli.sweep_submit import sweep_cost, sweep_template, with_sweep, without_sweep
 from components.common.errors import InputError
 from pipelines.compiler import DEFAULT_TEMPLATE, default_run_id
 from planning.profiles import DEFAULT_PROFILE
@@ -38,10 +39,10 @@ def resolved(opts: Options, target: str, run_name: str | None = None,
             params["vertex_experiment"] = opts.experiment
         template = opts.template or str(DEFAULT_TEMPLATES[target])
         if not template.startswith("https://") and Path(template).is_file():
-            base = (read_stamp(Path(template)) or {}).get("settings")
-    return resolve(profile=opts.profile, settings={**opts.compile_overrides, "target": target},
-                   params=params, param_pairs=opts.params, base=base,
-                   default_profile=default_profile)
+            base = without_sweep((read_stamp(Path(template)) or {}).get("settings"))
+    return with_sweep(opts, lambda sweep: resolve(  # the sweep: a compile setting
+        profile=opts.profile, settings={**opts.compile_overrides, **sweep, "target": target},
+        params=params, param_pairs=opts.params, base=base, default_profile=default_profile))
 
 
 def preflight(opts: Options, r: Resolved) -> dict[str, Any]:
@@ -55,6 +56,8 @@ def preflight(opts: Options, r: Resolved) -> dict[str, Any]:
 def template(opts: Options, r: Resolved) -> str:
     """The template to send, checked against the code and the compile settings asked for: the
     default one is (re)compiled when missing or stale; a named one is refused when stale."""
+    if path := sweep_template(r, opts.template):
+        return path
     path, compiled = templates.resolve_template(opts.template, r)
     if compiled:
         note(compiled)
@@ -181,6 +184,7 @@ def cost_estimate(opts: Options, r: Resolved) -> Resolved:
         settings = with_deadlines(r.settings, est)
         r = replace(r, settings=settings,
                     asked={**r.asked, "step_timeouts": settings.training.step_timeouts})
+    est = sweep_cost(r, est)  # every trial's fine-tune
     for line in est.lines():
         typer.echo(line, err=True)
     cost.check_max_cost(est, opts.max_cost)

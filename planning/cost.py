@@ -371,3 +371,21 @@ def check_max_cost(est: Estimate, max_cost: float | None) -> None:
             f"--max-cost ${max_cost:.2f}; raise --max-cost, or shorten the timeouts "
             "(compile.py --timeout / DOLLY_LORA_TRAIN_TIMEOUT)"
         )
+
+
+def sweep_estimate(single: Estimate, trials: dict[str, Estimate]) -> Estimate:
+    """The whole sweep: every trial's fine-tune (its own expected time, each to the compiled
+    fine-tune deadline in the worst case) and the other GPU steps once (the winner's)."""
+    ft = single.steps["fine-tune"]
+    steps = {f"fine-tune {name}": {**t.steps["fine-tune"],
+                                   "timeout_seconds": ft["timeout_seconds"]}
+             for name, t in trials.items()}
+    steps.update({k: v for k, v in single.steps.items() if k != "fine-tune"})
+    train_s = sum(t.train_seconds for t in trials.values())
+    startup_s = single.startup_seconds + ft["startup_seconds"] * (len(trials) - 1)
+    usd = sum((v["run_seconds"] + v["startup_seconds"]) / 3600 * v["usd_per_hour"]
+              for v in steps.values()) + (single.serving["usd"] if single.serving else 0.0)
+    return replace(single, steps=steps, train_seconds=train_s, startup_seconds=startup_s,
+                   train_tokens=sum(t.train_tokens for t in trials.values()),
+                   gpu_seconds=train_s + single.generate_seconds + startup_s, usd=usd,
+                   worst_usd=_worst(steps, single.serving))

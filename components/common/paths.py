@@ -7,6 +7,7 @@ resolves inside whatever environment (laptop venv or the image) the step runs in
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from components.common.errors import InputError
@@ -39,8 +40,11 @@ def pipeline_job_name(output_path: str) -> str:
     Why from the path: a `{{$.pipeline_job_name}}` input would be part of the step's cache key
     and no resubmit would ever hit the cache. Both runners lay outputs out as
     `<root>/[<project number>/]<job name>/<task>[_<id>]/<output>` (Vertex mounts gs:// at
-    /gcs/), so the name is the output's grandparent folder. '' when the path is too short."""
+    /gcs/), so the name is the output's grandparent folder; the local runner nests a
+    ParallelFor's tasks one folder deeper (`for-loop-N-iteration-I/`). '' when too short."""
     parts = Path(output_path).parts
+    if len(parts) >= 5 and re.fullmatch(r"for-loop-\d+-iteration-\d+", parts[-3]):
+        return parts[-4]
     return parts[-3] if len(parts) >= 4 else ""
 
 
