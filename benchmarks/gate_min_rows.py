@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from components.evaluate.bootstrap import paired_bootstrap
+from components.common.bootstrap import paired_bootstrap
 
 SIZES = (2, 3, 5, 10, 15, 20, 30, 50, 100)
 

@@ -20,6 +20,7 @@ import time
 from contextlib import nullcontext
 from typing import Any
 
+from components.common.bootstrap import paired_bootstrap
 from components.common.config import HEADLINE_METRICS, EvalConfig, GenerationConfig, NoParameters
 from components.common.errors import InputError
 from components.common.generation import generate, prompt_text, response_losses
@@ -33,7 +34,6 @@ from components.common.results import (
     Scores,
 )
 from components.common.step import StepResult
-from components.evaluate.bootstrap import paired_bootstrap
 from components.evaluate.metrics import (
     EXACT_MATCH_CATEGORIES,
     exact_match,

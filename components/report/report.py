@@ -25,6 +25,7 @@ from components.common.results import (
     Interval,
     Predictions,
     PreparedData,
+    Scores,
     TrainMetrics,
 )
 from components.common.rows import count_reasons, reason_kind
@@ -384,8 +385,45 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def verdict(headline: Interval | None) -> str:
-    """One sentence a person can act on."""
+# The overall metrics the verdict checks against the headline: label, and whether higher is
+# better. Perplexity is left out: it moves with loss, always the same way.
+_OTHER_WAY = {"loss": ("loss", False), "rougeL": ("ROUGE-L", True),
+              "exact_match": ("exact match", True)}
+
+
+def other_way(headline: Interval | None, base: Scores | None, tuned: Scores | None) -> list[str]:
+    """Each overall metric that moved against the headline's estimate, with its numbers
+    ("ROUGE-L fell 0.065 -> 0.040"); a change under the report's 3 decimals does not count."""
+    if headline is None or base is None or tuned is None or not headline.improvement:
+        return []
+    helped = headline.improvement > 0
+    moved = []
+    for key, (label, higher) in _OTHER_WAY.items():
+        b, t = getattr(base, key), getattr(tuned, key)
+        if key == headline.metric or b is None or t is None or round(b, 3) == round(t, 3):
+            continue
+        better = (t > b) == higher
+        if better != helped:
+            moved.append(f"{label} {'rose' if t > b else 'fell'} {_fmt(b)} -> {_fmt(t)}")
+    return moved
+
+
+def _and(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def verdict(headline: Interval | None, base: Scores | None = None,
+            tuned: Scores | None = None) -> str:
+    """One sentence a person can act on, then every overall metric that moved the other way
+    (the gate still decides on the headline interval alone)."""
+    text = _verdict(headline)
+    moved = other_way(headline, base, tuned)
+    if not moved:
+        return text
+    return f"{text} But {_and(moved)}: the other way."
+
+
+def _verdict(headline: Interval | None) -> str:
     if headline is None:
         return "No evaluation results."
     m = headline.metric
@@ -405,6 +443,11 @@ def verdict(headline: Interval | None) -> str:
             f"is not above the gate threshold {_fmt(headline.threshold)}, so the gate stays closed.")
 
 
+def _scores(data: dict[str, Any]) -> tuple[Scores | None, Scores | None]:
+    r = data.get("results")
+    return (r.base, r.tuned) if r else (None, None)
+
+
 def render_html(data: dict[str, Any]) -> str:
     import jinja2
 
@@ -419,7 +462,7 @@ def render_html(data: dict[str, Any]) -> str:
     env.filters["fmt"] = _fmt
     env.globals.update(data_notes=data_notes, step_note=step_note, card_lines=card_lines)
     return env.from_string(TEMPLATE.read_text()).render(
-        d=data, figures=figures, verdict=verdict(data["headline"]),
+        d=data, figures=figures, verdict=verdict(data["headline"], *_scores(data)),
         verdict_class=verdict_class(data["headline"]),
         metrics=["loss", "perplexity", "rougeL", "exact_match"],
     )
@@ -485,7 +528,8 @@ def step_note(s: dict[str, Any]) -> str:
 def render_markdown(data: dict[str, Any]) -> str:
     """The short version: verdict, overall numbers, per category, data, time and cost."""
     r, h, cost = data["results"], data["headline"], data["cost"]
-    lines = [f"# Run {data.get('run_name') or data['run_id'] or ''}".rstrip(), "", verdict(h), ""]
+    title = f"# Run {data.get('run_name') or data['run_id'] or ''}".rstrip()
+    lines = [title, "", verdict(h, *_scores(data)), ""]
     if data.get("run_name") and data["run_id"] and data["run_name"] != data["run_id"]:
         lines[1:1] = ["", f"Pipeline job `{data['run_id']}`"]
     if data.get("overfitting"):

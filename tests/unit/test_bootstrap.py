@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from components.common.bootstrap import paired_bootstrap
 from components.common.config import EvalConfig, build
 from components.common.errors import InputError
-from components.evaluate.bootstrap import paired_bootstrap
 from components.evaluate.metrics import exact_match, normalize_answer
 
 

@@ -13,13 +13,16 @@ from pathlib import Path
 import pytest
 
 from components.common.config import EvalConfig
-from components.common.results import Evaluation, PreparedData, Scores, TrainMetrics
+from components.common.results import Evaluation, Interval, PreparedData, Scores, TrainMetrics
 from components.evaluate.evaluate import by_category, compare
 from components.report.report import (
+    _scores,
     collect,
     render_html,
     render_markdown,
     smoothed,
+    verdict,
+    verdict_class,
     write_report,
 )
 from tests.conftest import write_jsonl
@@ -350,3 +353,51 @@ def test_rejected_counts_agree_between_metadata_and_report(tmp_path, dolly_rows,
     assert summary["rejected_rows"] == p.stats["rejected_rows"]
     assert summary["rejected_by_reason"] == p.stats["rejected_by_reason"]
     assert summary["rejected_by_reason"]["duplicate"] == 2
+
+
+def _helped_on_loss() -> Interval:
+    return Interval(metric="loss", higher_is_better=False, improvement=0.48, improvement_low=0.39,
+                    improvement_high=0.58, threshold=0.0, min_rows=30, enough_rows=True,
+                    tuned_better=True, rows=200)
+
+
+def test_verdict_names_the_one_metric_that_moved_the_other_way():
+    text = verdict(_helped_on_loss(), Scores(loss=3.0, rougeL=0.065),
+                   Scores(loss=2.52, rougeL=0.040))
+    assert text.startswith("Fine-tuning helped: loss improved by 0.480")
+    assert text.endswith("But ROUGE-L fell 0.065 -> 0.040: the other way.")
+
+
+def test_verdict_says_nothing_more_when_every_metric_agrees():
+    text = verdict(_helped_on_loss(), Scores(loss=3.0, rougeL=0.040, exact_match=0.1),
+                   Scores(loss=2.52, rougeL=0.065, exact_match=0.2))
+    assert text == verdict(_helped_on_loss()) and "other way" not in text
+    # a change under the shown 3 decimals is not a move
+    assert "other way" not in verdict(_helped_on_loss(), Scores(loss=3.0, rougeL=0.0651),
+                                      Scores(loss=2.5, rougeL=0.0649))
+
+
+def test_verdict_names_several_and_the_gate_is_unchanged():
+    h = _helped_on_loss()
+    text = verdict(h, Scores(loss=3.0, rougeL=0.065, exact_match=0.2),
+                   Scores(loss=2.52, rougeL=0.040, exact_match=0.1))
+    assert "But ROUGE-L fell 0.065 -> 0.040 and exact match fell 0.200 -> 0.100: the other way." in text
+    assert h.tuned_better and verdict_class(h) == verdict_class(_helped_on_loss())
+    # headline ROUGE-L worse, loss better: loss is the one that moved the other way
+    worse = Interval(metric="rougeL", higher_is_better=True, improvement=-0.02,
+                     improvement_low=-0.04, improvement_high=0.0, threshold=0.0, rows=200)
+    text = verdict(worse, Scores(loss=3.0, rougeL=0.065), Scores(loss=2.5, rougeL=0.045))
+    assert text.startswith("Fine-tuning is not shown to help on rougeL")
+    assert text.endswith("But loss fell 3.000 -> 2.500: the other way.")
+
+
+def test_report_verdict_names_what_moved_the_other_way(tmp_path):
+    rows = _eval_rows()
+    for r in rows:
+        r["rougeL_tuned"] = 0.0
+        r["rougeL_base"] = 0.5
+    cfg = EvalConfig(bootstrap_samples=200)
+    ev = Evaluation(base=Scores(loss=3.1, rougeL=0.5), tuned=Scores(loss=2.6, rougeL=0.0),
+                    rows=rows, n_rows=len(rows), headline=compare(rows, cfg))
+    data = {"results": ev, "headline": ev.headline}
+    assert "But ROUGE-L fell 0.500 -> 0.000: the other way." in verdict(ev.headline, *_scores(data))
