@@ -317,3 +317,21 @@ def test_offline_wandb_files_land_under_the_steps_output_prefix(tmp_path, monkey
     from components.common.tracking import wandb_dir
 
     assert wandb_dir("evaluate", str(output)) is None
+
+
+def test_each_sweep_trial_is_a_vertex_experiment_run_of_its_own(vertex_metadata):
+    """A sweep's fine-tunes (`fine-tune-<trial>`) each create their own experiment run, named
+    after the pipeline run and the trial, so the console lists the trials side by side."""
+    from components.common.tracking import VertexExperimentRun, chosen_trackers
+
+    assert chosen_trackers(TrackingConfig(trackers="vertex"), "fine-tune-lora_r-8") == ["vertex"]
+    for trial, loss in (("lora_r-8", 2.7), ("lora_r-16", 2.6)):
+        run = VertexExperimentRun(f"fine-tune-{trial}", "Dolly_Lora-1", {"lora_r": 8}, "dolly-exp")
+        run.summary({"eval_loss": loss})
+        run.close()
+    for trial, loss in (("lora-r-8", 2.7), ("lora-r-16", 2.6)):
+        ctx = vertex_metadata.context("dolly-exp", f"dolly-lora-1-{trial}")
+        assert dict(dict(ctx.metadata)["_metrics"]) == {"eval_loss": loss}
+    creates = [c[1].rsplit("/", 1)[1] for c in vertex_metadata.calls if c[0] == "create_context"]
+    assert creates == ["dolly-exp", "dolly-exp-dolly-lora-1-lora-r-8",
+                       "dolly-exp-dolly-lora-1-lora-r-16"]
