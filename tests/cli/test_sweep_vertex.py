@@ -50,3 +50,12 @@ def test_max_cost_covers_the_whole_sweep(vertex, monkeypatch: pytest.MonkeyPatch
     r = dry(monkeypatch, *SWEEP, "--max-cost", f"{worst_one * 1.05:.2f}")
     assert r.exit_code == 2, r.output
     assert "worst case" in r.stderr.splitlines()[-1]
+
+
+def test_a_plain_submit_after_a_sweep_sends_the_single_dag(
+        vertex, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert dry(monkeypatch, *SWEEP).exit_code == 0
+    r = dry(monkeypatch)
+    assert r.exit_code == 0, r.output
+    spec = json.loads(r.stdout)["request"]["pipelineJob"]["pipelineSpec"]
+    assert "select-trial" not in all_tasks(spec) and "fine-tune" in spec["root"]["dag"]["tasks"]
