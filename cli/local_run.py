@@ -93,7 +93,8 @@ def build_summary(
     prep = {name: PreparedData.read(m) for name, m in meta.get("prepare-data", {}).items()}
     gate = meta.get("gate", {}).get("metrics")
     scores = GateVerdict.read(gate).scalars if gate else {}
-    tuned = meta.get("fine-tune", {}).get("model")
+    # a sweep's winner, else the one fine-tune
+    tuned = meta.get("select-trial", {}).get("winner") or meta.get("fine-tune", {}).get("model")
     trained = AdapterModel.read(tuned)
     merged = meta.get("export", {}).get("merged")
 

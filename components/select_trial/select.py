@@ -56,4 +56,16 @@ def run_select_trial(cfg: NoParameters, *, models: list[str], winner: str,
           f"{json.dumps(trials[index].settings)}: {choice.why}", flush=True)
     meta = {"trials": len(trials), "winner": choice.winner,
             "winner_settings": json.dumps(trials[index].settings)}
-    return StepResult(metadata={"winner": meta, "sweep": meta})
+    return StepResult(metadata={"winner": {**winner_metadata(models[index]), **meta},
+                                "sweep": meta})
+
+
+def winner_metadata(folder: str) -> dict[str, Any]:
+    """The winner's Model metadata, as its fine-tune gave it (metrics and LoRA settings; on
+    Vertex a custom job's metadata never reaches the pipeline, so from its files)."""
+    folder_path = Path(folder)
+    metrics_file, config_file = folder_path / METRICS_FILE, folder_path / "training_config.json"
+    meta = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    config = json.loads(config_file.read_text()) if config_file.exists() else {}
+    meta.update({k: config[k] for k in ("lora_r", "lora_alpha", "target_modules") if k in config})
+    return {k: v for k, v in meta.items() if isinstance(v, int | float | str | bool)}

@@ -59,6 +59,9 @@ def test_two_trials_one_winner_only_it_on_test(sweep_run) -> None:
     other = root / f"for-loop-2-iteration-{1 - winner}" / "fine-tune" / "model" / name
     assert other.read_bytes() != (trial_adapter / name).read_bytes()
     assert summary["merged_model"] and summary["eval"]["tuned"]
+    # the training block is the winner's
+    winner_metrics = json.loads((trial_adapter / "metrics.json").read_text())
+    assert summary["training"]["eval_loss"] == pytest.approx(winner_metrics["eval_loss"])
 
 
 def test_one_tracker_run_per_trial(sweep_run) -> None:
