@@ -138,8 +138,7 @@ def build_pipeline(settings: CompileSettings) -> Any:
                              name="sweep-trials") as trial:
             one = task("fine-tune", base=base, train=splits["train"],
                        validation=splits["validation"], trial=trial, **gpu)
-        return task("select-trial", models=dsl.Collected(one.outputs["model"])
-                    ).outputs["winner"]
+        return task("select-trial", models=dsl.Collected(one.outputs["model"])).outputs
 
     def wire(p: Mapping[str, Any]) -> None:
         """The DAG: which artifacts flow where. Parameters reach each step by name."""
@@ -158,8 +157,12 @@ def build_pipeline(settings: CompileSettings) -> Any:
         key.set_caching_options(False)
         prep = task("prepare-data", base=base, data_key=key.output)
         splits = {k: prep.outputs[k] for k in ("train", "validation", "test", "rejected")}
+        sweep: dict[str, Any] = {}  # the report's trials section, with a sweep
         if settings.sweep:
-            tuned = sweep_trials(task, base, splits)
+            chosen = sweep_trials(task, base, splits)
+            tuned = chosen["winner"]
+            if "sweep" in (components["report"].component_spec.inputs or {}):
+                sweep["sweep"] = chosen["sweep"]
         else:
             tuned = task("fine-tune", base=base, train=splits["train"],
                          validation=splits["validation"], **gpu).outputs["model"]
@@ -168,7 +171,7 @@ def build_pipeline(settings: CompileSettings) -> Any:
         inf = task("inference", base=base, test=splits["test"], model=tuned, **gpu)
         task("report", **splits, model=tuned, generations=ev.outputs["generations"],
              predictions=inf.outputs["predictions"], data_card=prep.outputs["data_card"],
-             gpu_steps=",".join(GPU_STEPS))
+             gpu_steps=",".join(GPU_STEPS), **sweep)
         # The registry gate: `gate` returns True when the bootstrap interval of the improvement
         # clears gate_threshold.
         with dsl.If(decide.outputs["Output"] == True, name="tuned-beats-base"):  # noqa: E712
