@@ -47,6 +47,8 @@ class StepSpec:
     # Inputs that take a list of artifacts (`dsl.Collected` of a ParallelFor): the run function
     # receives a list of paths.
     collected: tuple[str, ...] = ()
+    # Inputs a pipeline may leave unconnected (`Input[T] = None`): the run gets "" for them.
+    optional_inputs: Mapping[str, type] = field(default_factory=dict)
 
     def parameters(self) -> dict[str, Any]:
         """The section's fields that are component parameters (name -> pydantic field)."""
@@ -67,6 +69,7 @@ class StepSpec:
             raise TypeError(f"{where}: input_metadata {bad_meta} or run_id_from "
                             f"{self.run_id_from!r} names no artifact of the step")
         passed = (set(self.inputs) - set(self.config_from_inputs.values())) | set(self.outputs)
+        passed |= set(self.optional_inputs)
         passed |= set(self.constants) | set(self.input_metadata)
         passed |= {"run_id"} if self.run_id_from else set()
         taken = set(keyword_names(self.run))
@@ -79,7 +82,9 @@ class StepSpec:
         names = {"dsl", "DEFAULT_IMAGE"}
         names |= {"Input"} if self.inputs else set()
         names |= {"Output"} if self.outputs else set()
-        return names | {t.__name__ for t in (*self.inputs.values(), *self.outputs.values())}
+        names |= {"Input"} if self.optional_inputs else set()
+        kinds = (*self.inputs.values(), *self.optional_inputs.values(), *self.outputs.values())
+        return names | {t.__name__ for t in kinds}
 
 
 def annotation_source(annotation: Any) -> str:
@@ -117,11 +122,12 @@ def component_source(spec: StepSpec) -> str:
     required += [f"{o}: Output[{t.__name__}]" for o, t in spec.outputs.items()]
     optional = [f"{c}: {t.__name__} = {d!r}" for c, (t, d) in constants.items()
                 if d is not REQUIRED]
+    optional += [f"{a}: Input[{t.__name__}] = None" for a, t in spec.optional_inputs.items()]
     described = {k: f.description or "" for k, f in fields.items()}
     summary = spec.summary or (inspect.getdoc(spec.run) or spec.name).split("\n\n")[0]
     doc = args_docstring(summary, described)
     ret = f" -> {spec.returns.__name__}" if spec.returns else ""
-    io = [_keyword("inputs", {n: n for n in spec.inputs}),
+    io = [_keyword("inputs", {n: n for n in (*spec.inputs, *spec.optional_inputs)}),
           _keyword("outputs", {n: n for n in spec.outputs})]
     io += [_keyword("config_from_inputs", {k: repr(v) for k, v in spec.config_from_inputs.items()})
            ] * bool(spec.config_from_inputs)

@@ -125,7 +125,8 @@ class StepIO:
         from components.common.paths import pipeline_job_name
 
         consumed = set(self.config_from_inputs.values())
-        kwargs: dict[str, Any] = {k: [x.path for x in a] if isinstance(a, list) else a.path
+        kwargs: dict[str, Any] = {k: "" if a is None  # an unconnected optional input
+                                  else [x.path for x in a] if isinstance(a, list) else a.path
                                   for k, a in self.inputs.items() if k not in consumed}
         kwargs.update({k: a.path for k, a in self.outputs.items()})
         kwargs.update({k: dict(self.inputs[n].metadata) for k, n in self.input_metadata.items()})

@@ -19,10 +19,11 @@ import numpy as np
 
 from components.common.bootstrap import paired_bootstrap
 
-__all__ = ["METRIC", "Choice", "TrialScores", "cheapness", "choose", "from_json",
+__all__ = ["METRIC", "SWEEP_FILE", "Choice", "TrialScores", "cheapness", "choose", "from_json",
            "settings_label", "to_json"]
 
 METRIC = "validation_loss"
+SWEEP_FILE = "sweep.json"  # the sweep artifact's file: to_json(Choice)
 
 # The settings that make a trial cheaper, most important first: a smaller adapter (rank), fewer
 # optimizer steps or epochs, fewer sequences per step, shorter sequences, fewer adapted modules.

@@ -18,6 +18,7 @@ SPEC = StepSpec(
                     "predictions_metadata": "predictions"},
     run_id_from="html",
     constants={"gpu_steps": (str, REQUIRED)},
+    optional_inputs={"sweep": Artifact},
     summary="Loss curves, base vs tuned per category with intervals, samples, data, time and cost.",
 )
 
@@ -47,6 +48,7 @@ def report(
     gpu_steps: str,
     html: Output[HTML],
     markdown: Output[Markdown],
+    sweep: Input[Artifact] = None,
 ):
     """Loss curves, base vs tuned per category with intervals, samples, data, time and cost.
 
@@ -82,6 +84,7 @@ def report(
             'generations': generations,
             'predictions': predictions,
             'data_card': data_card,
+            'sweep': sweep,
         },
         outputs={'html': html, 'markdown': markdown},
         input_metadata={

@@ -29,6 +29,7 @@ from components.common.results import (
     TrainMetrics,
 )
 from components.common.rows import count_reasons, reason_kind
+from components.common.trials import SWEEP_FILE, Choice, from_json, settings_label
 
 SAMPLE_PROMPTS = 12
 TEMPLATE = Path(__file__).with_name("template.html.j2")
@@ -138,6 +139,7 @@ def collect(
     gpu_steps: set[str] | None = None,
     cost_estimate: str = "",
     data_card_path: str = "",
+    sweep_path: str = "",
 ) -> dict[str, Any]:
     """Everything the report shows, as plain data (also what the tests inspect). `gpu_steps`:
     the steps that ran on a GPU machine (the pipeline passes what it compiled); `cost_estimate`:
@@ -195,6 +197,7 @@ def collect(
         },
         "data": data_summary(splits, prepared),
         "card": _read_json(Path(data_card_path), {}) if data_card_path else {},
+        "sweep": read_sweep(sweep_path),
         "cost": cost,
         "inference": dataclasses.replace(Predictions.read(predictions_meta), rows=len(preds)),
         "wandb": {
@@ -299,6 +302,67 @@ def fig_loss_curves(train: list[tuple[float, float]], val: list[tuple[float, flo
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right")
     return _png(fig)
+
+
+def read_sweep(path: str) -> Choice | None:
+    """The sweep's choice from its artifact (a folder holding `sweep.json`, or the file itself);
+    None for a single-setting run, whose report stays as it was."""
+    if not path:
+        return None
+    p = Path(path)
+    p = p / SWEEP_FILE if p.is_dir() else p
+    return from_json(p.read_text(encoding="utf-8")) if p.is_file() else None
+
+
+def fig_trial_curves(choice: Choice) -> str:
+    """Every trial's validation loss during training, on one plot; the winner drawn bold."""
+    fig = _figure(7, 3.2)
+    ax = fig.add_subplot()
+    drawn = False
+    for t in choice.trials:
+        if not t.get("curve"):
+            continue
+        steps, losses = zip(*t["curve"], strict=True)
+        won = t["name"] == choice.winner
+        ax.plot(steps, losses, "o-", lw=2.5 if won else 1.2, ms=4 if won else 2.5,
+                label=f"{t['name']}: {settings_label(t['settings'], t['name'])}"
+                + (" (chosen)" if won else ""))
+        drawn = True
+    if not drawn:
+        ax.text(0.5, 0.5, "no validation curve", ha="center", va="center", transform=ax.transAxes)
+    else:
+        ax.legend(loc="upper right", fontsize=8)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("validation loss (nats / token)")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def trial_rows(choice: Choice) -> list[dict[str, str]]:
+    """The trials table's cells, formatted once for the HTML and the Markdown."""
+    out = []
+    for t in choice.trials:
+        d = t.get("diff_vs_best")
+        diff = ("best" if t.get("best") else "—" if d is None else
+                f"{d['estimate']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]")
+        out.append({
+            "name": t["name"], "settings": settings_label(t["settings"], t["name"]),
+            "loss": _fmt(t.get("validation_loss")), "diff": diff,
+            "same": "yes" if t.get("overlaps_best") else "no",
+            "seconds": _fmt(t.get("train_seconds"), 0),
+            "tps": _fmt(t.get("tokens_per_second"), 0),
+            "cost": "—" if t.get("cost_usd") is None else f"${t['cost_usd']:.2f}",
+            "chosen": "chosen" if t["name"] == choice.winner else "",
+        })
+    return out
+
+
+def test_split_sentence(choice: Choice) -> str:
+    rows = f"its {choice.rows} validation rows" if choice.rows else "the validation rows"
+    if choice.test_split_used:
+        return "The choice used the test split: the test numbers above are not independent of it."
+    return (f"The choice of trial did not see the test split: it read {rows} only; the test split "
+            "scored the winner alone, once, against the base.")
 
 
 TOO_FEW_COLOR = "#c7c7c7"
@@ -458,9 +522,12 @@ def render_html(data: dict[str, Any]) -> str:
     }
     if data["categories"]:
         figures["categories"] = fig_categories(data["categories"], metric)
+    if data.get("sweep"):
+        figures["trials"] = fig_trial_curves(data["sweep"])
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["fmt"] = _fmt
-    env.globals.update(data_notes=data_notes, step_note=step_note, card_lines=card_lines)
+    env.globals.update(data_notes=data_notes, step_note=step_note, card_lines=card_lines,
+                       trial_rows=trial_rows, test_split_sentence=test_split_sentence)
     return env.from_string(TEMPLATE.read_text()).render(
         d=data, figures=figures, verdict=verdict(data["headline"], *_scores(data)),
         verdict_class=verdict_class(data["headline"]),
@@ -530,6 +597,8 @@ def render_markdown(data: dict[str, Any]) -> str:
     r, h, cost = data["results"], data["headline"], data["cost"]
     title = f"# Run {data.get('run_name') or data['run_id'] or ''}".rstrip()
     lines = [title, "", verdict(h, *_scores(data)), ""]
+    if data.get("sweep"):
+        lines += sweep_markdown(data["sweep"])
     if data.get("run_name") and data["run_id"] and data["run_name"] != data["run_id"]:
         lines[1:1] = ["", f"Pipeline job `{data['run_id']}`"]
     if data.get("overfitting"):
@@ -582,6 +651,18 @@ def render_markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def sweep_markdown(choice: Choice) -> list[str]:
+    lines = [f"## Trials ({len(choice.trials)})", "", choice.why, "", test_split_sentence(choice),
+             "", f"| trial | settings | validation loss | vs best ({choice.confidence:.0%} "
+             "interval) | indistinguishable | train s | tokens/s | cost |",
+             "|---|---|---:|---|---|---:|---:|---:|"]
+    for r in trial_rows(choice):
+        name = f"**{r['name']}** (chosen)" if r["chosen"] else r["name"]
+        lines.append(f"| {name} | {r['settings']} | {r['loss']} | {r['diff']} | {r['same']} | "
+                     f"{r['seconds']} | {r['tps']} | {r['cost']} |")
+    return [*lines, ""]
+
+
 def write_report(data: dict[str, Any], html_path: str, markdown_path: str) -> None:
     for path, text in ((html_path, render_html(data)), (markdown_path, render_markdown(data))):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -594,7 +675,7 @@ def run_report(
     gpu_steps: str = "",
     rejected_metadata: dict[str, Any] | None = None, model_metadata: dict[str, Any] | None = None,
     generations_metadata: dict[str, Any] | None = None,
-    predictions_metadata: dict[str, Any] | None = None, run_id: str = "",
+    predictions_metadata: dict[str, Any] | None = None, run_id: str = "", sweep: str = "",
 ) -> dict[str, dict[str, Any]]:
     """Collect the run's data, write the HTML and Markdown reports, log the HTML to the
     trackers. `gpu_steps`: comma-separated steps that ran on GPU machines (for the cost)."""
@@ -609,7 +690,7 @@ def run_report(
             predictions_path=predictions, predictions_meta=predictions_metadata or {},
             gpu_hourly_usd=cfg.gpu_hourly_usd, run_id=run_id, run_name=cfg.run_name,
             gpu_steps=set(split_csv(gpu_steps)), cost_estimate=cfg.cost_estimate,
-            data_card_path=data_card,
+            data_card_path=data_card, sweep_path=sweep,
         )
         write_report(data, html, markdown)
         step.tracker.log_html("report", Path(html).read_text(encoding="utf-8"))

@@ -8,19 +8,24 @@ import os
 import re
 import shutil
 import subprocess
+from html import escape
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from components.common.config import EvalConfig
 from components.common.results import Evaluation, Interval, PreparedData, Scores, TrainMetrics
+from components.common.trials import Choice, TrialScores, choose, to_json
 from components.evaluate.evaluate import by_category, compare
 from components.report.report import (
     _scores,
     collect,
+    fig_trial_curves,
     render_html,
     render_markdown,
     smoothed,
+    trial_rows,
     verdict,
     verdict_class,
     write_report,
@@ -69,6 +74,18 @@ def run_data(tmp_path_factory) -> dict:
                                                             "seed": 42.0, "max_steps": 60.0}))
     write_jsonl(d / "pred.jsonl", [{"prompt": "p", "response": "r", "completion_tokens": 3,
                                     "latency_s": 0.5}])
+    def collected(**extra):
+        return collect(
+            splits=paths, split_meta={"source_rows": 52, "step_seconds": 2.0,
+                                      "config": {"dataset": "x"}},
+            model_dir=str(model), model_meta={"step_seconds": 3600.0, "device": "cuda",
+                                             "wandb_url": "https://wandb.ai/e/p/runs/abc"},
+            eval_path=str(d / "gen.json"), eval_meta={"step_seconds": 1800.0},
+            predictions_path=str(d / "pred.jsonl"),
+            predictions_meta={"step_seconds": 1800.0, "tokens_per_second": 6.0},
+            gpu_hourly_usd=1.0, run_id="run-7", **extra,
+        )
+
     data = collect(
         splits=paths, split_meta={"source_rows": 52, "step_seconds": 2.0, "config": {"dataset": "x"}},
         model_dir=str(model), model_meta={"step_seconds": 3600.0, "device": "cuda",
@@ -79,7 +96,7 @@ def run_data(tmp_path_factory) -> dict:
         gpu_hourly_usd=1.0, run_id="run-7",
     )
     write_report(data, str(d / "report.html"), str(d / "summary.md"))
-    return {"data": data, "html": d / "report.html", "md": d / "summary.md"}
+    return {"data": data, "html": d / "report.html", "md": d / "summary.md", "collect": collected}
 
 
 def test_gpu_step_times_come_from_their_files_not_metadata(run_data, tmp_path):
@@ -178,8 +195,9 @@ window.addEventListener('load', () => {
   const imgs = [...document.images].map(i => i.complete && i.naturalWidth > 0 ? i.naturalWidth : 0);
   const out = document.createElement('pre');
   out.id = 'probe';
+  const trials = document.querySelectorAll('#trials-table tr').length;
   out.textContent = JSON.stringify({images: imgs, errors: window.__errors,
-                                    title: document.title});
+                                    title: document.title, trial_rows: trials});
   document.body.appendChild(out);
 });
 </script>"""
@@ -192,6 +210,26 @@ def _chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedPro
          f"--user-data-dir={profile}", "--virtual-time-budget=5000", *args],
         capture_output=True, text=True, timeout=120,
     )
+
+
+def _probe(binary: str, html: str, tmp_path: Path) -> dict:
+    probed = tmp_path / "probed.html"
+    probed.write_text(html.replace("</head>", PROBE + "</head>", 1))
+    dom = _chromium(binary, tmp_path / "profile-dom", "--dump-dom", probed.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    m = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
+    assert m, "the page never fired its load event:\n" + dom.stdout[-2000:]
+    return json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+
+
+def test_sweep_report_renders_its_trials_in_headless_chromium(sweep_report, tmp_path):
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("chromium not found on PATH (apt-get install chromium, or set CHROMIUM=/path)")
+    probe = _probe(binary, sweep_report["html"], tmp_path)
+    assert probe["errors"] == []
+    assert len(probe["images"]) == 4 and all(w > 100 for w in probe["images"]), probe
+    assert probe["trial_rows"] == 1 + 3  # header + one row per trial
 
 
 def test_report_renders_in_headless_chromium(run_data, tmp_path):
@@ -401,3 +439,68 @@ def test_report_verdict_names_what_moved_the_other_way(tmp_path):
                     rows=rows, n_rows=len(rows), headline=compare(rows, cfg))
     data = {"results": ev, "headline": ev.headline}
     assert "But ROUGE-L fell 0.500 -> 0.000: the other way." in verdict(ev.headline, *_scores(data))
+
+
+# ------------------------------------------------------------------ a sweep's trials
+
+
+def _sweep_choice() -> Choice:
+    rng = np.random.default_rng(5)
+    tokens = [int(t) for t in rng.integers(5, 40, 60)]
+    hard = rng.normal(2.3, 0.5, 60)
+
+    def t(name, r, shift, noise, seed, curve):
+        own = np.random.default_rng(seed).normal(0, noise, 60)
+        return TrialScores(name, {"lora_r": r}, list((hard + shift + own) * tokens), tokens,
+                           train_seconds=100.0 + r, tokens_per_second=1500.0 + r,
+                           cost_usd=0.01 * r, curve=curve)
+
+    return choose([t("t0", 8, 0.01, 0.4, 1, [(10, 2.9), (20, 2.5)]),
+                   t("t1", 16, 0.5, 0.05, 2, [(10, 3.2), (20, 2.9)]),
+                   t("t2", 32, 0.0, 0.4, 3, [(10, 2.8), (20, 2.4)])], samples=300)
+
+
+@pytest.fixture(scope="module")
+def sweep_report(run_data, tmp_path_factory) -> dict:
+    d = tmp_path_factory.mktemp("sweep")
+    choice = _sweep_choice()
+    (d / "sweep").mkdir()
+    (d / "sweep" / "sweep.json").write_text(to_json(choice))
+    data = run_data["collect"](sweep_path=str(d / "sweep"))
+    write_report(data, str(d / "report.html"), str(d / "summary.md"))
+    return {"choice": choice, "data": data, "html": (d / "report.html").read_text(),
+            "md": (d / "summary.md").read_text()}
+
+
+def test_sweep_report_shows_trials_plot_winner_and_the_test_split_sentence(sweep_report):
+    choice, html, md = sweep_report["choice"], sweep_report["html"], sweep_report["md"]
+    assert choice.winner == "t0" and "indistinguishable from the best" in choice.why
+    assert sweep_report["data"]["sweep"] == choice
+    for name, settings in (("t0", "lora_r=8"), ("t1", "lora_r=16"), ("t2", "lora_r=32")):
+        assert re.search(rf"<td>{name}( \(chosen\))?</td><td>{settings}</td>", html), name
+        assert f"| {settings} |" in md
+    t1 = choice.trial("t1")
+    d = t1["diff_vs_best"]
+    assert f"{d['estimate']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" in html
+    assert "$0.16" in html and "$0.32" in md  # cost per trial
+    assert re.search(r'<img id="fig-trials"[^>]*src="data:image/png;base64,', html)
+    assert "<td>t0 (chosen)</td>" in html and "**t0** (chosen)" in md
+    assert escape(choice.why) in html and choice.why in md
+    sentence = "The choice of trial did not see the test split: it read its 60 validation rows only"
+    assert sentence in html and sentence in md
+
+
+def test_without_a_sweep_the_report_is_unchanged(run_data, tmp_path):
+    data = run_data["collect"](sweep_path="")
+    assert data["sweep"] is None
+    assert "trials-table" not in render_html(data) and "## Trials" not in render_markdown(data)
+    assert render_markdown(data) == run_data["md"].read_text()
+    missing = run_data["collect"](sweep_path=str(tmp_path / "nothing-here"))
+    assert missing["sweep"] is None
+
+
+def test_trial_curves_plot_every_trial():
+    choice = _sweep_choice()
+    assert fig_trial_curves(choice).startswith("data:image/png;base64,")
+    rows = trial_rows(choice)
+    assert [r["chosen"] for r in rows] == ["chosen", "", ""] and rows[2]["diff"] == "best"
