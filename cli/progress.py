@@ -24,6 +24,7 @@ from rich.progress import (
 )
 
 from cli.local_resume import SafeStepLog
+from cli.run_output import ANSI
 from components.common.progress import ENV_EVERY, EVERY_S, PREFIX, Record, Throttle, parse
 
 TERMINAL_EVERY_S = 1.0  # what the steps are asked for when a live line shows them
@@ -73,7 +74,7 @@ class ProgressView(logging.Filter):
                 self.bars.stop()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if m := _FINISHED.match(str(record.getMessage())):
+        if m := _FINISHED.match(ANSI.sub("", str(record.getMessage()))):
             self.end(m.group(1))
         return True
 
@@ -105,13 +106,27 @@ class ProgressStepLog(SafeStepLog):
         super().__init__(path, echo)
         self.view = view
         self.kept: dict[str, Throttle] = {}
+        self.indent = ""
 
     def write(self, text: str) -> int:
-        # kfp.local prints a step's output line by line, one write each.
-        if text.startswith(PREFIX) and (record := parse(text)) is not None:
+        # kfp.local prints a step's output line by line, one write each, after a write of its
+        # own indent: held back here, so a progress line left out takes its indent with it.
+        if text and not text.strip(" "):
+            self.indent += text
+            return len(text)
+        indent, self.indent = self.indent, ""
+        line = text.lstrip(" ")
+        if line.startswith(PREFIX) and (record := parse(line)) is not None:
             self.view.show(record)
             keep = self.kept.setdefault(record.step, Throttle(self.view.every))
             if keep.due(self.view.clock(), record.last):
-                super().write(text)
+                super().write(indent + text)
             return len(text)
-        return super().write(text)
+        super().write(indent + text)
+        return len(text)
+
+    def close(self) -> None:
+        if self.indent and not self.closed:
+            super().write(self.indent)
+            self.indent = ""
+        super().close()

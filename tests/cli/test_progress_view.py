@@ -22,8 +22,10 @@ class Clock:
 
 
 def finished(step: str) -> logging.LogRecord:
+    """kfp.local's end record, its task name in colour as kfp writes it."""
     return logging.LogRecord("kfp", logging.INFO, "", 0,
-                             f"Task '{step}' finished with status SUCCESS", None, None)
+                             f"Task '\x1b[96m{step}\x1b[0m' finished with status "
+                             "\x1b[92mSUCCESS\x1b[0m", None, None)
 
 
 def test_on_a_terminal_a_record_becomes_a_live_progress_line():
@@ -58,16 +60,22 @@ def test_steps_log_keeps_progress_readable_and_every_other_line(tmp_path):
     clock = Clock()
     view = ProgressView(Console(file=io.StringIO(), force_terminal=True), every=30, clock=clock)
     log = ProgressStepLog(tmp_path / "steps.log", view)
-    log.write("Executing fine-tune\n")
+    def kfp_print(line: str) -> None:  # kfp.local's indented print: the indent, then the line
+        log.write("    ")
+        log.write(line + "\n")
+
+    kfp_print("Executing fine-tune")
     for step in range(1, 61):  # a line a second, as the steps print on a terminal
         clock.now += 1
-        log.write(Record("fine-tune", "step", step, 60, 2.0, 100, "1s").line() + "\n")
-    log.write("{'train_runtime': 60.0}\n")
+        kfp_print(Record("fine-tune", "step", step, 60, 2.0, 100, "1s").line())
+    kfp_print("{'train_runtime': 60.0}")
     log.close()
+    assert list(view.tasks) == ["fine-tune"]  # its live line stays until kfp's end record
     view.close()
     lines = (tmp_path / "steps.log").read_text().splitlines()
-    assert lines[0] == "Executing fine-tune" and lines[-1] == "{'train_runtime': 60.0}"
-    assert [ln.split()[3] for ln in lines[1:-1]] == ["1/60", "31/60", "60/60"]
+    assert lines[0] == "    Executing fine-tune" and lines[-1] == "    {'train_runtime': 60.0}"
+    assert [ln[:30] for ln in lines[1:-1]] == [  # one indent each, no more
+        f"    progress fine-tune step {n}" for n in ("1/", "31", "60")]
 
 
 def test_on_a_terminal_the_steps_are_asked_for_a_line_a_second(monkeypatch):
