@@ -111,7 +111,7 @@ class ProgressStepLog(SafeStepLog):
     def write(self, text: str) -> int:
         # kfp.local prints a step's output line by line, one write each, after a write of its
         # own indent: held back here, so a progress line left out takes its indent with it.
-        if text and not text.strip(" "):
+        if not text.strip(" "):  # print() also writes its empty `end=''`
             self.indent += text
             return len(text)
         indent, self.indent = self.indent, ""

@@ -62,7 +62,9 @@ def test_steps_log_keeps_progress_readable_and_every_other_line(tmp_path):
     log = ProgressStepLog(tmp_path / "steps.log", view)
     def kfp_print(line: str) -> None:  # kfp.local's indented print: the indent, then the line
         log.write("    ")
+        log.write("")  # print()'s end=''
         log.write(line + "\n")
+        log.write("")
 
     kfp_print("Executing fine-tune")
     for step in range(1, 61):  # a line a second, as the steps print on a terminal
