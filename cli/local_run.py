@@ -23,6 +23,7 @@ import typer
 from cli import local_resume as resume_
 from cli.local_checks import check_disk, preflight
 from cli.local_checks import checked as _checked
+from cli.progress import ProgressStepLog, ProgressView
 from cli.report_outputs import add_evaluation, publish_reports
 from cli.run_folder import RunFolder
 from cli.run_output import (
@@ -216,10 +217,12 @@ def _run_claimed(
         raise_on_error=True,
         enable_caching=True,
     )
-    log = resume_.SafeStepLog(run_root / "steps.log", echo=sys.stdout if verbose else None)
+    view = ProgressView(console)  # the running step's progress line
+    log = ProgressStepLog(run_root / "steps.log", view, echo=sys.stdout if verbose else None)
     console.print(f"Running the pipeline; every step's output: {log.path}")
     timer = resume_.ResumableTimer(console, pipeline_root, log, interrupts=interrupts)
     root = logging.getLogger()
+    root.addFilter(view)  # first: a step's progress line goes before its end line comes
     root.addFilter(timer)
     level = root.level
     root.setLevel(logging.INFO)  # kfp.local's "cache hit" record comes outside its own logger
@@ -228,7 +231,7 @@ def _run_claimed(
     error: str | None = None
     interrupts.deferred = True
     try:
-        with runner_output_to(log):
+        with runner_output_to(log), view.steps_env():
             pipeline(**params)
     except RuntimeError as exc:
         status, error = "FAILURE", ANSI.sub("", str(exc))
@@ -236,7 +239,9 @@ def _run_claimed(
         status = "FAILURE"
     finally:
         interrupts.deferred = False
+        root.removeFilter(view)
         root.removeFilter(timer)
+        view.close()
         root.setLevel(level)
         timer.close_running()
         log.close()

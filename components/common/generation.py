@@ -8,6 +8,7 @@ the response tokens only, exactly what training optimised.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,13 +92,15 @@ def generate(
     temperature: float = 0.0,
     top_p: float = 1.0,
     timing: dict[str, float] | None = None,
+    on_batch: Callable[[int], None] | None = None,
 ) -> list[Generation]:
     """Generate for chat-formatted `prompts` in batches (left padding, KV cache).
 
     Generation stops at the model's end of turn (its chat template's closing token, e.g.
     Gemma's `<end_of_turn>`) as well as at `generation_config.eos_token_id`. Each row's latency
     is measured when its own last token is produced, not when its batch ends. `timing`, when
-    given, receives the seconds spent in generate() alone (no loading, no tokenizing)."""
+    given, receives the seconds spent in generate() alone (no loading, no tokenizing);
+    `on_batch`, the number of rows each finished batch held (a progress line)."""
     import torch
     from transformers import StoppingCriteriaList
 
@@ -147,6 +150,8 @@ def generate(
                     first_token_s=round((clock.first or end) - t0, 4),
                 )
             )
+        if on_batch is not None:
+            on_batch(len(batch))
     if timing is not None:
         timing["generation_seconds"] = timing.get("generation_seconds", 0.0) + total
     return results

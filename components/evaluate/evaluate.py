@@ -17,7 +17,9 @@ decision (`tuned_better`) is made from that interval, not from one number.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
+from functools import partial
 from typing import Any
 
 from components.common.bootstrap import paired_bootstrap
@@ -25,6 +27,7 @@ from components.common.config import HEADLINE_METRICS, EvalConfig, GenerationCon
 from components.common.errors import InputError
 from components.common.generation import generate, prompt_text, response_losses
 from components.common.modeling import load_base_and_adapter
+from components.common.progress import Progress
 from components.common.results import (
     CategoryResult,
     EvaluatedArtifact,
@@ -45,7 +48,8 @@ from components.evaluate.metrics import (
 
 
 def score(
-    model: Any, tokenizer: Any, rows: list[dict[str, Any]], gen: GenerationConfig
+    model: Any, tokenizer: Any, rows: list[dict[str, Any]], gen: GenerationConfig,
+    on_batch: Callable[[int], None] | None = None,
 ) -> tuple[Scores, list[dict[str, Any]]]:
     """Loss/perplexity/ROUGE-L of whatever `model` is now, plus per-row details."""
     convs = [r["messages"] for r in rows]
@@ -59,6 +63,7 @@ def score(
         batch_size=gen.generation_batch_size,
         temperature=gen.temperature,
         top_p=gen.top_p,
+        on_batch=on_batch,
     )
     gen_s = time.perf_counter() - t0
     rouge = rouge_l([o.text for o in outs], [r["response"] for r in rows])
@@ -150,10 +155,12 @@ def evaluate(
     model, tokenizer = load_base_and_adapter(adapter_dir, base_ref)
     scores: dict[str, Scores] = {}
     details: dict[str, list[dict[str, Any]]] = {}
+    progress = Progress("evaluate", "rows", 2 * len(rows))  # base's rows, then tuned's
     for name, ctx in (("base", model.disable_adapter()), ("tuned", nullcontext())):
         t0 = time.perf_counter()
         with ctx:
-            scores[name], details[name] = score(model, tokenizer, rows, gen)
+            scores[name], details[name] = score(
+                model, tokenizer, rows, gen, partial(progress.advance, note=f"{name} model"))
         scores[name].seconds = round(time.perf_counter() - t0, 2)
     per_row = [
         {

@@ -8,10 +8,13 @@ callback sees it puts them on the same step as the loss, in W&B and in `log_hist
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
+
+from components.common.progress import Progress
 
 
 class ThroughputCallback(TrainerCallback):
@@ -44,6 +47,46 @@ class ThroughputCallback(TrainerCallback):
         logs.update(extra)
         if state.log_history and state.log_history[-1].get("step") == state.global_step:
             state.log_history[-1].update(extra)
+
+
+class ProgressCallback(TrainerCallback):
+    """The step's progress line (`components.common.progress`): step/total, the last logged
+    loss, tokens/s since the start and the ETA. Reads only what the Trainer already counts
+    (global_step, num_input_tokens_seen, the logged loss): no extra GPU sync. Rank 0 only."""
+
+    def __init__(self, every: float | None = None, clock: Callable[[], float] = time.monotonic,
+                 out: Any = None) -> None:
+        self.every, self.clock, self.out = every, clock, out
+        self.progress: Progress | None = None
+        self._tokens = 0
+        self._loss: float | None = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        self._tokens = int(state.num_input_tokens_seen or 0)
+        self.progress = Progress("fine-tune", "step", state.max_steps, start=state.global_step,
+                                 every=self.every, clock=self.clock, out=self.out)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None,
+               **kwargs: Any) -> None:
+        if logs and "loss" in logs:
+            self._loss = float(logs["loss"])
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # The last step's line waits for on_train_end: its loss is logged after this call.
+        if self.progress is not None and state.global_step < state.max_steps:
+            self._update(state)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.progress is not None:
+            self._update(state)
+            self.progress.finish()  # stopped early: the line of the step it stopped at
+
+    def _update(self, state: Any) -> None:
+        assert self.progress is not None
+        self.progress.update(state.global_step, loss=self._loss,
+                             tokens=int(state.num_input_tokens_seen or 0) - self._tokens)
 
 
 def install_first(trainer: Any, callback: TrainerCallback) -> None:

@@ -319,6 +319,7 @@ def build_trainer(
     from components.fine_tune import distributed
     from components.fine_tune.callbacks import (
         BestAdapterCallback,
+        ProgressCallback,
         ThroughputCallback,
         install_first,
     )
@@ -367,6 +368,7 @@ def build_trainer(
     if best:
         install_first(trainer, best)  # before the checkpoint upload: its file rides along
     install_first(trainer, ThroughputCallback())  # tokens/s (+ GPU memory) on each log line
+    trainer.add_callback(ProgressCallback())  # a progress line every 30 s (progress.EVERY_S)
     return Built(trainer=trainer, model=trainer.model, tokenizer=tokenizer, args=args, ckpt=ckpt,
                  best=best, work=work, fused_head=plan.fused_head,
                  digest_before=base_weights_digest(trainer.model))

@@ -19,6 +19,7 @@ from components.common.config import GenerationConfig, InferenceConfig
 from components.common.generation import generate, prompt_text
 from components.common.jsonl import Prompt, load_prompts
 from components.common.memory import peak_memory
+from components.common.progress import Progress
 from components.common.results import Predictions
 from components.common.serving import chat_messages
 
@@ -50,6 +51,7 @@ def infer(
         temperature=gen.temperature,
         top_p=gen.top_p,
         timing=timing,
+        on_batch=Progress("inference", "rows", len(chats)).advance,
     )
     return [
         {

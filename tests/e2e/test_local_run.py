@@ -74,6 +74,15 @@ def test_terminal_output_fits_one_screen_and_steps_log_has_the_rest(run, run_out
     assert "tokens/s" in figures["fine-tune"] and "loss " in figures["fine-tune"]
     assert "95%" in figures["evaluate"] and "tokens/s" in figures["inference"]
     assert re.search(r"^\s*loss\s+\d+\.\d{3}\s+\d+\.\d{3}", shown, re.M)  # the final table
+    # Not a terminal here: each long step's plain progress lines, its first and its last at least
+    progress = [ln for ln in lines if ln.startswith("progress ")]
+    assert re.search(r"^progress fine-tune step 30/30 loss [\d.]+ [\d,]+ tok/s eta 0s$",
+                     shown, re.M), progress
+    assert any(re.fullmatch(r"progress evaluate rows (\d+)/\1 eta 0s \(tuned model\)", ln)
+               for ln in progress), progress
+    assert any(re.fullmatch(r"progress inference rows (\d+)/\1 eta 0s", ln)
+               for ln in progress), progress
+    assert lines.index(progress[0]) > lines.index(next(ln for ln in lines if "▶ fine-tune" in ln))
     assert "Got executor_input" not in shown and "'train_runtime'" not in shown
     log = (run_out / "e2e" / "steps.log").read_text()
     assert "Got executor_input" in log and "'train_runtime'" in log  # kfp's and a step's own

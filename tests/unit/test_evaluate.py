@@ -146,3 +146,19 @@ def test_bad_settings_fail_before_any_model_loads(monkeypatch, tmp_path, test_fi
         io = StepIO(inputs={k: arts[k] for k in ("base", "test", "model")},
                     outputs={"generations": arts["generations"]}, run_id_from="generations")
         call(ev.run_evaluate, {**arts, **params, "required_accelerator": ""}, io)
+
+
+def test_evaluate_says_how_many_rows_are_done(adapter, test_file, capsys):
+    """Base's rows then tuned's, one progress line a batch here (every=0 s), the last 2n/2n."""
+    from components.common.jsonl import read_rows
+    from components.common.progress import ENV_EVERY
+
+    rows = read_rows(test_file)[:4]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(ENV_EVERY, "0")
+        ev.evaluate(str(adapter), rows, EvalConfig(max_new_tokens=2, generation_batch_size=2,
+                                                   bootstrap_samples=100))
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("progress ")]
+    assert [ln.split(" eta ")[0] for ln in lines] == [
+        f"progress evaluate rows {n}/8" for n in (2, 4, 6, 8)]
+    assert lines[0].endswith("(base model)") and lines[-1].endswith("eta 0s (tuned model)")

@@ -179,7 +179,8 @@ def test_each_row_has_its_own_latency(tokenizer, monkeypatch):
     assert summary["seconds"] == timing["generation_seconds"] >= lat[2]
 
 
-def test_inference_throughput_leaves_model_loading_out(tmp_path, monkeypatch, tiny_model_ref):
+def test_inference_throughput_leaves_model_loading_out(tmp_path, monkeypatch, tiny_model_ref,
+                                                       capsys):
     """A model load that takes 1000 s (on a shifted clock) must not enter tokens/s."""
     import time as time_mod
 
@@ -211,3 +212,4 @@ def test_inference_throughput_leaves_model_loading_out(tmp_path, monkeypatch, ti
     low, high = (meta.completion_tokens / (meta.seconds + d) for d in (0.0005, -0.0005))
     assert low - 0.05 <= meta.tokens_per_second <= high + 0.05
     assert meta.device == "cpu"
+    assert "progress inference rows 2/2 eta 0s" in capsys.readouterr().out.splitlines()

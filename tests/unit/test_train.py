@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from peft import PeftModel
@@ -26,7 +27,7 @@ def splits(tokenizer):
     return prepare(cfg, tokenizer).splits
 
 
-def test_lora_training_learns_and_leaves_base_untouched(tmp_path, splits, tokenizer):
+def test_lora_training_learns_and_leaves_base_untouched(tmp_path, splits, tokenizer, capsys):
     cfg = TrainConfig(base_model="embedded://tiny-gemma3", max_seq_len=256, max_steps=12,
                       learning_rate=3e-3, per_device_train_batch_size=8,
                       gradient_accumulation_steps=1, logging_steps=1, eval_steps=6,
@@ -34,6 +35,11 @@ def test_lora_training_learns_and_leaves_base_untouched(tmp_path, splits, tokeni
     result = train(cfg, splits["train"][:96], splits["validation"][:8], tmp_path / "adapter")
     m = result.metrics
     assert m.global_step == 12
+    # It said how it went: the first step's progress line and the last one (30 s apart at most).
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("progress ")]
+    # step 1's loss is logged just after its line: the first line has none yet
+    assert re.fullmatch(r"progress fine-tune step 1/12 [\d,]+ tok/s eta \S+", lines[0])
+    assert re.fullmatch(r"progress fine-tune step 12/12 loss [\d.]+ [\d,]+ tok/s eta 0s", lines[-1])
     # Held-out loss, not first vs last step: length-bucketed batches differ in length from step
     # to step, and a batch's per-token loss depends on its length as much as on training.
     val = [r["messages"] for r in splits["validation"]]
