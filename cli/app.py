@@ -225,6 +225,14 @@ ResumeOpt = Annotated[str | None, typer.Option(
     "--resume", help="Continue this earlier run from its checkpoints: on Vertex a pipeline job "
     "id (the new job takes its run name and checkpoint folder); with --local a run id in "
     "--output-dir (its own parameters; finished steps are skipped).")]
+BatchOpt = Annotated[bool, typer.Option(
+    "--batch", help="Run the whole DAG on one GPU VM as a Cloud Batch job (Spot by default); "
+    "outputs under --pipeline-root.")]
+BatchCapacityOpt = Annotated[str, typer.Option(
+    "--capacity", help="--batch: SPOT (default, retried on preemption) or STANDARD (on demand).",
+    envvar="DOLLY_LORA_BATCH_CAPACITY")]
+ImageOpt = Annotated[str, typer.Option(
+    help="The project's image, pinned (REPO@sha256:DIGEST); as DOLLY_LORA_IMAGE.")]
 MaxCostOpt = Annotated[float | None, typer.Option(
     "--max-cost", min=0.0, help="Refuse (exit 2, nothing sent) when the estimated cost in "
     "USD is above this.", envvar="DOLLY_LORA_MAX_COST")]
@@ -263,6 +271,9 @@ class Options:
     profile: str | None = None
     max_cost: float | None = None
     resume: str | None = None
+    batch: bool = False
+    capacity: str = "SPOT"
+    image: str = ""
 
     def __post_init__(self) -> None:
         self.params, self.labels = list(self.params or []), list(self.labels or [])
@@ -279,7 +290,7 @@ class Options:
         """The flags that shape the compiled template."""
         return {k: v for k, v in (("tensorboard", self.tensorboard),
                                   ("base_output_directory", self.base_output_dir),
-                                  ("timeout", self.timeout)) if v}
+                                  ("timeout", self.timeout), ("image", self.image)) if v}
 
 
 def options(ctx: typer.Context) -> Options:
