@@ -44,7 +44,8 @@ def batch_spec(opts: Options) -> tuple[Any, dict[str, Any]]:
                          "digits and -, starting with a letter, at most 63")
     spot = opts.capacity.upper() != "STANDARD"
     t = r.settings.training
-    costs = estimates(r, t.machine_type, "SPOT" if spot else "STANDARD", opts.max_cost)
+    costs = estimates(r, t.machine_type, "SPOT" if spot else "STANDARD", opts.max_cost,
+                      opts.timeout)
     bucket, _, prefix = opts.pipeline_root.removeprefix("gs://").partition("/")
     args = ["--real-defaults", *(["--profile", opts.profile] if opts.profile else []),
             *[x for p in opts.params for x in ("--param", p)]]
@@ -72,14 +73,23 @@ def weights_gb(params: dict[str, Any]) -> float:
     return 2 * arch.params / 1e9 if arch is not None else 8.6
 
 
-def estimates(r: Any, machine_type: str, capacity: str, max_cost: float | None) -> dict[str, Any]:
+def estimates(r: Any, machine_type: str, capacity: str, max_cost: float | None,
+              timeout: str = "") -> dict[str, Any]:
     """This path's estimate (one start-up, the Compute Engine price) beside the Vertex one,
-    printed on stderr; refuses above --max-cost."""
+    printed on stderr; refuses above --max-cost. A run with no estimate (a model the
+    throughput table does not know) needs --timeout for its max run duration."""
     from pipelines.settings import run_estimate
     from planning import cost
     from planning.prices import price
 
-    vertex = run_estimate(r.settings, r.params, price=r.overrides.get("gpu_hourly_usd"))
+    try:
+        vertex = run_estimate(r.settings, r.params, price=r.overrides.get("gpu_hourly_usd"))
+    except InputError as exc:
+        if not timeout or max_cost is not None:
+            raise InputError(f"--batch needs a cost estimate for its max run duration, and "
+                             f"there is none: {exc}; pass --timeout SECONDSs") from None
+        note(f"no cost estimate ({exc}); max run duration {timeout} (--timeout)")
+        return {"batch": {"timeout_seconds": float(timeout.rstrip("s"))}, "vertex": None}
     startup = vertex.startup_seconds / max(1, len(vertex.steps))
     run_s = vertex.train_seconds + vertex.generate_seconds
     p = price(machine_type, capacity)
