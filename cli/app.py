@@ -75,6 +75,8 @@ def load_dotenv() -> None:
     if path in _DOTENV_READ or not path.is_file():
         return
     _DOTENV_READ.add(path)
+    from cli.dotenv_check import dotenv_problems
+
     for problem in dotenv_problems(path):
         note(f"warning: {problem}")
     quiet = logging.getLogger("dotenv.main")
@@ -86,57 +88,6 @@ def load_dotenv() -> None:
     for key, value in values.items():
         if value is not None and key.isidentifier():
             os.environ.setdefault(key, value)
-
-
-def known_env_names() -> set[str]:
-    """Every environment variable a `submit` option or a setting reads."""
-    from typing import get_args
-
-    from pipelines.settings import ENV_IMAGE, ENV_PROFILE, ENV_TRAINING
-
-    names = {*DOTENV_KNOWN, ENV_IMAGE, ENV_PROFILE, *ENV_TRAINING}
-    for value in globals().values():
-        for meta in get_args(value)[1:] if get_args(value) else ():
-            env = getattr(meta, "envvar", None)
-            names.update([env] if isinstance(env, str) else env or [])
-    return names
-
-
-def dotenv_problems(path: Path) -> list[str]:
-    """One sentence per line of `path` that python-dotenv drops or reads under another name."""
-    import difflib
-    import re
-
-    from dotenv.parser import parse_stream
-
-    out, known = [], known_env_names()
-    with path.open(encoding="utf-8-sig", errors="replace") as f:
-        bindings = list(parse_stream(f))
-    for b in bindings:
-        first = b.original.string.splitlines()[0] if b.original.string else ""
-        where = f"{path} line {b.original.line}"
-        m = re.match(r"\s*(?:export\s+)?([^=\s]+)\s*=\s*(.*)", first)
-        if b.error:
-            key = m.group(1) if m else ""
-            spans = b.original.string.count("\n")
-            if m and m.group(2)[:1] in "'\"" and m.group(2)[:1]:
-                n = b.original.line
-                what = (f"the value of {key} opens a {m.group(2)[0]} quote that is never closed"
-                        + (f" (line {n + 1} went into it)" if spans == 2 else
-                           f" (lines {n + 1}-{n + spans - 1} went into it)" if spans > 2 else ""))
-            else:
-                what = "not KEY=VALUE" + (f" (key {key})" if key else "")
-            out.append(f"{where}: {what}; the line is ignored")
-        elif b.key and not b.key.isidentifier():
-            bare = b.key.strip("\"'")
-            out.append(f"{where}: the key {b.key} is quoted or not a name; write {bare}=... "
-                       "(the line is ignored)")
-        elif b.key and b.key not in known:
-            near = difflib.get_close_matches(b.key, sorted(known), n=1, cutoff=0.8)
-            if near or b.key.startswith("DOLLY_LORA_"):
-                hint = f"; did you mean {near[0]}?" if near else ""
-                out.append(f"{where}: {b.key} is not a setting this project reads{hint}")
-    return out
 
 
 # The top-level options, declared once. Every Vertex option also comes from an environment
@@ -225,6 +176,14 @@ ResumeOpt = Annotated[str | None, typer.Option(
     "--resume", help="Continue this earlier run from its checkpoints: on Vertex a pipeline job "
     "id (the new job takes its run name and checkpoint folder); with --local a run id in "
     "--output-dir (its own parameters; finished steps are skipped).")]
+BatchOpt = Annotated[bool, typer.Option(
+    "--batch", help="Run the whole DAG on one GPU VM as a Cloud Batch job (Spot by default); "
+    "outputs under --pipeline-root.")]
+BatchCapacityOpt = Annotated[str, typer.Option(
+    "--capacity", help="--batch: SPOT (default, retried on preemption) or STANDARD (on demand).",
+    envvar="DOLLY_LORA_BATCH_CAPACITY")]
+ImageOpt = Annotated[str, typer.Option(
+    help="The project's image, pinned (REPO@sha256:DIGEST); as DOLLY_LORA_IMAGE.")]
 MaxCostOpt = Annotated[float | None, typer.Option(
     "--max-cost", min=0.0, help="Refuse (exit 2, nothing sent) when the estimated cost in "
     "USD is above this.", envvar="DOLLY_LORA_MAX_COST")]
@@ -274,6 +233,9 @@ class Options:
     sweep: list[str] = field(default_factory=list)
     sweep_parallelism: int = 0
     sweep_max_trials: int = 32
+    batch: bool = False
+    capacity: str = "SPOT"
+    image: str = ""
 
     def __post_init__(self) -> None:
         self.params, self.labels = list(self.params or []), list(self.labels or [])
@@ -291,7 +253,7 @@ class Options:
         """The flags that shape the compiled template."""
         return {k: v for k, v in (("tensorboard", self.tensorboard),
                                   ("base_output_directory", self.base_output_dir),
-                                  ("timeout", self.timeout)) if v}
+                                  ("timeout", self.timeout), ("image", self.image)) if v}
 
 
 def options(ctx: typer.Context) -> Options:

@@ -63,6 +63,9 @@ def submit(
     sweep: a.SweepOpt = None,
     sweep_parallelism: a.SweepParallelismOpt = 0,
     sweep_max_trials: a.SweepMaxTrialsOpt = 32,
+    batch: a.BatchOpt = False,
+    capacity: a.BatchCapacityOpt = "SPOT",
+    image: a.ImageOpt = "",
 ) -> None:
     flags = dict(locals())
     del flags["ctx"]
@@ -76,7 +79,11 @@ def run(opts: Options) -> None:
     """The run the options ask for: on a KFP host, on Vertex, or here."""
     from cli import submission
 
-    if opts.kfp_host:
+    if opts.batch:
+        from cli.batch_run import run_batch
+
+        guard(lambda: run_batch(opts), "Cloud Batch")
+    elif opts.kfp_host:
         guard(lambda: submission.run_kfp(opts), f"Kubeflow Pipelines at {opts.kfp_host}")
     elif not opts.local:
         guard(lambda: submission.run_vertex(opts), "Vertex AI")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from cli import endpoints, params, run, schedule, serving  # noqa: F401 - each adds commands
+from cli import batch, endpoints, params, run, schedule, serving  # noqa: F401 - each adds commands
 from cli.app import app, fail, load_dotenv
 
 __all__ = ["app", "main"]

@@ -213,7 +213,7 @@ def throughput_for(profile: str, params: dict[str, Any], accelerator_type: str,
     from planning.throughput import THROUGHPUT
 
     row = PROFILES[profile]
-    same = (all(params.get(k) == row.params[k] for k in ("base_model", "quantization",
+    same = (all(params.get(k) == row.params.get(k) for k in ("base_model", "quantization",
                                                          "distributed"))
             and accelerator_count == row.accelerator_count
             and accelerator_type == row.accelerator_type)

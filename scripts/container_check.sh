@@ -272,9 +272,85 @@ podman rm --force "$ctr" >/dev/null
     || die "fine-tune did not stop on SIGTERM (exit $rc): $WORK/logs/fine-tune.sigterm.log"
 echo "stopped by SIGTERM in ${sigterm_s} s, exit 143"
 
+# ------------------------------------------------------------------ the Cloud Batch task
+# `submit --batch` for this image (pinned by its digest), its runnable taken from the request
+# exactly: image, entrypoint, commands, environment. The bucket's folder is mounted where Batch
+# mounts the GCS volume; the embedded tiny model runs the whole DAG on CPU to its summary.
+digest=$(podman image inspect --format '{{.Digest}}' "$IMAGE")
+BATCH_IMAGE="${IMAGE%:*}@$digest"
+batch_task() {  # batch_task RUN_ID [--param ...] -> the arrays b_entry/b_cmds/b_env, b_image, b_mount
+    "${PY[@]}" -m cli.submit --batch --project container-check --region us-central1 \
+        --pipeline-root "gs://$BUCKET/batch" --image "$BATCH_IMAGE" --profile embedded \
+        --timeout 1800s --run-id "$@" --dry-run > "$WORK/logs/batch-$1.json" \
+        || die "submit --batch --dry-run refused the task (see above)"
+    mapfile -d '' -t b_fields < <("${PY[@]}" -c '
+import sys
+from google.cloud import batch_v1
+job = batch_v1.Job.from_json(open(sys.argv[1]).read())
+t = job.task_groups[0].task_spec
+c = t.runnables[0].container
+v = t.volumes[0]
+env = "".join(f"--env\x1f{k}={x}\x1f" for k, x in t.environment.variables.items())
+sys.stdout.write("\0".join([c.image_uri, c.entrypoint, v.mount_path, env,
+                            *c.commands]) + "\0")' "$WORK/logs/batch-$1.json")
+    b_image=${b_fields[0]} b_entry=${b_fields[1]} b_mount=${b_fields[2]}
+    IFS=$'\x1f' read -r -a b_env <<< "${b_fields[3]}"
+    b_cmds=("${b_fields[@]:4}")
+    [ "$b_image" = "$BATCH_IMAGE" ] || die "the Batch task runs $b_image, not $BATCH_IMAGE"
+}
+batch_run() {  # batch_run NAME [PODMAN-ARGS...]: the task's container, as Batch starts it
+    local name=$1; shift
+    podman rm --force --ignore "$name" >/dev/null
+    podman run --name "$name" --pull never --network none "$@" \
+        --volume "$WORK/batch-bucket:$b_mount:U" "${b_env[@]}" \
+        --entrypoint "$b_entry" "$b_image" "${b_cmds[@]}"
+}
+rm -rf "$WORK/batch-bucket"
+mkdir -p "$WORK/batch-bucket"
+say "The Cloud Batch task: the whole DAG in $BATCH_IMAGE, bucket at the Batch mount"
+batch_task batch-whole
+t0=$(now)
+batch_run dolly-lora-check-batch > "$WORK/logs/batch-whole.log" 2>&1 \
+    || { tail -n 30 "$WORK/logs/batch-whole.log"; die "the Batch task failed"; }
+podman rm --force dolly-lora-check-batch >/dev/null
+batch_s=$(since "$t0")
+summary=$WORK/batch-bucket/batch/batch-whole/summary.json
+"${PY[@]}" -c 'import json, sys; s = json.load(open(sys.argv[1])); assert s["status"] == "SUCCESS", s["status"]' \
+    "$summary" || die "the Batch task's summary is not SUCCESS: $summary"
+echo "whole DAG to its summary in ${batch_s} s: $summary"
+
+say "Simulated preemption: stop the Batch task mid fine-tune, run the same task again"
+batch_task batch-preempt --param max_steps=60 --param save_steps=5
+ckpts=$WORK/batch-bucket/batch/batch-preempt/checkpoints
+batch_run dolly-lora-check-preempt --detach >/dev/null
+t0=$(now)
+until find "$ckpts" -name checkpoint-* -maxdepth 4 2>/dev/null | grep -q .; do
+    [ "$(podman inspect --format '{{.State.Running}}' dolly-lora-check-preempt)" = true ] \
+        || { podman logs dolly-lora-check-preempt 2>&1 | tail -n 20; die "the task ended before a checkpoint"; }
+    awk -v s="$(since "$t0")" 'BEGIN { exit !(s < 600) }' || die "no checkpoint within 600 s"
+    sleep 2
+done
+sleep 3  # past the checkpoint's completion marker
+podman stop --time 30 dolly-lora-check-preempt >/dev/null  # SIGTERM, then SIGKILL: the VM going
+podman logs dolly-lora-check-preempt > "$WORK/logs/batch-preempt-1.log" 2>&1
+podman rm --force dolly-lora-check-preempt >/dev/null
+t0=$(now)
+batch_run dolly-lora-check-preempt > "$WORK/logs/batch-preempt-2.log" 2>&1 \
+    || { tail -n 30 "$WORK/logs/batch-preempt-2.log"; die "the retried Batch task failed"; }
+podman rm --force dolly-lora-check-preempt >/dev/null
+resume_s=$(since "$t0")
+grep -q "resuming run batch-preempt" "$WORK/logs/batch-preempt-2.log" \
+    || die "the retried task did not resume the run (see $WORK/logs/batch-preempt-2.log)"
+resumed=$(grep -rhoE "resuming from .* \(step [0-9]+\)" "$WORK/batch-bucket/batch/batch-preempt" \
+          "$WORK/logs/batch-preempt-2.log" 2>/dev/null | head -n 1 || true)
+[ -n "$resumed" ] || die "fine-tune did not resume from its checkpoint (no 'resuming from' line)"
+"${PY[@]}" -c 'import json, sys; s = json.load(open(sys.argv[1])); assert s["status"] == "SUCCESS", s["status"]' \
+    "$WORK/batch-bucket/batch/batch-preempt/summary.json" || die "the resumed run did not finish"
+echo "resumed ($resumed) and finished in ${resume_s} s"
+
 # ------------------------------------------------------------------ summary
 bytes=$(podman image inspect --format '{{.Size}}' "$IMAGE")
 steps=""
 for task in "${tasks[@]}"; do steps+="${steps:+, }$task ${step_s[$task]} s"; done
 say "All steps passed (build ${build_s} s; outputs in $WORK/gcs/$BUCKET)"
-echo "image $IMAGE: $(awk -v b="$bytes" 'BEGIN { printf "%.2f", b / 1e9 }') GB; steps: $steps$gpu_note, SIGTERM stop ${sigterm_s} s"
+echo "image $IMAGE: $(awk -v b="$bytes" 'BEGIN { printf "%.2f", b / 1e9 }') GB; steps: $steps$gpu_note, SIGTERM stop ${sigterm_s} s, Batch task ${batch_s} s, resumed Batch task ${resume_s} s"
