@@ -48,7 +48,9 @@ def batch_spec(opts: Options) -> tuple[Any, dict[str, Any]]:
                       opts.timeout)
     bucket, _, prefix = opts.pipeline_root.removeprefix("gs://").partition("/")
     args = ["--real-defaults", *(["--profile", opts.profile] if opts.profile else []),
-            *[x for p in opts.params for x in ("--param", p)]]
+            *[x for p in opts.params for x in ("--param", p)],
+            *[x for s in opts.sweep for x in ("--sweep", s)],
+            *(["--sweep-max-trials", str(opts.sweep_max_trials)] if opts.sweep else [])]
     from pipelines.batch import SECRET_ENV
 
     labels = {"pipeline": "dolly-lora", **parse_labels(opts.labels)}
@@ -78,12 +80,14 @@ def estimates(r: Any, machine_type: str, capacity: str, max_cost: float | None,
     """This path's estimate (one start-up, the Compute Engine price) beside the Vertex one,
     printed on stderr; refuses above --max-cost. A run with no estimate (a model the
     throughput table does not know) needs --timeout for its max run duration."""
+    from cli.sweep_submit import sweep_cost
     from pipelines.settings import run_estimate
     from planning import cost
     from planning.prices import price
 
     try:
         vertex = run_estimate(r.settings, r.params, price=r.overrides.get("gpu_hourly_usd"))
+        vertex = sweep_cost(r, vertex)  # a sweep: every trial, one after another on the VM
     except InputError as exc:
         if not timeout or max_cost is not None:
             raise InputError(f"--batch needs a cost estimate for its max run duration, and "

@@ -22,7 +22,7 @@ def sweep_items(opts: Options, params: dict[str, Any]) -> tuple[str, ...]:
     grid = build_grid(opts.sweep, params, parse_pairs(opts.params), opts.sweep_max_trials)
     at_once = opts.sweep_parallelism or len(grid)
     note(f"sweep: {len(grid)} trials, {at_once} at a time"
-         + (" (locally: one after another)" if opts.local else "") + ": "
+         + (" (locally: one after another)" if opts.local or opts.batch else "") + ": "
          + "; ".join(", ".join(f"{k}={v}" for k, v in t.items()) for t in grid))
     return trial_items(grid)
 

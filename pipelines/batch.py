@@ -13,13 +13,15 @@ from typing import Any
 # create-run-job-storage#use-bucket).
 MOUNT_PATH = "/mnt/disks/runs"
 # Batch's exit code for a task whose Spot VM was preempted (cloud.google.com/batch/docs/
-# troubleshooting#reserved-exit-codes: 50001 "the VM was preempted"). Only it is retried: any
-# other failure is a bug or bad data, and a retry would bill the same failure again.
+# troubleshooting#reserved-exit-codes: 50001). Only it is retried: a RETRY_TASK policy retries
+# the codes it names and fails every other (cloud.google.com/batch/docs/automate-task-retries),
+# since any other failure is a bug or bad data, and a retry would bill the same failure again.
 PREEMPTED_EXIT_CODE = 50001
 MAX_RETRIES = 3
-# The boot disk holds the OS (~10 GB), the pulled image (~9 GB compressed, ~25 GB unpacked with
-# its CUDA layers) and the Hugging Face cache (the model's weights, twice while merging), plus
-# headroom for logs: image + 3 x weights, rounded up to 10 GB, never below this floor.
+# The boot disk holds the OS (~10 GB), the image (9.0 GB unpacked plus its 5.0 GB compressed
+# layers while pulling: scripts/container_check.sh measures both), the room the image
+# gets to write (~10 GB) and the Hugging Face cache (the model's weights, twice while merging):
+# 35 GB + 3 x weights, rounded up to 10 GB, never below this floor.
 BOOT_DISK_FLOOR_GB = 100
 IMAGE_UNPACKED_GB = 35
 SECRET_ENV = {"hf_token_secret": "HF_TOKEN", "wandb_api_key_secret": "WANDB_API_KEY",
