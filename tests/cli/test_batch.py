@@ -131,6 +131,25 @@ def test_dry_run_prints_a_batch_job_and_both_estimates(env: None) -> None:
         assert value not in res.stdout
 
 
+def test_a_sweep_on_batch_runs_its_trials_on_the_vm_and_prices_them_all(env: None) -> None:
+    """The task gets the grid; the max run duration and estimate grow with the trials."""
+    from google.cloud import batch_v1
+
+    def dry(*extra: str) -> tuple[batch_v1.Job, str]:
+        res = CliRunner().invoke(app, ["--batch", *WHERE, *SECRETS, "--image", IMAGE,
+                                       *extra, "--dry-run"])
+        assert res.exit_code == 0, res.output
+        return batch_v1.Job.from_json(res.stdout), res.stderr
+
+    single, _ = dry()
+    sweep, err = dry("--sweep", "lora_r=8,16,32")
+    command = sweep.task_groups[0].task_spec.runnables[0].container.commands[-1]
+    assert "--sweep lora_r=8,16,32" in command
+    assert "3 trials" in err and "one after another" in err and "5 start-ups" in err
+    assert (sweep.task_groups[0].task_spec.max_run_duration
+            > single.task_groups[0].task_spec.max_run_duration)
+
+
 @pytest.mark.parametrize(("args", "says"), [
     (["--project", "p", "--region", "us-central1"], "--pipeline-root gs://"),
     (["--project", "p", "--region", "us-central1", "--pipeline-root", "/tmp/x"],
