@@ -77,7 +77,7 @@ def load_dotenv() -> None:
     _DOTENV_READ.add(path)
     from cli.dotenv_check import dotenv_problems
 
-    for problem in dotenv_problems(path):
+    for problem in dotenv_problems(path, known_env_names()):
         note(f"warning: {problem}")
     quiet = logging.getLogger("dotenv.main")
     level, quiet.level = quiet.level, logging.CRITICAL
@@ -88,6 +88,20 @@ def load_dotenv() -> None:
     for key, value in values.items():
         if value is not None and key.isidentifier():
             os.environ.setdefault(key, value)
+
+
+def known_env_names() -> set[str]:
+    """Every environment variable a `submit` option or a setting reads."""
+    from typing import get_args
+
+    from pipelines.settings import ENV_IMAGE, ENV_PROFILE, ENV_TRAINING
+
+    names = {*DOTENV_KNOWN, ENV_IMAGE, ENV_PROFILE, *ENV_TRAINING}
+    for value in globals().values():
+        for meta in get_args(value)[1:] if get_args(value) else ():
+            env = getattr(meta, "envvar", None)
+            names.update([env] if isinstance(env, str) else env or [])
+    return names
 
 
 # The top-level options, declared once. Every Vertex option also comes from an environment

@@ -127,15 +127,14 @@ def estimates(r: Any, machine_type: str, capacity: str, max_cost: float | None,
 
 
 def run_batch(opts: Options, client: Any = None) -> None:
-    from google.protobuf.json_format import MessageToDict
-
     from pipelines.batch import create_request
 
     spec, costs = batch_spec(opts)
     request = create_request(spec)
     if opts.dry_run:
         note(f"dry run: would create {request.parent}/jobs/{request.job_id}; nothing sent")
-        print(json.dumps(MessageToDict(request.job._pb), indent=2, sort_keys=True))
+        print(type(request.job).to_json(request.job, indent=2, sort_keys=True,
+                                        including_default_value_fields=False))
         return
     from cli.failures import require_credentials
 

@@ -6,29 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def known_env_names() -> set[str]:
-    """Every environment variable a `submit` option or a setting reads."""
-    from typing import get_args
-
-    from cli import app as app_module
-    from pipelines.settings import ENV_IMAGE, ENV_PROFILE, ENV_TRAINING
-
-    names = {*app_module.DOTENV_KNOWN, ENV_IMAGE, ENV_PROFILE, *ENV_TRAINING}
-    for value in vars(app_module).values():
-        for meta in get_args(value)[1:] if get_args(value) else ():
-            env = getattr(meta, "envvar", None)
-            names.update([env] if isinstance(env, str) else env or [])
-    return names
-
-
-def dotenv_problems(path: Path) -> list[str]:
+def dotenv_problems(path: Path, known: set[str]) -> list[str]:
     """One sentence per line of `path` that python-dotenv drops or reads under another name."""
     import difflib
     import re
 
     from dotenv.parser import parse_stream
 
-    out, known = [], known_env_names()
+    out: list[str] = []
     with path.open(encoding="utf-8-sig", errors="replace") as f:
         bindings = list(parse_stream(f))
     for b in bindings:

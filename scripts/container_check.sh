@@ -324,7 +324,7 @@ batch_task batch-preempt --param max_steps=60 --param save_steps=5
 ckpts=$WORK/batch-bucket/batch/batch-preempt/checkpoints
 batch_run dolly-lora-check-preempt --detach >/dev/null
 t0=$(now)
-until find "$ckpts" -name checkpoint-* -maxdepth 4 2>/dev/null | grep -q .; do
+until find "$ckpts" -maxdepth 5 -name 'step-*' -type d 2>/dev/null | grep -q .; do
     [ "$(podman inspect --format '{{.State.Running}}' dolly-lora-check-preempt)" = true ] \
         || { podman logs dolly-lora-check-preempt 2>&1 | tail -n 20; die "the task ended before a checkpoint"; }
     awk -v s="$(since "$t0")" 'BEGIN { exit !(s < 600) }' || die "no checkpoint within 600 s"
