@@ -36,7 +36,9 @@ from components.common.results import (
     Predictions,
     PreparedData,
     Registration,
+    Scores,
     gate_sentence,
+    other_way,
 )
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -295,6 +297,8 @@ def results_table(summary: dict[str, Any]) -> RenderableType:
     iv = Interval.read(ev["interval"])
     verdict = (gate_sentence(False, False, iv.rows, iv.min_rows) if not iv.enough_rows else
                "tuned passes the gate" if iv.tuned_better else "tuned does not pass the gate")
+    if moved := other_way(iv, Scores.read(base), Scores.read(tuned)):  # never without a word
+        verdict += f"; but {', '.join(moved)}: the other way"
     return Group(table, Text(f"{iv.metric} improvement (tuned over base), 95% interval "
                              f"{_num(iv.improvement_low, '+.3f')} to "
                              f"{_num(iv.improvement_high, '+.3f')}: {verdict}"))

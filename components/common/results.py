@@ -431,3 +431,26 @@ class Registration(PeakMemory):
     export_max_abs_diff: float | None = None
     content_hash: str = ""  # of the merged model's files (register.content_hash)
     unchanged: bool = False  # identical to the newest version: nothing was uploaded
+
+
+# The overall metrics the verdict checks against the headline: label, and whether higher is
+# better. Perplexity is left out: it moves with loss, always the same way.
+_OTHER_WAY = {"loss": ("loss", False), "rougeL": ("ROUGE-L", True),
+              "exact_match": ("exact match", True)}
+
+
+def other_way(headline: Interval | None, base: Scores | None, tuned: Scores | None) -> list[str]:
+    """Each overall metric that moved against the headline's estimate, with its numbers
+    ("ROUGE-L fell 0.065 -> 0.040"); a change under the report's 3 decimals does not count."""
+    if headline is None or base is None or tuned is None or not headline.improvement:
+        return []
+    helped = headline.improvement > 0
+    moved = []
+    for key, (label, higher) in _OTHER_WAY.items():
+        b, t = getattr(base, key), getattr(tuned, key)
+        if key == headline.metric or b is None or t is None or round(b, 3) == round(t, 3):
+            continue
+        better = (t > b) == higher
+        if better != helped:
+            moved.append(f"{label} {'rose' if t > b else 'fell'} {b:.3f} -> {t:.3f}")
+    return moved

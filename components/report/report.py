@@ -27,6 +27,7 @@ from components.common.results import (
     PreparedData,
     Scores,
     TrainMetrics,
+    other_way,
 )
 from components.common.rows import count_reasons, reason_kind
 from components.common.trials import SWEEP_FILE, Choice, from_json, settings_label
@@ -447,29 +448,6 @@ def _fmt(value: Any, digits: int = 3) -> str:
             return f"{value:,.0f}"
         return f"{value:.{digits}f}" if abs(value) < 1e5 else f"{value:.3g}"
     return str(value)
-
-
-# The overall metrics the verdict checks against the headline: label, and whether higher is
-# better. Perplexity is left out: it moves with loss, always the same way.
-_OTHER_WAY = {"loss": ("loss", False), "rougeL": ("ROUGE-L", True),
-              "exact_match": ("exact match", True)}
-
-
-def other_way(headline: Interval | None, base: Scores | None, tuned: Scores | None) -> list[str]:
-    """Each overall metric that moved against the headline's estimate, with its numbers
-    ("ROUGE-L fell 0.065 -> 0.040"); a change under the report's 3 decimals does not count."""
-    if headline is None or base is None or tuned is None or not headline.improvement:
-        return []
-    helped = headline.improvement > 0
-    moved = []
-    for key, (label, higher) in _OTHER_WAY.items():
-        b, t = getattr(base, key), getattr(tuned, key)
-        if key == headline.metric or b is None or t is None or round(b, 3) == round(t, 3):
-            continue
-        better = (t > b) == higher
-        if better != helped:
-            moved.append(f"{label} {'rose' if t > b else 'fell'} {_fmt(b)} -> {_fmt(t)}")
-    return moved
 
 
 def _and(parts: list[str]) -> str:

@@ -137,8 +137,8 @@ def test_results_table(tmp_path: Path) -> None:
     summary = {"test_rows": 20, "eval": {
         "base": {"loss": 6.4968, "perplexity": 663.02, "rougeL": 0.0652},
         "tuned": {"loss": 5.9934, "perplexity": 400.78, "rougeL": 0.0154},
-        "interval": {"metric": "loss", "improvement_low": 0.3378, "improvement_high": 0.7109,
-                     "tuned_better": True}}}
+        "interval": {"metric": "loss", "improvement": 0.5034, "improvement_low": 0.3378,
+                     "improvement_high": 0.7109, "tuned_better": True}}}
     Console(file=out, width=100, color_system=None).print(results_table(summary))
     text = out.getvalue()
     assert "test split, 20 rows" in text
@@ -146,7 +146,7 @@ def test_results_table(tmp_path: Path) -> None:
     assert rows["loss"] == ["6.497", "5.993", "-0.503"]
     assert rows["ROUGE-L"] == ["0.065", "0.015", "-0.050"]
     assert ("loss improvement (tuned over base), 95% interval +0.338 to +0.711: tuned passes "
-            "the gate") in text
+            "the gate; but ROUGE-L fell 0.065 -> 0.015: the other way") in " ".join(text.split())
     assert len(text.splitlines()) < 12
 
 
