@@ -236,15 +236,7 @@ def test_report_renders_in_headless_chromium(run_data, tmp_path):
     binary = find_chromium()
     if binary is None:
         pytest.skip("chromium not found on PATH (apt-get install chromium, or set CHROMIUM=/path)")
-    html = run_data["html"].read_text()
-    probed = tmp_path / "probed.html"
-    probed.write_text(html.replace("</head>", PROBE + "</head>", 1))
-
-    dom = _chromium(binary, tmp_path / "profile-dom", "--dump-dom", probed.as_uri())
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    m = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
-    assert m, "the page never fired its load event:\n" + dom.stdout[-2000:]
-    probe = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    probe = _probe(binary, run_data["html"].read_text(), tmp_path)
     assert probe["errors"] == []
     assert len(probe["images"]) == 3 and all(w > 100 for w in probe["images"]), probe
     assert probe["title"] == "Fine-tuning report run-7"
